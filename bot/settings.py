@@ -1,0 +1,154 @@
+"""Service settings, read from the environment and a `.env` file.
+
+The names are Probot's where Probot has one, so that operators of other GitHub
+Apps recognise them (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    app_id: int | None = Field(default=None, alias="APP_ID")
+    private_key: SecretStr | None = Field(default=None, alias="PRIVATE_KEY")
+    private_key_path: Path | None = Field(default=None, alias="PRIVATE_KEY_PATH")
+    webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
+    webhook_path: str = Field(default="/api/github/webhooks", alias="WEBHOOK_PATH")
+    host: str = Field(default="0.0.0.0", alias="HOST")
+    port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
+    ghe_host: str | None = Field(default=None, alias="GHE_HOST")
+    ghe_protocol: Literal["https", "http"] = Field(default="https", alias="GHE_PROTOCOL")
+    data_dir: Path = Field(default=Path("./data"), alias="DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    agent_backend: Literal["claude-code", "codex", "aider", "command"] = Field(
+        default="claude-code", alias="AGENT_BACKEND"
+    )
+    agent_command: str | None = Field(default=None, alias="AGENT_COMMAND")
+    agent_model: str | None = Field(default=None, alias="AGENT_MODEL")
+    agent_env_passthrough: str = Field(default="", alias="AGENT_ENV_PASSTHROUGH")
+    max_concurrent_sessions: int = Field(default=4, ge=1, alias="MAX_CONCURRENT_SESSIONS")
+    agent_timeout: float = Field(default=3600, gt=0, alias="AGENT_TIMEOUT")
+    max_ci_rounds: int = Field(default=3, ge=0, alias="MAX_CI_ROUNDS")
+    max_review_rounds: int = Field(default=3, ge=0, alias="MAX_REVIEW_ROUNDS")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", alias="LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
+    sentry_dsn: SecretStr | None = Field(default=None, alias="SENTRY_DSN")
+    # Not in DESIGN §3: how often a failing handler is retried before the
+    # delivery is parked as failed (documented in docs/operations.md).
+    delivery_max_attempts: int = Field(default=5, ge=1, alias="DELIVERY_MAX_ATTEMPTS")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("ghe_host", "agent_command", "agent_model", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _agent_command_needed(self) -> Settings:
+        if self.agent_backend == "command" and not self.agent_command:
+            raise ValueError("AGENT_COMMAND is required when AGENT_BACKEND=command")
+        return self
+
+    # -- derived values ---------------------------------------------------
+
+    @property
+    def api_base_url(self) -> str:
+        if self.ghe_host:
+            return f"{self.ghe_protocol}://{self.ghe_host}/api/v3"
+        return "https://api.github.com"
+
+    @property
+    def git_base_url(self) -> str:
+        if self.ghe_host:
+            return f"{self.ghe_protocol}://{self.ghe_host}"
+        return "https://github.com"
+
+    @property
+    def web_base_url(self) -> str:
+        return self.git_base_url
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy async URL for the store."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'compound.db').resolve()}"
+        return async_database_url(url)
+
+    @property
+    def events_path(self) -> Path:
+        return self.data_dir / "events.jsonl"
+
+    def private_key_pem(self) -> str | None:
+        """The App's PEM key, from PRIVATE_KEY or the file PRIVATE_KEY_PATH names."""
+        if self.private_key is not None:
+            # Operators often paste the key with literal "\n" into one line.
+            return self.private_key.get_secret_value().replace("\\n", "\n")
+        if self.private_key_path is not None:
+            try:
+                return self.private_key_path.read_text()
+            except OSError as exc:
+                raise SettingsError(
+                    f"PRIVATE_KEY_PATH: cannot read {self.private_key_path}: {exc.strerror}"
+                ) from exc
+        return None
+
+    def agent_passthrough_names(self) -> list[str]:
+        return [n.strip() for n in self.agent_env_passthrough.split(",") if n.strip()]
+
+    @property
+    def github_configured(self) -> bool:
+        return self.app_id is not None and (
+            self.private_key is not None or self.private_key_path is not None
+        )
+
+
+def async_database_url(url: str) -> str:
+    """Map a plain database URL onto the async driver SQLAlchemy needs."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning a validation error into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        name = str(loc[0]).upper() if loc else "settings"
+        message = err.get("msg", "invalid")
+        value = err.get("input")
+        shown = "" if name in {"PRIVATE_KEY", "WEBHOOK_SECRET", "SENTRY_DSN"} or isinstance(value, dict) else f" (got {value!r})"
+        raise SettingsError(f"{name}: {message}{shown}") from None
