@@ -1,0 +1,80 @@
+"""The store: SQLAlchemy Core (async) over SQLite (default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.store.base import utcnow
+from bot.store.deliveries import DeliveryStore
+from bot.store.installations import InstallationStore
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant works; it only has to be the same in every Compound process.
+_MIGRATION_LOCK = 0x0C0B0D
+
+
+class Store:
+    """Owns the engine; the per-table stores hang off it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.deliveries = DeliveryStore(engine)
+        self.installations = InstallationStore(engine)
+
+    @classmethod
+    def connect(cls, url: str, **engine_args: Any) -> Store:
+        """Build a store from an async SQLAlchemy URL (see Settings.resolved_database_url)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url, **engine_args)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine_args.setdefault("pool_size", 10)
+            engine_args.setdefault("max_overflow", 10)
+            engine_args.setdefault("pool_pre_ping", True)
+            engine = create_async_engine(url, **engine_args)
+        return cls(engine)
+
+    async def migrate(self) -> None:
+        """Apply Alembic migrations up to head; safe to run from several processes."""
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            await conn.run_sync(_upgrade)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _upgrade(sync_conn: Any) -> None:
+    cfg = Config(str(MIGRATIONS / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; FULL makes every commit durable
+    # (group commit in the intake keeps that affordable).
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+__all__ = ["Store", "utcnow"]
