@@ -301,6 +301,8 @@ def main() -> int:
         "components": referenced_components(schema_doc, list(webhooks.values())),
     }
 
+    for schema in [*webhooks.values(), *subset["components"].get("schemas", {}).values()]:
+        Draft202012Validator.check_schema(schema)
     registry = Registry().with_resource(BASE_URI, DRAFT202012.create_resource(subset))
     validators = {
         key: Draft202012Validator({"$ref": f"{BASE_URI}#/webhooks/{key}"}, registry=registry)
