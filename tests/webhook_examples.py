@@ -67,7 +67,8 @@ def example(event: str, action: str | None = None, **edits: Any) -> dict[str, An
 
     Each edit sets a top-level key. A dict value is merged into the dict already there,
     recursively (so ``issue={"number": 7}`` keeps the rest of the issue); any other value
-    replaces it; ``DELETE`` removes the key.
+    replaces it; ``DELETE`` removes the key. (``action`` names the example to start from;
+    to change the action, set ``payload["action"]`` on the result.)
     """
     found = examples(event, action)
     if not found:
