@@ -174,7 +174,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         while True:
             try:
                 status, response_headers, data = await self._exchange(method, url, headers, body)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 self._github.metrics.github_calls.labels(method, "error").inc()
                 if method not in IDEMPOTENT_METHODS or attempt >= policy.attempts:
                     raise
