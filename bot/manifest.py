@@ -232,7 +232,9 @@ class ManifestFlow:
     async def _convert(self, code: str) -> dict[str, Any]:
         # Unauthenticated: the code itself is the credential.
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            gh = gidgethub.aiohttp.GitHubAPI(session, REQUESTER, base_url=self.settings.api_base_url)
+            gh = gidgethub.aiohttp.GitHubAPI(
+                session, REQUESTER, base_url=self.settings.api_base_url
+            )
             data = await gh.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
         return dict(data)
 

@@ -240,7 +240,9 @@ async def test_a_post_is_retried_on_5xx_too(twin, github, sleep, installation_id
 
 
 @pytest.mark.parametrize("status", [403, 429])
-async def test_secondary_rate_limit_honours_retry_after(twin, github, sleep, installation_id, status):
+async def test_secondary_rate_limit_honours_retry_after(
+    twin, github, sleep, installation_id, status
+):
     twin.fail_next("GET", rf"^/repos/{REPO}$", status=status, headers={"Retry-After": "7"})
     repo = await github.installation(installation_id).getitem(f"/repos/{REPO}")
     assert repo["full_name"] == REPO
@@ -266,7 +268,9 @@ async def test_a_plain_403_is_not_retried(twin, github, sleep, installation_id):
     assert sleep.waits == []
 
 
-async def test_primary_exhaustion_waits_for_the_reset(twin, session, settings, metrics, sleep, installation_id):
+async def test_primary_exhaustion_waits_for_the_reset(
+    twin, session, settings, metrics, sleep, installation_id
+):
     now = time.time()
     github = GitHub.from_settings(session, settings, metrics, sleep=sleep, clock=lambda: now)
     twin.fail_next(

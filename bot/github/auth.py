@@ -63,7 +63,8 @@ class AppAuth:
         self.app_id = app_id
         # GitHub shows this same value next to the key in the App's settings
         # (`openssl rsa -pubout -outform DER | openssl sha256 -binary | base64`).
-        self.fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(public_der).digest()).decode()
+        digest = hashlib.sha256(public_der).digest()
+        self.fingerprint = "SHA256:" + base64.b64encode(digest).decode()
         self._pem = private_key_pem
         self._clock = clock
         self._jwt: str | None = None

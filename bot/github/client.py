@@ -44,6 +44,10 @@ REQUESTER = "Compound"
 # delivery's own retry deals with).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
+# A request that never got a complete answer (TimeoutError covers aiohttp's
+# ServerTimeoutError and the total-timeout error).
+_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -117,7 +121,9 @@ class GitHub:
         if settings.app_id is None or pem is None:
             raise SettingsError("APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH) are required")
         auth = AppAuth(settings.app_id, pem)
-        return cls(session, api_base_url=settings.api_base_url, auth=auth, metrics=metrics, **kwargs)
+        return cls(
+            session, api_base_url=settings.api_base_url, auth=auth, metrics=metrics, **kwargs
+        )
 
     def app(self) -> GitHubClient:
         """A client authenticated as the App itself (JWT)."""
@@ -174,7 +180,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         while True:
             try:
                 status, response_headers, data = await self._exchange(method, url, headers, body)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            except _NETWORK_ERRORS as exc:
                 self._github.metrics.github_calls.labels(method, "error").inc()
                 if method not in IDEMPOTENT_METHODS or attempt >= policy.attempts:
                     raise
