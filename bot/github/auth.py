@@ -134,9 +134,13 @@ class InstallationTokens:
             # cancelled caller from cancelling it for the others.
             task = asyncio.ensure_future(self._request(installation_id))
             self._inflight[installation_id] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(installation_id, None))
+            task.add_done_callback(lambda t: self._forget_request(installation_id, t))
         token = await asyncio.shield(task)
         return token.token
+
+    def _forget_request(self, installation_id: int, task: asyncio.Task[InstallationToken]) -> None:
+        if self._inflight.get(installation_id) is task:
+            del self._inflight[installation_id]
 
     def invalidate(self, installation_id: int, token: str | None = None) -> None:
         """Forget the cached token (only if it is still `token`, when given).
