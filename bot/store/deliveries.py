@@ -39,6 +39,8 @@ class DeliveryRecord:
     last_error: str | None = None
     received_at: datetime | None = None
     processed_at: datetime | None = None
+    # Set by the intake: whether the receiving process keeps it to process itself.
+    claimed: bool = False
 
 
 class DeliveryStore:
@@ -53,11 +55,14 @@ class DeliveryStore:
         ).returning(d.c.delivery_id)
 
     async def insert_new(
-        self, records: Sequence[DeliveryRecord], owner: str, lease: float
+        self, records: Sequence[DeliveryRecord], owner: str | None, lease: float
     ) -> set[str]:
-        """Store the deliveries not stored before, claimed by `owner`; return their ids."""
+        """Store the deliveries not stored before, claimed by `owner`; return their ids.
+
+        With `owner=None` they are stored unclaimed, for any process to claim.
+        """
         now = utcnow()
-        until = now + timedelta(seconds=lease)
+        until = now + timedelta(seconds=lease) if owner else None
         rows: dict[str, dict[str, Any]] = {}
         for r in records:
             rows.setdefault(
@@ -118,13 +123,15 @@ class DeliveryStore:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount
 
-    async def release(self, owner: str) -> None:
-        """Give up this process's claims (clean shutdown): others may take them at once."""
+    async def release(self, owner: str, delivery_id: str | None = None) -> None:
+        """Give up this process's claims (all, or one): others may take them at once."""
         stmt = (
             update(d)
             .where(d.c.claimed_by == owner, d.c.status == PENDING)
             .values(claimed_by=None, claimed_until=None)
         )
+        if delivery_id is not None:
+            stmt = stmt.where(d.c.delivery_id == delivery_id)
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
 

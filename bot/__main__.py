@@ -1,0 +1,228 @@
+"""The `compound` command (also `python -m bot`). Nothing runs at import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from bot import __version__
+from bot.logs import setup_logging
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("compound")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compound",
+        description="Compound: runs AI coding agents on GitHub issues and pull requests.",
+        epilog="Settings come from the environment and .env (see README.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"compound {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the web server and in-process workers (applies migrations first)",
+        description="Run the webhook server and, unless --no-workers, the session workers. "
+        "Applies database migrations first. Without APP_ID it offers the GitHub App "
+        "manifest flow at / to register the App.",
+    )
+    serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="only receive and store deliveries; `compound worker` processes process them",
+    )
+
+    sub.add_parser(
+        "worker",
+        help="run workers only (split deployments on PostgreSQL)",
+        description="Claim stored deliveries from the shared database and process them.",
+    )
+
+    receive = sub.add_parser(
+        "receive",
+        help="run one saved webhook payload through the handlers",
+        description="Store one saved payload as a delivery and run it through the handlers, "
+        "like Probot's `receive`. Exit status 1 if a handler failed.",
+    )
+    receive.add_argument("--event", "-e", required=True, help="event name, e.g. issues")
+    receive.add_argument("--payload", "-p", required=True, type=Path, help="JSON payload file")
+    receive.add_argument("--delivery-id", help="delivery id to record (default: a new one)")
+
+    db = sub.add_parser("db", help="database commands", description="Database commands.")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    db_sub.add_parser("upgrade", help="apply migrations", description="Apply database migrations.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            _require_serve_settings(settings)
+            if args.host:
+                settings.host = args.host
+            if args.port is not None:
+                settings.port = args.port
+        elif args.command == "worker":
+            _require_registered(settings)
+    except SettingsError as exc:
+        print(f"compound: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets=[
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+            settings.private_key.get_secret_value() if settings.private_key else None,
+        ],
+    )
+    _init_sentry(settings)
+    runner = {
+        "serve": lambda: _serve(settings, workers=not args.no_workers),
+        "worker": lambda: _worker(settings),
+        "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id),
+        "db": lambda: _db_upgrade(settings),
+    }[args.command]
+    try:
+        return _run(runner())
+    except SettingsError as exc:
+        print(f"compound: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(coro: object) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def _require_serve_settings(settings: Settings) -> None:
+    if settings.app_id is None:
+        return  # setup mode: the manifest flow registers the App
+    _require_registered(settings)
+
+
+def _require_registered(settings: Settings) -> None:
+    if settings.app_id is None:
+        raise SettingsError("APP_ID: required (run `compound serve` once to register the App)")
+    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+        raise SettingsError("WEBHOOK_SECRET: required; the service never accepts unsigned webhooks")
+    if not settings.github_configured:
+        raise SettingsError("PRIVATE_KEY or PRIVATE_KEY_PATH: required when APP_ID is set")
+    settings.private_key_pem()  # a PRIVATE_KEY_PATH that cannot be read fails here
+
+
+def _init_sentry(settings: Settings) -> None:
+    if settings.sentry_dsn is None:
+        return
+    import sentry_sdk
+
+    from bot.logs import redact_event
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        release=f"compound@{__version__}",
+        before_send=redact_event,
+        send_default_pii=False,
+    )
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(settings: Settings, *, workers: bool) -> int:
+    from aiohttp import web
+
+    from bot.service import Service
+
+    service = Service(settings, run_workers=workers)
+    await service.start()
+    runner = web.AppRunner(service.web_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    await site.start()
+    mode = "" if settings.app_id else " (not registered yet: open / to register the GitHub App)"
+    log.info("listening on http://%s:%s%s", settings.host, settings.port, mode,
+             extra={"webhook_path": settings.webhook_path})
+    try:
+        await _wait_for_signal()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        await service.stop()
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from bot.service import Service
+
+    service = Service(settings)
+    await service.start()
+    try:
+        await _wait_for_signal()
+    finally:
+        await service.stop()
+    return 0
+
+
+async def _receive(settings: Settings, event: str, payload_path: Path, delivery_id: str | None) -> int:
+    from bot.intake import parse_record
+    from bot.service import Service
+
+    try:
+        body = payload_path.read_bytes()
+        record, data = parse_record(delivery_id or f"receive-{uuid.uuid4()}", event, body)
+    except (OSError, ValueError) as exc:
+        print(f"compound: cannot read payload {payload_path}: {exc}", file=sys.stderr)
+        return 2
+    service = Service(settings, run_workers=False)
+    await service.start()
+    try:
+        new = await service.store.deliveries.insert_new([record], service.owner, service.policy.lease)
+        if not new:
+            print(f"compound: delivery {record.delivery_id} was received before", file=sys.stderr)
+            return 1
+        service.policy.max_attempts = 1
+        await service.dispatcher.process(record, data)
+        stored = await service.store.deliveries.get(record.delivery_id)
+    finally:
+        await service.stop()
+    assert stored is not None
+    print(f"{stored.delivery_id} {event}.{record.action or '-'}: {stored.status}")
+    if stored.status != "processed":
+        print(stored.last_error or "", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    from bot.store import Store
+
+    store = Store.connect(settings.resolved_database_url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    print("database is up to date")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

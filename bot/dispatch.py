@@ -1,0 +1,297 @@
+"""Runs stored deliveries through the handlers, after the 202.
+
+Each handler is isolated: one that raises neither stops the others nor loses
+the delivery. The failed handlers (only those) are retried with exponential
+backoff up to `max_attempts`; then the delivery is parked as `failed`.
+Deliveries that were stored but not processed (a crash, a stop, a full queue)
+are claimed from the store by the sweeper and processed here or by any other
+Compound process sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from gidgethub import routing, sansio
+
+from bot.batching import Batcher
+from bot.logs import log_context
+from bot.metrics import Metrics
+from bot.store.base import utcnow
+from bot.store.deliveries import DeliveryRecord, DeliveryStore
+
+log = logging.getLogger("compound.dispatch")
+
+
+def handler_name(callback: Callable[..., Any]) -> str:
+    return f"{callback.__module__}.{callback.__qualname__}"
+
+
+@dataclass
+class DispatchPolicy:
+    lease: float = 30.0  # seconds a claim lasts without a heartbeat
+    max_attempts: int = 5
+    backoff: float = 2.0  # first retry after this many seconds, doubling
+    concurrency: int = 16  # deliveries processed at once
+    capacity: int = 1000  # deliveries held in memory (queued, running, waiting to retry)
+    sweep_interval: float = 10.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        router: routing.Router,
+        store: DeliveryStore,
+        metrics: Metrics,
+        owner: str,
+        context: Any,
+        client_for: Callable[[int | None], Any],
+        policy: DispatchPolicy | None = None,
+    ) -> None:
+        self.router = router
+        self.store = store
+        self.metrics = metrics
+        self.owner = owner
+        self.context = context
+        self.client_for = client_for
+        self.policy = policy or DispatchPolicy()
+        self._queue: asyncio.Queue[tuple[DeliveryRecord, dict[str, Any] | None]] = asyncio.Queue()
+        self._held = 0
+        self._backlog = True  # there may be unclaimed deliveries in the store
+        self._poke = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.TimerHandle] = set()
+        self._closing = False
+        self._completer: Batcher[str, None] = Batcher(self._complete, name="delivery-completer")
+
+    # -- intake side --------------------------------------------------------
+
+    def reserve(self) -> bool:
+        """Room to keep one more fresh delivery in memory? (Then the intake claims it.)"""
+        if self._closing or self._held >= self.policy.capacity:
+            return False
+        self._held += 1
+        self.metrics.deliveries_pending.set(self._held)
+        return True
+
+    def unreserve(self) -> None:
+        self._held -= 1
+        self.metrics.deliveries_pending.set(self._held)
+
+    def submit(self, record: DeliveryRecord, data: dict[str, Any] | None) -> None:
+        """Queue a stored delivery this process has claimed (after `reserve`)."""
+        self._queue.put_nowait((record, data))
+
+    def poke(self) -> None:
+        """Deliveries were stored unclaimed: sweep the store soon."""
+        self._backlog = True
+        self._poke.set()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._completer.start()
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"dispatch-{i}")
+            for i in range(self.policy.concurrency)
+        ]
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="dispatch-sweeper")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work, let running handlers finish (up to `grace`), release claims."""
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self.unreserve()
+        for handle in self._retries:
+            handle.cancel()
+        self._retries.clear()
+        for task in self._workers:
+            if task not in self._busy:
+                task.cancel()
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._sweeper is not None:
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await self._completer.close()
+        # Whatever is still pending is ours no more: a restart or another process takes it now.
+        await self.store.release(self.owner)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until nothing is queued or running (tests and `compound receive`)."""
+        deadline = time.monotonic() + timeout
+        while self._held > 0 or not self._queue.empty():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._held} deliveries still in progress")
+            await asyncio.sleep(0.01)
+
+    # -- processing -----------------------------------------------------------
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._closing:
+            record, data = await self._queue.get()
+            self._busy.add(me)
+            try:
+                keep = await self.process(record, data)
+            except Exception:  # store trouble: hand the delivery back for a later sweep
+                log.exception("could not process delivery", extra={"delivery": record.delivery_id})
+                keep = False
+                self._backlog = True
+                try:
+                    await self.store.release(self.owner, record.delivery_id)
+                except Exception:  # the store is down; the lease lapses without heartbeats
+                    log.warning("could not release delivery %s", record.delivery_id)
+            finally:
+                self._busy.discard(me)
+            if not keep:
+                self.unreserve()
+                if self._backlog:
+                    self._poke.set()
+
+    async def process(self, record: DeliveryRecord, data: dict[str, Any] | None) -> bool:
+        """Run the handlers; returns True when a retry was scheduled (memory still held)."""
+        with log_context(
+            delivery=record.delivery_id,
+            event=record.event,
+            action=record.action,
+            installation=record.installation_id,
+            repo=record.repo,
+        ):
+            if data is None:
+                data = orjson.loads(record.payload)
+            failed, error = await self._run_handlers(record, data)
+            if not failed:
+                if self._completer.running:
+                    await self._completer.submit(record.delivery_id)
+                else:  # not started (compound receive): write it directly
+                    await self.store.mark_processed([record.delivery_id])
+                self.metrics.deliveries_processed.labels("processed").inc()
+                return False
+            attempts = record.attempts + 1
+            if attempts >= self.policy.max_attempts:
+                await self.store.mark_attempt_failed(
+                    record.delivery_id,
+                    pending_handlers=failed,
+                    error=error,
+                    retry_at=None,
+                    lease=self.policy.lease,
+                )
+                self.metrics.deliveries_processed.labels("failed").inc()
+                log.error(
+                    "delivery failed after %d attempts; parked as failed", attempts,
+                    extra={"handlers": failed},
+                )
+                return False
+            delay = self.policy.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+            await self.store.mark_attempt_failed(
+                record.delivery_id,
+                pending_handlers=failed,
+                error=error,
+                retry_at=utcnow() + timedelta(seconds=delay),
+                lease=self.policy.lease,
+            )
+            self.metrics.deliveries_processed.labels("retrying").inc()
+            log.warning(
+                "handlers failed; retry %d of %d in %.1fs",
+                attempts, self.policy.max_attempts - 1, delay,
+                extra={"handlers": failed},
+            )
+            record.attempts = attempts
+            record.pending_handlers = failed
+            if self._closing:
+                return False
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(delay, self._retry_now, record, data)
+            self._retries.add(handle)
+            return True
+
+    def _retry_now(self, record: DeliveryRecord, data: dict[str, Any]) -> None:
+        self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
+        if not self._closing:
+            self._queue.put_nowait((record, data))
+
+    async def _run_handlers(self, record: DeliveryRecord, data: dict[str, Any]) -> tuple[list[str], str]:
+        event = sansio.Event(data, event=record.event, delivery_id=record.delivery_id)
+        callbacks = sorted(self.router.fetch(event), key=handler_name)
+        if record.pending_handlers is not None:
+            callbacks = [cb for cb in callbacks if handler_name(cb) in record.pending_handlers]
+        gh = self.client_for(record.installation_id) if callbacks else None
+        results = await asyncio.gather(*(self._call(cb, event, gh) for cb in callbacks))
+        failed = [name for name, err in results if err is not None]
+        errors = "\n".join(f"{name}: {err}" for name, err in results if err is not None)
+        return failed, errors
+
+    async def _call(self, callback: Callable[..., Any], event: sansio.Event, gh: Any) -> tuple[str, str | None]:
+        name = handler_name(callback)
+        started = time.perf_counter()
+        try:
+            await callback(event, gh, self.context)
+        except Exception as exc:
+            self.metrics.handler_results.labels(event.event, name, "error").inc()
+            log.exception("handler %s failed", name, extra={"handler": name})
+            return name, f"{type(exc).__name__}: {exc}"
+        finally:
+            self.metrics.handler_seconds.labels(event.event, name).observe(time.perf_counter() - started)
+        self.metrics.handler_results.labels(event.event, name, "ok").inc()
+        return name, None
+
+    async def _complete(self, delivery_ids: list[str]) -> list[None]:
+        await self.store.mark_processed(delivery_ids)
+        return [None] * len(delivery_ids)
+
+    # -- sweeping and heartbeat ---------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        heartbeat_every = self.policy.lease / 3
+        next_heartbeat = time.monotonic() + heartbeat_every
+        while True:
+            wait = min(self.policy.sweep_interval, max(0.0, next_heartbeat - time.monotonic()))
+            try:
+                await asyncio.wait_for(self._poke.wait(), timeout=wait)
+            except TimeoutError:
+                self._backlog = True  # periodic look: retries due, leases of dead processes
+            self._poke.clear()
+            try:
+                if time.monotonic() >= next_heartbeat:
+                    await self.store.renew(self.owner, self.policy.lease)
+                    next_heartbeat = time.monotonic() + heartbeat_every
+                if self._backlog:
+                    await self.sweep()
+            except Exception:
+                log.exception("sweep failed; trying again later")
+
+    async def sweep(self) -> int:
+        """Claim due deliveries from the store, as many as there is room for."""
+        room = self.policy.capacity - self._held
+        if room <= 0 or self._closing:
+            return 0
+        limit = min(room, 200)
+        records = await self.store.claim_due(self.owner, self.policy.lease, limit=limit)
+        self._backlog = len(records) == limit
+        for record in records:
+            self._held += 1
+            self._queue.put_nowait((record, None))
+        if records:
+            self.metrics.deliveries_pending.set(self._held)
+            log.info("claimed %d stored deliveries", len(records))
+        if self._backlog:
+            self._poke.set()
+        return len(records)

@@ -1,0 +1,131 @@
+"""Builds the running service from Settings: store, GitHub client, intake, dispatcher."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+import handlers
+from bot import __version__
+from bot.context import Context
+from bot.dispatch import Dispatcher, DispatchPolicy
+from bot.intake import DeliveryWriter, Intake
+from bot.logs import redactor
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.store import Store
+from bot.web import create_app
+
+log = logging.getLogger("compound.service")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Service:
+    """One Compound process. `start()` opens everything, `stop()` closes it in order."""
+
+    settings: Settings
+    policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+    run_workers: bool = True
+    env_path: Path = Path(".env")
+
+    def __post_init__(self) -> None:
+        self.owner = worker_id()
+        self.metrics = Metrics()
+        self.store = Store.connect(self.settings.resolved_database_url)
+        self.session: aiohttp.ClientSession | None = None
+        self.github: Any = None
+        self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
+        self.dispatcher = Dispatcher(
+            router=handlers.router,
+            store=self.store.deliveries,
+            metrics=self.metrics,
+            owner=self.owner,
+            context=self.context,
+            client_for=self._client_for,
+            policy=self.policy,
+        )
+        self.writer = DeliveryWriter(self.store.deliveries, self.owner, self.policy.lease)
+        secret = self.settings.webhook_secret
+        self.intake = Intake(
+            secret=secret.get_secret_value() if secret else None,
+            writer=self.writer,
+            dispatcher=self.dispatcher if self.run_workers else None,
+            metrics=self.metrics,
+            events=handlers.EVENTS,
+        )
+
+    def _client_for(self, installation_id: int | None) -> Any:
+        if self.github is None:
+            return None
+        return self.github.installation(installation_id) if installation_id else self.github.app()
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.migrate()
+        self.session = aiohttp.ClientSession()
+        if self.settings.github_configured:
+            self.github = _build_github(self.settings, self.session, self.metrics)
+            self.context.github = self.github
+        self.writer.start()
+        if self.run_workers:
+            self.dispatcher.start()
+        log.info(
+            "compound %s started",
+            __version__,
+            extra={
+                "worker": self.owner,
+                "database": _describe_db(self.settings.resolved_database_url),
+                "app_id": self.settings.app_id,
+                "key_fingerprint": getattr(getattr(self.github, "app_auth", None), "fingerprint", None),
+                "api": self.settings.api_base_url,
+                "workers": self.run_workers,
+            },
+        )
+
+    async def stop(self) -> None:
+        await self.writer.close()
+        if self.run_workers:
+            await self.dispatcher.stop()
+        if self.session is not None:
+            await self.session.close()
+        await self.store.close()
+
+    def web_app(self) -> web.Application:
+        return create_app(
+            self.settings,
+            intake=self.intake,
+            store=self.store,
+            metrics=self.metrics,
+            env_path=self.env_path,
+        )
+
+
+def _build_github(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics) -> Any:
+    from bot.github import AppAuth, GitHub
+
+    pem = settings.private_key_pem()
+    assert settings.app_id is not None and pem is not None
+    redactor.add_secret(pem)
+    return GitHub(
+        session=session,
+        base_url=settings.api_base_url,
+        app_auth=AppAuth(settings.app_id, pem),
+        metrics=metrics,
+    )
+
+
+def _describe_db(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

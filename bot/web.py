@@ -1,0 +1,53 @@
+"""The aiohttp application: webhook intake, health, metrics, first-run setup."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.intake import MAX_BODY, Intake
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.store import Store
+
+log = logging.getLogger("compound.web")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    intake: Intake,
+    store: Store,
+    metrics: Metrics,
+    env_path: Path = Path(".env"),
+) -> web.Application:
+    """Build the web app from its parts; nothing here opens a socket."""
+    # A little over GitHub's 25 MB cap, so the intake answers 413 itself.
+    app = web.Application(client_max_size=MAX_BODY + 1024)
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            await store.ping()
+        except Exception as exc:
+            log.warning("health check: store unreachable: %s", exc)
+            return web.json_response({"status": "unavailable", "store": "unreachable"}, status=503)
+        return web.json_response(
+            {"status": "ok", "store": store.dialect, "registered": settings.github_configured}
+        )
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app.router.add_post(settings.webhook_path, intake.handle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    if settings.app_id is None:
+        from bot.manifest import setup_routes
+
+        setup_routes(app, settings, env_path)
+    return app
