@@ -1,0 +1,5 @@
+"""A GitHub twin for Compound's tests: see README.md."""
+
+from .server import GitHubTwin
+
+__all__ = ["GitHubTwin"]

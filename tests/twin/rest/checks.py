@@ -1,0 +1,215 @@
+"""Check runs and check suites (Actions runs and jobs stay unimplemented: 501)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import gitrepo, shapes
+from ..state import CheckRun, CheckSuite, Repo, now_iso
+from .base import ApiError, Call, Reply, not_found, operation, unprocessable
+from .repos import commit_object
+
+# GitHub's documented limits, answered with 422 when exceeded.
+MAX_TEXT = 65535
+MAX_ACTIONS = 3
+ACTION_LIMITS = {"label": 20, "description": 40, "identifier": 20}
+
+
+def check_limits(body: dict[str, Any]) -> None:
+    output = body.get("output") or {}
+    for key in ("summary", "text"):
+        value = output.get(key)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise unprocessable(
+                "Invalid request.\n\nOnly 65535 characters are allowed; "
+                f"{len(value)} were supplied.",
+                {"resource": "CheckRun", "field": f"output.{key}", "code": "too_long"},
+            )
+    actions = body.get("actions") or []
+    if len(actions) > MAX_ACTIONS:
+        raise unprocessable(
+            f"Invalid request.\n\nOnly {MAX_ACTIONS} actions are allowed; {len(actions)} were supplied."
+        )
+    for action in actions:
+        for key, limit in ACTION_LIMITS.items():
+            value = action.get(key)
+            if not isinstance(value, str) or not value:
+                raise unprocessable(f"Invalid request.\n\n\"{key}\" wasn't supplied.")
+            if len(value) > limit:
+                raise unprocessable(
+                    f"Invalid request.\n\n{key} is too long (maximum is {limit} characters)."
+                )
+
+
+def _apply(run: CheckRun, body: dict[str, Any]) -> None:
+    for key in ("name", "details_url", "external_id", "started_at", "completed_at"):
+        if key in body:
+            setattr(run, key, body[key])
+    if "status" in body:
+        run.status = body["status"]
+    if body.get("conclusion"):
+        run.conclusion = body["conclusion"]
+        run.status = "completed"
+    if run.status == "completed":
+        if run.conclusion is None:
+            raise unprocessable("Invalid request.\n\n\"conclusion\" wasn't supplied.")
+        run.completed_at = run.completed_at or now_iso()
+    if run.status in ("in_progress", "completed"):
+        run.started_at = run.started_at or now_iso()
+    if "output" in body:
+        output = dict(body["output"] or {})
+        run.annotations.extend(output.pop("annotations", []) or [])
+        output.pop("images", None)
+        run.output.update(output)
+    if "actions" in body:
+        run.actions = list(body["actions"] or [])
+
+
+def _refresh_suite(repo: Repo, suite: CheckSuite) -> None:
+    runs = [r for r in repo.check_runs.values() if r.suite_id == suite.id]
+    if all(r.status == "completed" for r in runs):
+        suite.status = "completed"
+        order = ["action_required", "cancelled", "timed_out", "failure", "neutral", "success", "skipped"]
+        conclusions = [r.conclusion for r in runs if r.conclusion]
+        suite.conclusion = min(conclusions, key=lambda c: order.index(c) if c in order else 99, default=None)
+    else:
+        suite.status = "in_progress" if any(r.status != "queued" for r in runs) else "queued"
+        suite.conclusion = None
+    suite.updated_at = now_iso()
+
+
+async def _suite_for(repo: Repo, call: Call, head_sha: str) -> CheckSuite:
+    """The App's suite for a commit, created with the first run (as GitHub does)."""
+    for suite in repo.check_suites.values():
+        if suite.head_sha == head_sha:
+            return suite
+    branches = await gitrepo.refs(repo.bare_path)
+    branch = next((n.removeprefix("refs/heads/") for n, s in branches.items()
+                   if s == head_sha and n.startswith("refs/heads/")), None)
+    suite = CheckSuite(call.twin.state.next_id(), head_sha, branch)
+    repo.check_suites[suite.id] = suite
+    return suite
+
+
+def run_of(call: Call, repo: Repo) -> CheckRun:
+    run = repo.check_runs.get(call.int_param("check_run_id"))
+    if run is None:
+        raise not_found()
+    return run
+
+
+@operation("checks/create")
+async def create_run(call: Call) -> Reply:
+    repo = call.repo()
+    body = call.json
+    check_limits(body)
+    head_sha = body.get("head_sha", "")
+    sha = await gitrepo.resolve(repo.bare_path, head_sha) if head_sha else None
+    if sha is None or not sha.startswith(head_sha.lower()):
+        raise unprocessable("No commit found for SHA: " + str(head_sha))
+    suite = await _suite_for(repo, call, sha)
+    run = CheckRun(call.twin.state.next_id(), body["name"], sha, suite.id)
+    _apply(run, body)
+    repo.check_runs[run.id] = run
+    _refresh_suite(repo, suite)
+    return Reply(201, shapes.check_run(call.twin, repo, run))
+
+
+@operation("checks/update")
+async def update_run(call: Call) -> Reply:
+    repo = call.repo()
+    run = run_of(call, repo)
+    body = call.json
+    check_limits(body)
+    _apply(run, body)
+    _refresh_suite(repo, repo.check_suites[run.suite_id])
+    return Reply(200, shapes.check_run(call.twin, repo, run))
+
+
+@operation("checks/get")
+async def get_run(call: Call) -> Reply:
+    repo = call.repo()
+    return Reply(200, shapes.check_run(call.twin, repo, run_of(call, repo)))
+
+
+@operation("checks/list-annotations")
+async def list_annotations(call: Call) -> Reply:
+    repo = call.repo()
+    run = run_of(call, repo)
+    items = [
+        {
+            "path": a["path"],
+            "blob_href": f"{call.twin.git_url}/{repo.full_name}/blob/{run.head_sha}/{a['path']}",
+            "start_line": a["start_line"],
+            "end_line": a["end_line"],
+            "start_column": a.get("start_column"),
+            "end_column": a.get("end_column"),
+            "annotation_level": a.get("annotation_level"),
+            "title": a.get("title"),
+            "message": a.get("message"),
+            "raw_details": a.get("raw_details"),
+        }
+        for a in run.annotations
+    ]
+    return Reply(200, call.page(items))
+
+
+def _filter_runs(call: Call, runs: list[CheckRun]) -> list[CheckRun]:
+    name = call.query.get("check_name")
+    status = call.query.get("status")
+    runs = [r for r in runs if (name is None or r.name == name) and (status is None or r.status == status)]
+    if call.query.get("filter", "latest") == "latest":
+        latest: dict[str, CheckRun] = {}
+        for run in runs:
+            latest[run.name] = run  # ids grow, so the last one wins
+        runs = list(latest.values())
+    return sorted(runs, key=lambda r: -r.id)
+
+
+async def _sha(call: Call, repo: Repo) -> str:
+    sha = await gitrepo.resolve(repo.bare_path, call.params["ref"])
+    if sha is None:
+        raise ApiError(422, f"No commit found for SHA: {call.params['ref']}")
+    return sha
+
+
+@operation("checks/list-for-ref")
+async def list_for_ref(call: Call) -> Reply:
+    repo = call.repo()
+    sha = await _sha(call, repo)
+    runs = _filter_runs(call, [r for r in repo.check_runs.values() if r.head_sha == sha])
+    items = [shapes.check_run(call.twin, repo, r) for r in call.page(runs)]
+    return Reply(200, {"total_count": len(runs), "check_runs": items})
+
+
+@operation("checks/list-for-suite")
+async def list_for_suite(call: Call) -> Reply:
+    repo = call.repo()
+    suite_id = call.int_param("check_suite_id")
+    if suite_id not in repo.check_suites:
+        raise not_found()
+    runs = _filter_runs(call, [r for r in repo.check_runs.values() if r.suite_id == suite_id])
+    items = [shapes.check_run(call.twin, repo, r) for r in call.page(runs)]
+    return Reply(200, {"total_count": len(runs), "check_runs": items})
+
+
+@operation("checks/list-suites-for-ref")
+async def list_suites_for_ref(call: Call) -> Reply:
+    repo = call.repo()
+    sha = await _sha(call, repo)
+    suites = [s for s in repo.check_suites.values() if s.head_sha == sha]
+    name = call.query.get("check_name")
+    if name is not None:
+        suites = [s for s in suites if any(r.name == name and r.suite_id == s.id for r in repo.check_runs.values())]
+    head = await commit_object(call, repo, sha)
+    c = head["commit"]
+    head_commit = {
+        "id": sha,
+        "tree_id": c["tree"]["sha"],
+        "message": c["message"],
+        "timestamp": c["committer"]["date"],
+        "author": {"name": c["author"]["name"], "email": c["author"]["email"]},
+        "committer": {"name": c["committer"]["name"], "email": c["committer"]["email"]},
+    }
+    items = [shapes.check_suite(call.twin, repo, s, head_commit) for s in call.page(suites)]
+    return Reply(200, {"total_count": len(suites), "check_suites": items})

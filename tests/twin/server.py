@@ -1,0 +1,253 @@
+"""GitHubTwin: a small aiohttp server that plays GitHub (as GitHub Enterprise)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+from aiohttp import web
+
+from . import api, git_http, gitrepo, webhooks
+from .api import Fault, RateLimits, RecordedRequest
+from .auth import TokenStore, app_private_key_pem
+from .state import APP_SLUG, PERMISSIONS, Installation, Issue, Label, Repo, State
+from .validation import load_spec
+
+log = logging.getLogger(__name__)
+PushCallback = Callable[[str, str, str], Awaitable[None]]
+DEFAULT_PERMISSIONS = {
+    "actions": "read",
+    "checks": "write",
+    "contents": "write",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+}
+
+
+class GitHubTwin:
+    """GitHub for tests: REST under /api/v3, git at /<owner>/<repo>.git."""
+
+    def __init__(self, root: Path, *, validate_responses: bool = True) -> None:
+        self.root = Path(root)
+        self.state = State()
+        self.app_id = 4200 + secrets.randbelow(1000)
+        self.app_slug = APP_SLUG
+        self.private_key_pem = app_private_key_pem()
+        self.webhook_secret = secrets.token_hex(16)
+        self.app_permissions = dict(DEFAULT_PERMISSIONS)
+        self.token_ttl: float = 3600
+        self.tokens = TokenStore()
+        self.token_requests: dict[int, int] = {}
+        self.rate_limits = RateLimits()
+        self.validate_responses = validate_responses
+        self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
+        self.response_problems: list[str] = []
+        self.unimplemented: list[str] = []
+        self.auth_failures: list[str] = []
+        self.push_errors: list[str] = []
+        self._faults: list[Fault] = []
+        self._push_callbacks: list[PushCallback] = []
+        self._expecting_violations = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        load_spec()  # pay the one-off cost before the first request
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/api/v3{tail:(/.*)?}", self._api)
+        app.router.add_route("*", "/{owner}/{name}.git/{service:.+}", self._git)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}/api/v3"
+
+    @property
+    def git_url(self) -> str:
+        return f"http://{self.host}"
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        return await api.handle(self, request)
+
+    async def _git(self, request: web.Request) -> web.StreamResponse:
+        return await git_http.handle(self, request)
+
+    # --- state set-up ----------------------------------------------------
+
+    def add_installation(self, account: str = "octo-org", account_type: str = "Organization") -> int:
+        inst = Installation(self.state.next_id(), account, self.state.user_id(account), account_type)
+        self.state.installations[inst.id] = inst
+        return inst.id
+
+    def add_repo(
+        self,
+        full_name: str,
+        installation_id: int,
+        default_branch: str = "main",
+        files: dict[str, str | bytes] | None = None,
+        private: bool = True,
+    ) -> Repo:
+        """A repository backed by a real bare git repo with one commit of ``files``."""
+        if installation_id not in self.state.installations:
+            raise KeyError(f"no installation {installation_id}")
+        owner, name = full_name.split("/")
+        bare = self.root / "git" / owner / f"{name}.git"
+        gitrepo.create_bare(bare, default_branch, files if files is not None else {"README.md": f"# {name}\n"})
+        repo = Repo(self.state.next_id(), owner, name, installation_id, default_branch, bare, private)
+        self.state.user_id(owner)
+        self.state.repos[full_name.lower()] = repo
+        return repo
+
+    def _repo(self, full_name: str) -> Repo:
+        owner, name = full_name.split("/")
+        repo = self.state.repo(owner, name)
+        if repo is None:
+            raise KeyError(f"no repo {full_name}")
+        return repo
+
+    def set_permission(self, full_name: str, user: str, permission: str) -> None:
+        if permission not in PERMISSIONS:
+            raise ValueError(f"permission must be one of {PERMISSIONS}")
+        self.state.user_id(user)
+        self._repo(full_name).permissions[user] = permission
+
+    def add_issue(
+        self,
+        full_name: str,
+        title: str,
+        body: str | None = None,
+        user: str = "octocat",
+        labels: list[str] | None = None,
+    ) -> int:
+        repo = self._repo(full_name)
+        self.state.user_id(user)
+        for name in labels or []:
+            if repo.label(name) is None:
+                repo.labels[name] = Label(self.state.next_id(), name)
+        issue = Issue(repo.next_number(), self.state.next_id(), title, body, user, list(labels or []))
+        repo.issues[issue.number] = issue
+        return issue.number
+
+    def add_label(self, full_name: str, name: str, color: str = "ededed", description: str | None = None) -> None:
+        repo = self._repo(full_name)
+        repo.labels[name] = Label(self.state.next_id(), name, color, description)
+
+    def add_manifest_code(self, code: str) -> None:
+        """Make ``POST /app-manifests/{code}/conversions`` succeed (once) for ``code``."""
+        self.state.manifest_codes.add(code)
+
+    # --- auth, faults, hooks ---------------------------------------------
+
+    def revoke_tokens(self) -> None:
+        self.tokens.revoke_all()
+
+    def mint_token(self, installation_id: int) -> str:
+        """An installation token without an API call (not counted in token_requests)."""
+        return self.tokens.mint(installation_id, self.token_ttl, dict(self.app_permissions)).token
+
+    def app_jwt(self, lifetime: int = 540) -> str:
+        """A valid App JWT, signed with the App's key (for tests calling /app*)."""
+        import time
+
+        import jwt
+
+        now = int(time.time())
+        return jwt.encode({"iat": now - 30, "exp": now + lifetime - 30, "iss": str(self.app_id)},
+                          self.private_key_pem, algorithm="RS256")
+
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int = 502,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` API requests matching with ``status`` instead.
+
+        ``path_regex`` is searched in the path below /api/v3 (``/repos/o/r/issues/1``);
+        ``method`` is an HTTP method or ``"*"``.
+        """
+        self._faults.append(Fault(method.upper(), re.compile(path_regex), status, dict(headers or {}), body, times))
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.method in ("*", method.upper()) and fault.path_regex.search(path):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def on_push(self, callback: PushCallback) -> None:
+        """Call ``await callback(repo_full_name, ref, new_sha)`` for each ref a push updates."""
+        self._push_callbacks.append(callback)
+
+    async def _fire_push(self, full_name: str, ref: str, sha: str) -> None:
+        for callback in self._push_callbacks:
+            try:
+                await callback(full_name, ref, sha)
+            except Exception as exc:  # noqa: BLE001 - reported through push_errors
+                log.exception("on_push callback failed for %s %s", full_name, ref)
+                self.push_errors.append(f"{full_name} {ref} {sha}: {exc!r}")
+
+    async def deliver(
+        self,
+        url: str,
+        event: str,
+        payload: dict[str, Any],
+        delivery_id: str | None = None,
+        secret: str | None = None,
+    ) -> tuple[int, str]:
+        """POST a webhook delivery to ``url`` as GitHub does; (status, body text)."""
+        return await webhooks.deliver(
+            url, event, payload, secret if secret is not None else self.webhook_secret,
+            self.app_id, delivery_id,
+        )
+
+    # --- spec violations ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def expect_violations(self) -> Iterator[list[str]]:
+        """Collect the violations raised inside the block instead of failing the test.
+
+        Yields a list that holds them when the block ends; the block must cause
+        at least one, else AssertionError.
+        """
+        start = len(self.violations)
+        caught: list[str] = []
+        yield caught
+        caught.extend(self.violations[start:])
+        del self.violations[start:]
+        if not caught:
+            raise AssertionError("expected a spec violation, got none")
+
+    def calls(self, operation_id: str) -> list[RecordedRequest]:
+        """Recorded requests for one operation id."""
+        return [r for r in self.requests if r.operation_id == operation_id]
