@@ -98,7 +98,7 @@ class Intake:
             return self._rejected(413, "too_large", "payload over 25 MB")
         try:
             body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the cap
             return self._rejected(413, "too_large", "payload over 25 MB")
 
         signature = headers.get("X-Hub-Signature-256")

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,16 @@ class Service:
     """One Compound process. `start()` opens everything, `stop()` closes it in order."""
 
     settings: Settings
-    policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+    policy: DispatchPolicy | None = None
     run_workers: bool = True
     env_path: Path = Path(".env")
 
     def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = DispatchPolicy(
+                lease=self.settings.delivery_lease_seconds,
+                max_attempts=self.settings.delivery_max_attempts,
+            )
         self.owner = worker_id()
         self.metrics = Metrics()
         self.store = Store.connect(self.settings.resolved_database_url)

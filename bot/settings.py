@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Not in DESIGN §3: how often a failing handler is retried before the
     # delivery is parked as failed (documented in docs/operations.md).
     delivery_max_attempts: int = Field(default=5, ge=1, alias="DELIVERY_MAX_ATTEMPTS")
+    # How long a process's claim on a delivery lasts without its heartbeat: the
+    # deliveries of a process that died are taken over after at most this long.
+    delivery_lease_seconds: float = Field(default=30, gt=0, alias="DELIVERY_LEASE_SECONDS")
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
