@@ -63,13 +63,30 @@ class Redactor:
 redactor = Redactor()
 
 
+def install_record_context() -> None:
+    """Make every LogRecord carry the current `log_context` fields (idempotent).
+
+    A record factory, not a handler filter, so that every handler (pytest's
+    capture and Sentry's included) sees the delivery id.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_compound", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        for key, value in _context.get().items():
+            setattr(record, key, value)
+        return record
+
+    factory._compound = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class _ContextFilter(logging.Filter):
-    """Adds the current delivery context and redacts the record in place."""
+    """Redacts the record in place before any of our handlers formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
         message = record.getMessage()
         record.msg = redactor(message)
         record.args = None
@@ -136,6 +153,7 @@ def setup_logging(level: str = "info", fmt: str = "json", secrets: Iterable[str 
     handler._compound = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    install_record_context()
     # aiohttp's access log would log every delivery at full rate; we log our own line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

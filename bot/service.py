@@ -19,7 +19,7 @@ from bot import __version__
 from bot.context import Context
 from bot.dispatch import Dispatcher, DispatchPolicy
 from bot.intake import DeliveryWriter, Intake
-from bot.logs import redactor
+from bot.logs import install_record_context, redactor
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
@@ -78,6 +78,7 @@ class Service:
         return self.github.installation(installation_id) if installation_id else self.github.app()
 
     async def start(self) -> None:
+        install_record_context()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
         self.session = aiohttp.ClientSession()

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.dispatch import DispatchPolicy
+from bot.logs import install_record_context
 from bot.service import Service
 from bot.settings import Settings, load_settings
 from bot.store import Store
@@ -26,6 +27,11 @@ pytest_plugins = ["tests.twin.fixtures"] if importlib.util.find_spec("tests.twin
 # database there and drops it at the end; it never skips when the server is down.
 PG_ADMIN_URL = os.environ.get("COMPOUND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_SECRET = "test-webhook-secret-0f3c"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_context() -> None:
+    install_record_context()
 
 
 @pytest.fixture(scope="session")
