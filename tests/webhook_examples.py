@@ -1,20 +1,25 @@
 """GitHub's published webhook payloads and official schemas, for tests.
 
 The data lives in ``tests/fixtures/webhooks`` (see its README) and is produced by
-``scripts/fetch_webhook_examples.py``. Every function returns fresh deep copies, so tests
-may edit what they get.
+``scripts/fetch_webhook_examples.py``: every published example, unedited. Many were
+captured before fields the schemas now require existed, so ``examples``, ``example`` and
+``all_examples`` apply ``DRIFT_FIXES`` (small mechanical edits, each documented below) and
+conform to the official schemas; ``published`` and ``all_published`` return the payloads
+exactly as published. Every function returns fresh deep copies, so tests may edit them.
 
     payload = example("issues", "labeled", label={"name": "compound"})
     validate("issues", payload)   # AssertionError listing schema errors, if any
+    for event, action, raw in all_published(["push"]): ...   # what GitHub really sent
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,29 +46,51 @@ class WebhookSchemaError(AssertionError):
 
 
 @lru_cache(maxsize=None)
-def _payloads(event: str) -> tuple[dict[str, Any], ...]:
+def _published(event: str) -> tuple[dict[str, Any], ...]:
     path = FIXTURES / "examples" / f"{event}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in (FIXTURES / "examples").glob("*.json")))
         raise LookupError(
-            f"no webhook examples for event {event!r}; have: {known} (upstream examples "
-            f"that do not conform to the official schema are left out: see "
-            f"tests/fixtures/webhooks/README.md)"
+            f"no webhook examples for event {event!r}; have: {known} "
+            f"(see tests/fixtures/webhooks/README.md)"
         )
     return tuple(json.loads(path.read_text()))
 
 
+@lru_cache(maxsize=None)
+def _fixed(event: str) -> tuple[dict[str, Any], ...]:
+    return tuple(apply_drift_fixes(event, payload)[0] for payload in _published(event))
+
+
+def published(event: str, action: str | None = None) -> list[dict[str, Any]]:
+    """The examples for event (and action) exactly as published upstream, copied.
+
+    No drift fixes: some of these do not conform to today's schema (see DRIFT_FIXES).
+    Use them to prove the service accepts what GitHub actually sent.
+    """
+    return _select(_published(event), action)
+
+
+def all_published(events: Iterable[str]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(event, action, payload) for every published example of the events, unedited."""
+    return [(e, p.get("action"), p) for e in events for p in published(e)]
+
+
 def examples(event: str, action: str | None = None) -> list[dict[str, Any]]:
-    """The published examples for event (only those for action, if given), copied."""
+    """The examples for event (only those for action, if given), drift-fixed, copied."""
+    return _select(_fixed(event), action)
+
+
+def _select(payloads: Iterable[dict[str, Any]], action: str | None) -> list[dict[str, Any]]:
     return [
         copy.deepcopy(payload)
-        for payload in _payloads(event)
+        for payload in payloads
         if action is None or payload.get("action") == action
     ]
 
 
 def example(event: str, action: str | None = None, **edits: Any) -> dict[str, Any]:
-    """The first published example for event (and action), copied, with edits applied.
+    """The first example for event (and action), drift-fixed, copied, with edits applied.
 
     Each edit sets a top-level key. A dict value is merged into the dict already there,
     recursively (so ``issue={"number": 7}`` keeps the rest of the issue); any other value
@@ -72,11 +99,10 @@ def example(event: str, action: str | None = None, **edits: Any) -> dict[str, An
     """
     found = examples(event, action)
     if not found:
-        actions = sorted({str(p.get("action")) for p in _payloads(event)})
+        actions = sorted({str(p.get("action")) for p in _published(event)})
         raise LookupError(
             f"no {event} example with action {action!r}; actions with examples: "
-            f"{', '.join(actions)} (see tests/fixtures/webhooks/README.md for the "
-            f"upstream examples left out)"
+            f"{', '.join(actions)}"
         )
     payload = found[0]
     _merge(payload, edits)
@@ -100,6 +126,274 @@ def all_examples(events: Iterable[str]) -> list[tuple[str, str | None, dict[str,
         for event in events
         for payload in examples(event)
     ]
+
+
+# --- Schema drift fixes ---------------------------------------------------------------
+#
+# `@octokit/webhooks-examples` holds payloads captured over years; the official schemas
+# (`@octokit/openapi-webhooks`) describe what GitHub sends today. Older captures lack
+# fields that were added later, or use an older encoding. Each fix below makes one such
+# mechanical change, only where the field is missing or in the old form, and never
+# touches anything else; the first docstring line is its reason. `examples()` and
+# friends apply them all, in order; `published()` does not. tests/test_webhook_examples.py
+# fails if a fix no longer changes any example (then delete it).
+
+_REACTION_COUNTS = ("+1", "-1", "confused", "eyes", "heart", "hooray", "laugh", "rocket")
+
+
+def _dicts(node: Any, key: str | None = None) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Every dict in node (node itself included), with the key it is stored under."""
+    if isinstance(node, dict):
+        yield key, node
+        for k, value in node.items():
+            yield from _dicts(value, k)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dicts(value, key)
+
+
+def _is_repository(obj: dict[str, Any]) -> bool:
+    """A full repository object (not the short form in installation_repositories)."""
+    return {"full_name", "owner", "private", "default_branch"} <= obj.keys()
+
+
+def _set_missing(obj: dict[str, Any], values: dict[str, Any]) -> bool:
+    missing = {k: copy.deepcopy(v) for k, v in values.items() if k not in obj}
+    obj.update(missing)
+    return bool(missing)
+
+
+def _each(objects: Iterable[dict[str, Any]], values: dict[str, Any]) -> bool:
+    return [_set_missing(obj, values) for obj in objects].count(True) > 0
+
+
+def _iso8601(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fix_repository_has_discussions(event: str, payload: dict[str, Any]) -> bool:
+    """Repositories captured before Discussions (2022) lack `has_discussions`: add false."""
+    repos = (obj for _, obj in _dicts(payload) if _is_repository(obj))
+    return _each(repos, {"has_discussions": False})
+
+
+def fix_repository_topics_visibility(event: str, payload: dict[str, Any]) -> bool:
+    """Old repositories lack `topics`/`visibility`: add [] and public/private per `private`."""
+    changed = False
+    for _, repo in _dicts(payload):
+        if _is_repository(repo):
+            visibility = "private" if repo["private"] else "public"
+            changed |= _set_missing(repo, {"topics": [], "visibility": visibility})
+    return changed
+
+
+def fix_repository_disabled(event: str, payload: dict[str, Any]) -> bool:
+    """Old repositories lack `disabled`: add false."""
+    repos = (obj for _, obj in _dicts(payload) if _is_repository(obj))
+    return _each(repos, {"disabled": False})
+
+
+def fix_installation_timestamps(event: str, payload: dict[str, Any]) -> bool:
+    """Old installation objects have Unix-time `created_at`/`updated_at`: ISO 8601 (UTC)."""
+    installation = payload.get("installation")
+    changed = False
+    if isinstance(installation, dict) and "app_id" in installation:
+        for field in ("created_at", "updated_at"):
+            if isinstance(installation.get(field), int):
+                installation[field] = _iso8601(installation[field])
+                changed = True
+    return changed
+
+
+def fix_installation_app_slug(event: str, payload: dict[str, Any]) -> bool:
+    """Old installation objects lack `app_slug`: add "" (as upstream's newer examples do)."""
+    installation = payload.get("installation")
+    if isinstance(installation, dict) and "app_id" in installation:
+        return _set_missing(installation, {"app_slug": ""})
+    return False
+
+
+def fix_installation_suspension(event: str, payload: dict[str, Any]) -> bool:
+    """Old installation objects lack `suspended_by`/`suspended_at`: add null (not suspended)."""
+    installation = payload.get("installation")
+    if isinstance(installation, dict) and "app_id" in installation:
+        return _set_missing(installation, {"suspended_by": None, "suspended_at": None})
+    return False
+
+
+def fix_installation_repositories_requester(event: str, payload: dict[str, Any]) -> bool:
+    """Old installation_repositories payloads lack `requester`: add null (no request)."""
+    if event != "installation_repositories":
+        return False
+    return _set_missing(payload, {"requester": None})
+
+
+def fix_label_description(event: str, payload: dict[str, Any]) -> bool:
+    """Labels captured before label descriptions (2018) lack `description`: add null."""
+    labels = (
+        obj
+        for key, obj in _dicts(payload)
+        if key in ("label", "labels") and {"name", "color"} <= obj.keys()
+    )
+    return _each(labels, {"description": None})
+
+
+def fix_active_lock_reason(event: str, payload: dict[str, Any]) -> bool:
+    """Old issues/pull requests lack `active_lock_reason`: add null (not locked for a reason)."""
+    targets = (payload.get(k) for k in ("issue", "pull_request"))
+    return _each((t for t in targets if isinstance(t, dict)), {"active_lock_reason": None})
+
+
+def fix_reactions(event: str, payload: dict[str, Any]) -> bool:
+    """Old issues/comments lack the `reactions` rollup: add one with zero counts."""
+    changed = False
+    for key in ("issue", "comment"):
+        obj = payload.get(key)
+        if isinstance(obj, dict) and "reactions" not in obj:
+            obj["reactions"] = {
+                "url": f"{obj['url']}/reactions",
+                "total_count": 0,
+                **{name: 0 for name in _REACTION_COUNTS},
+            }
+            changed = True
+    return changed
+
+
+def fix_comment_performed_via_github_app(event: str, payload: dict[str, Any]) -> bool:
+    """Old issue comments lack `performed_via_github_app`: add null (posted by a user)."""
+    comment = payload.get("comment")
+    if event == "issue_comment" and isinstance(comment, dict):
+        return _set_missing(comment, {"performed_via_github_app": None})
+    return False
+
+
+def fix_pull_request_auto_merge(event: str, payload: dict[str, Any]) -> bool:
+    """Pull requests captured before auto-merge (2020) lack `auto_merge`: add null."""
+    pull = payload.get("pull_request")
+    return isinstance(pull, dict) and _set_missing(pull, {"auto_merge": None})
+
+
+def fix_pull_request_draft(event: str, payload: dict[str, Any]) -> bool:
+    """Pull requests captured before draft PRs (2019) lack `draft`: add false."""
+    pull = payload.get("pull_request")
+    return isinstance(pull, dict) and _set_missing(pull, {"draft": False})
+
+
+def fix_review_comment_lines(event: str, payload: dict[str, Any]) -> bool:
+    """Review comments from before multi-line comments lack line fields: null, side RIGHT."""
+    comment = payload.get("comment")
+    if event != "pull_request_review_comment" or not isinstance(comment, dict):
+        return False
+    return _set_missing(
+        comment,
+        {
+            "line": None,
+            "original_line": None,
+            "start_line": None,
+            "original_start_line": None,
+            "side": "RIGHT",
+            "start_side": None,
+        },
+    )
+
+
+def fix_app_fields(event: str, payload: dict[str, Any]) -> bool:
+    """Old GitHub App objects lack `permissions`/`events` and use "YYYY-MM-DD hh:mm:ss"."""
+    changed = False
+    for key, app in _dicts(payload):
+        if key != "app" or ("slug" not in app and "external_url" not in app):
+            continue
+        changed |= _set_missing(app, {"permissions": {}, "events": []})
+        for field in ("created_at", "updated_at"):
+            value = app.get(field)
+            if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", value):
+                app[field] = value.replace(" ", "T") + "Z"
+                changed = True
+    return changed
+
+
+def fix_check_run_ids(event: str, payload: dict[str, Any]) -> bool:
+    """Old check runs lack `node_id`/`details_url`: legacy node id; details_url = html_url."""
+    run = payload.get("check_run")
+    if event != "check_run" or not isinstance(run, dict):
+        return False
+    node_id = base64.b64encode(f"08:CheckRun{run['id']}".encode()).decode()
+    return _set_missing(run, {"node_id": node_id, "details_url": run["html_url"]})
+
+
+def fix_workflow_run_actor_path(event: str, payload: dict[str, Any]) -> bool:
+    """Old workflow runs lack `actor`/`triggering_actor`/`path`: the sender; workflow.path."""
+    run = payload.get("workflow_run")
+    if event != "workflow_run" or not isinstance(run, dict):
+        return False
+    return _set_missing(
+        run,
+        {
+            "actor": payload["sender"],
+            "triggering_actor": payload["sender"],
+            "path": payload["workflow"]["path"],
+        },
+    )
+
+
+def fix_workflow_job_fields(event: str, payload: dict[str, Any]) -> bool:
+    """Old workflow jobs lack `run_attempt`/`created_at`/`head_branch`/`workflow_name`."""
+    job = payload.get("workflow_job")
+    if event != "workflow_job" or not isinstance(job, dict):
+        return False
+    return _set_missing(
+        job,
+        {
+            "run_attempt": 1,
+            "created_at": job["started_at"],
+            "head_branch": None,
+            "workflow_name": None,
+        },
+    )
+
+
+DRIFT_FIXES: tuple[Callable[[str, dict[str, Any]], bool], ...] = (
+    fix_repository_has_discussions,
+    fix_repository_topics_visibility,
+    fix_repository_disabled,
+    fix_installation_timestamps,
+    fix_installation_app_slug,
+    fix_installation_suspension,
+    fix_installation_repositories_requester,
+    fix_label_description,
+    fix_active_lock_reason,
+    fix_reactions,
+    fix_comment_performed_via_github_app,
+    fix_pull_request_auto_merge,
+    fix_pull_request_draft,
+    fix_review_comment_lines,
+    fix_app_fields,
+    fix_check_run_ids,
+    fix_workflow_run_actor_path,
+    fix_workflow_job_fields,
+)
+"""The schema drift fixes, in the order applied. Each edits in place; True if it changed."""
+
+
+def apply_drift_fixes(event: str, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A drift-fixed copy of payload, and the names of the fixes that changed it."""
+    fixed = copy.deepcopy(payload)
+    applied = [fix.__name__ for fix in DRIFT_FIXES if fix(event, fixed)]
+    return fixed, applied
+
+
+def drift_fix_usage(events: Iterable[str]) -> dict[str, list[str]]:
+    """For each fix, the examples it changes ("event.action[i]", i counting per action)."""
+    usage: dict[str, list[str]] = {fix.__name__: [] for fix in DRIFT_FIXES}
+    for event in events:
+        seen: dict[str, int] = {}
+        for payload in _published(event):
+            name = f"{event}.{payload['action']}" if "action" in payload else event
+            ident = f"{name}[{seen.setdefault(name, 0)}]"
+            seen[name] += 1
+            for fix_name in apply_drift_fixes(event, payload)[1]:
+                usage[fix_name].append(ident)
+    return usage
 
 
 @lru_cache(maxsize=None)
