@@ -10,8 +10,8 @@ Sources (npm, fetched with ``npm pack`` into a temporary directory):
 
 Writes:
 
-* ``examples/<event>.json``  -- list of example payloads for the event (all actions),
-  only those that conform to the official schema (see EXCLUDED below);
+* ``examples/<event>.json``  -- every published example payload for the event (all
+  actions), unedited (exact duplicates dropped);
 * ``schemas.json``            -- the official schemas for the events used, with every
   component they reference (transitively), compact;
 * ``LICENSE``, ``README.md``  -- provenance.
@@ -20,10 +20,12 @@ Usage::
 
     .venv/bin/python scripts/fetch_webhook_examples.py            # pinned versions
     .venv/bin/python scripts/fetch_webhook_examples.py --examples-version latest \\
-        --schemas-version latest                                  # bump (review EXCLUDED)
+        --schemas-version latest                                  # bump
 
-The script refuses to write anything if an example fails validation and is not listed in
-EXCLUDED, or if an EXCLUDED example now validates: the list has to be reviewed by hand.
+Older examples predate fields the schemas now require. ``tests/webhook_examples.py``
+applies a list of mechanical "schema drift" fixes (``DRIFT_FIXES``) when tests load them.
+The script refuses to write anything if an example, after those fixes, does not conform
+to its official schema, or if a fix no longer changes any example: review DRIFT_FIXES.
 """
 
 from __future__ import annotations
@@ -67,99 +69,6 @@ EVENTS = (
     "push",
     "ping",
 )
-
-# Upstream examples that do not conform to the upstream schema. They are left out of the
-# committed set rather than edited. Keys: (source, event, index of the example among that
-# event's examples in the source). Values: why (the schema errors, summarised).
-#
-# Most are older captures that predate fields the schema now requires -- above all the
-# repository field `has_discussions`, required on every repository object since 2022.
-_NO_HAS_DISCUSSIONS = "repository objects lack `has_discussions` (required by the schema)"
-_OLD_INSTALLATION = (
-    "installation.created_at/updated_at are Unix timestamps (schema: string) and "
-    "`app_slug` is missing"
-)
-EXCLUDED: dict[tuple[str, str, int], str] = {
-    # check_run: the app object lacks `permissions`/`events`; check_run lacks `node_id`,
-    # `details_url`; repository lacks `disabled`.
-    ("webhooks-examples", "check_run", 7): (
-        "rerequested: check_run.app lacks `permissions`/`events`; check_run lacks "
-        "`node_id`/`details_url`; repository lacks `disabled`"
-    ),
-    ("webhooks-examples", "check_run", 8): (
-        "rerequested: check_run.app lacks `permissions`/`events`; check_run lacks "
-        "`node_id`/`details_url`; repository lacks `disabled`"
-    ),
-    # installation: old payload shape (epoch timestamps, no app_slug).
-    ("webhooks-examples", "installation", 0): (
-        "deleted: " + _OLD_INSTALLATION + "; `suspended_by`/`suspended_at` missing"
-    ),
-    ("webhooks-examples", "installation", 1): "created: " + _OLD_INSTALLATION,
-    ("webhooks-examples", "installation", 2): "created: " + _OLD_INSTALLATION,
-    ("webhooks-examples", "installation", 3): "deleted: " + _OLD_INSTALLATION,
-    ("webhooks-examples", "installation", 4): (
-        "new_permissions_accepted: installation.created_at/updated_at are Unix "
-        "timestamps (schema: string)"
-    ),
-    ("webhooks-examples", "installation_repositories", 0): (
-        "added: " + _OLD_INSTALLATION + "; `suspended_by`/`suspended_at` and top-level "
-        "`requester` missing"
-    ),
-    ("webhooks-examples", "installation_repositories", 1): "added: " + _OLD_INSTALLATION,
-    ("webhooks-examples", "installation_repositories", 2): "removed: " + _OLD_INSTALLATION,
-    # issue_comment / issues: older issue shape.
-    ("webhooks-examples", "issue_comment", 0): (
-        "created: comment lacks `performed_via_github_app`/`reactions`; issue lacks "
-        "`active_lock_reason`/`reactions`; label lacks `description`"
-    ),
-    ("webhooks-examples", "issues", 0): (
-        "edited: issue lacks `active_lock_reason`/`reactions`; label lacks `description`"
-    ),
-    ("webhooks-examples", "issues", 21): "transferred: changes.new_repository lacks `has_discussions`",
-    # pull_request
-    ("webhooks-examples", "pull_request", 0): "opened: pull_request lacks `auto_merge`",
-    **{
-        ("webhooks-examples", "pull_request", i): _NO_HAS_DISCUSSIONS
-        for i in (1, 2, 8, 9, 10, 11, 20, 21, 22, 23, 24, 25, 26, 27, 28)
-    },
-    # pull_request_review
-    ("webhooks-examples", "pull_request_review", 0): (
-        "submitted: repository objects lack `has_discussions`/`topics`/`visibility`; "
-        "pull_request lacks `draft`/`auto_merge`/`active_lock_reason`"
-    ),
-    **{
-        ("webhooks-examples", "pull_request_review", i): _NO_HAS_DISCUSSIONS
-        for i in (1, 2, 3)
-    },
-    # pull_request_review_comment
-    ("webhooks-examples", "pull_request_review_comment", 0): (
-        "created: comment lacks line fields (`line`, `side`, `start_line`, ...) and "
-        "`reactions`; repository objects lack `has_discussions`/`topics`/`visibility`; "
-        "pull_request lacks `active_lock_reason`"
-    ),
-    **{
-        ("webhooks-examples", "pull_request_review_comment", i): _NO_HAS_DISCUSSIONS
-        for i in (1, 2, 3, 4)
-    },
-    # pull_request_review_thread
-    **{
-        ("webhooks-examples", "pull_request_review_thread", i): _NO_HAS_DISCUSSIONS
-        for i in (0, 1, 2)
-    },
-    # push
-    ("webhooks-examples", "push", 0): (
-        "repository lacks `has_discussions`/`topics`/`visibility`"
-    ),
-    **{("webhooks-examples", "push", i): _NO_HAS_DISCUSSIONS for i in range(1, 7)},
-    # workflow_job / workflow_run: older shapes.
-    ("webhooks-examples", "workflow_job", 0): (
-        "in_progress: workflow_job lacks `run_attempt`/`workflow_name`/`head_branch`/"
-        "`created_at`"
-    ),
-    ("webhooks-examples", "workflow_run", 0): (
-        "completed: workflow_run lacks `actor`/`path`/`triggering_actor`"
-    ),
-}
 
 BASE_URI = "urn:compound:webhook-schemas"
 
@@ -309,38 +218,35 @@ def main() -> int:
         for key in webhooks
     }
 
+    sys.path.insert(0, str(ROOT))
+    from tests.webhook_examples import DRIFT_FIXES, apply_drift_fixes
+
     kept: dict[str, list[dict[str, Any]]] = {event: [] for event in EVENTS}
     provenance: dict[str, list[str]] = {event: [] for event in EVENTS}
-    excluded: list[tuple[str, str, int, str | None, str]] = []
+    fixed_by: dict[str, list[list[str]]] = {event: [] for event in EVENTS}
     problems: list[str] = []
-    seen_excluded: set[tuple[str, str, int]] = set()
     for source, event, i, payload in collect_examples(examples_doc, schema_doc, index):
-        ident = (source, event, i)
-        key = schema_key(event, payload, index)
-        errors = [] if key is None else list(validators[key].iter_errors(payload))
-        if key is None:
-            errors_text = f"no official schema for action {payload.get('action')!r}"
-        else:
-            errors_text = "; ".join(
-                f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:120]}" for e in errors
-            )
-        if ident in EXCLUDED:
-            seen_excluded.add(ident)
-            if key is not None and not errors:
-                problems.append(f"{ident} is in EXCLUDED but validates: drop it from EXCLUDED")
-            excluded.append((source, event, i, payload.get("action"), EXCLUDED[ident]))
-            continue
-        if key is None or errors:
-            problems.append(f"{ident} ({payload.get('action')}) does not validate: {errors_text}")
-            continue
         if payload in kept[event]:  # the same payload published by both packages
             continue
+        ident = (source, event, i)
+        key = schema_key(event, payload, index)
+        fixed, applied = apply_drift_fixes(event, payload)
+        if key is None:
+            problems.append(f"{ident}: no official schema for action {payload.get('action')!r}")
+        elif errors := list(validators[key].iter_errors(fixed)):
+            text = "; ".join(
+                f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:120]}" for e in errors
+            )
+            problems.append(f"{ident} ({payload.get('action')}), drift-fixed: {text}")
         kept[event].append(payload)
         provenance[event].append(f"{source}[{i}]")
-    for ident in sorted(set(EXCLUDED) - seen_excluded):
-        problems.append(f"{ident} is in EXCLUDED but no such example exists")
+        fixed_by[event].append(applied)
+    used = {name for lists in fixed_by.values() for applied in lists for name in applied}
+    for fix in DRIFT_FIXES:
+        if fix.__name__ not in used:
+            problems.append(f"{fix.__name__} changes no example: remove it")
     if problems:
-        print("Review EXCLUDED in", __file__, file=sys.stderr)
+        print("Review DRIFT_FIXES in tests/webhook_examples.py", file=sys.stderr)
         for problem in problems:
             print("  -", problem, file=sys.stderr)
         return 1
@@ -357,11 +263,13 @@ def main() -> int:
         json.dumps(subset, separators=(",", ":"), ensure_ascii=False) + "\n"
     )
     (out / "LICENSE").write_text(licence_text(licences, declared, ex_info, sc_info))
-    (out / "README.md").write_text(readme(ex_info, sc_info, kept, provenance, excluded))
+    (out / "README.md").write_text(
+        readme(ex_info, sc_info, kept, provenance, fixed_by, DRIFT_FIXES)
+    )
     for event in EVENTS:
         actions = Counter(str(p.get("action", "-")) for p in kept[event])
         print(f"{event}: {len(kept[event])} {dict(sorted(actions.items()))}")
-    print(f"excluded {len(excluded)} non-conforming examples; wrote {out}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -395,14 +303,16 @@ def readme(
     sc_info: dict[str, Any],
     kept: dict[str, list[dict[str, Any]]],
     provenance: dict[str, list[str]],
-    excluded: list[tuple[str, str, int, str | None, str]],
+    fixed_by: dict[str, list[list[str]]],
+    fixes: tuple[Any, ...],
 ) -> str:
+    total = sum(len(payloads) for payloads in kept.values())
+    changed = sum(1 for lists in fixed_by.values() for applied in lists if applied)
     lines = [
         "# Webhook payload fixtures",
         "",
         "Generated by `scripts/fetch_webhook_examples.py`; do not edit by hand.",
-        "Loaded through `tests/webhook_examples.py` (`examples`, `example`, `all_examples`,",
-        "`validate`).",
+        "Loaded through `tests/webhook_examples.py`.",
         "",
         "| package | version | file used | npm integrity |",
         "| --- | --- | --- | --- |",
@@ -415,14 +325,47 @@ def readme(
         "(package.json); `LICENSE` holds the licence files shipped in them and notes any",
         "package that ships none.",
         "",
-        "- `examples/<event>.json`: the published example payloads for the event, all",
-        "  actions, in upstream order: first `@octokit/webhooks-examples`, then the",
-        "  request-body examples of `@octokit/openapi-webhooks` (exact duplicates dropped).",
-        "  Only examples that validate against the official schema are kept.",
+        "- `examples/<event>.json`: every published example payload for the event, all",
+        "  actions, unedited, in upstream order: first `@octokit/webhooks-examples`, then",
+        "  the request-body examples of `@octokit/openapi-webhooks` (exact duplicates",
+        f"  dropped). {total} examples; nothing else is left out.",
         "- `schemas.json`: from `@octokit/openapi-webhooks` (GitHub's official webhook",
         "  OpenAPI 3.1 description, i.e. JSON Schema 2020-12): `webhooks` maps",
         "  `event.action` (or `event` for events without actions) to the request-body",
         "  schema, and `components` holds every component those reference, transitively.",
+        "",
+        "## Loading",
+        "",
+        "- `examples(event, action=None)`, `example(event, action=None, **edits)`,",
+        "  `all_examples(events)`: deep copies with the schema drift fixes below applied;",
+        "  every one conforms to the official schema. Use these by default.",
+        "- `published(event, action=None)`, `all_published(events)`: deep copies of the",
+        "  payloads exactly as published (some do not conform to today's schema). Use these",
+        "  to prove the service accepts what GitHub really sent.",
+        "- `validate(event, payload)`: AssertionError listing every schema error.",
+        "",
+        "## Schema drift fixes",
+        "",
+        "The examples were captured over several years; the schemas describe today's",
+        "payloads, which have fields the older captures lack (above all the repository",
+        "field `has_discussions`, required since 2022) or encode differently (Unix-time",
+        "installation timestamps). Rather than leave those examples out, the loader applies",
+        "`DRIFT_FIXES` (in `tests/webhook_examples.py`): small mechanical edits, each adding",
+        "a missing field with a neutral value or re-encoding an old value, and only where",
+        "needed. The committed files stay unedited.",
+        "",
+        f"{changed} of {total} examples are changed by at least one fix.",
+        "",
+        "| fix | reason | examples changed |",
+        "| --- | --- | --- |",
+    ]
+    for fix in fixes:
+        reason = (fix.__doc__ or "").strip().splitlines()[0]
+        count = sum(
+            fix.__name__ in applied for lists in fixed_by.values() for applied in lists
+        )
+        lines.append(f"| `{fix.__name__}` | {reason} | {count} |")
+    lines += [
         "",
         "## Regenerating",
         "",
@@ -434,37 +377,36 @@ def readme(
         "```",
         "",
         "Needs `npm` (for `npm pack`) and `jsonschema`. The script stops without writing if",
-        "an example fails validation and is not in its `EXCLUDED` table, or if an excluded",
-        "example now validates; update the table (with the reason) and rerun.",
+        "an example, after the drift fixes, does not conform to its official schema, or if",
+        "a fix no longer changes any example. Then add a fix (mechanical, with its reason)",
+        "or remove the dead one in `tests/webhook_examples.py`, and rerun. If an example",
+        "cannot be fixed mechanically, exclude it there by name with the reason.",
         "",
-        "## Edits to upstream examples",
+        "## Examples",
         "",
-        "None. Payloads are committed exactly as published; tests make their own edits",
-        "(`example(event, action, **edits)`).",
+        "Index: position in `examples/<event>.json`. Source: index in the package.",
         "",
-        "## Examples kept",
-        "",
-        "| event | action | count | source (index in the package) |",
-        "| --- | --- | --- | --- |",
+        "| event | action | count | index | source | drift-fixed |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for event in EVENTS:
         if not kept[event]:
-            lines.append(f"| {event} | - | 0 | |")
+            lines.append(f"| {event} | - | 0 | | | |")
             continue
-        groups: dict[str, list[str]] = {}
-        for payload, source in zip(kept[event], provenance[event]):
-            groups.setdefault(str(payload.get("action", "-")), []).append(source)
-        for action, sources in groups.items():
-            lines.append(f"| {event} | {action} | {len(sources)} | {', '.join(sources)} |")
-    lines += [
-        "",
-        "## Upstream examples left out (do not conform to the upstream schema)",
-        "",
-        "| source | event | index | action | why |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for source, event, i, action, why in excluded:
-        lines.append(f"| {source} | {event} | {i} | {action or '-'} | {why} |")
+        groups: dict[str, list[tuple[int, str, list[str]]]] = {}
+        rows = zip(kept[event], provenance[event], fixed_by[event])
+        for n, (payload, source, applied) in enumerate(rows):
+            groups.setdefault(str(payload.get("action", "-")), []).append(
+                (n, source, applied)
+            )
+        for action, members in groups.items():
+            indexes = ", ".join(str(n) for n, _, _ in members)
+            sources = ", ".join(source for _, source, _ in members)
+            n_fixed = sum(1 for _, _, applied in members if applied)
+            lines.append(
+                f"| {event} | {action} | {len(members)} | {indexes} | {sources} "
+                f"| {n_fixed} |"
+            )
     return "\n".join(lines) + "\n"
 
 
