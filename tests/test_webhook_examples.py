@@ -1,4 +1,4 @@
-"""The committed webhook examples conform to the official schemas; the loader copies."""
+"""The committed webhook examples, drift-fixed, conform to the official schemas."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import pytest
 
 from tests.webhook_examples import (
     DELETE,
+    DRIFT_FIXES,
     FIXTURES,
     WebhookSchemaError,
     all_examples,
+    all_published,
+    apply_drift_fixes,
+    drift_fix_usage,
     example,
     examples,
+    published,
     schema_errors,
     validate,
 )
@@ -47,10 +52,21 @@ def test_example_conforms_to_official_schema(event, action, payload):
         ("issue_comment", "created"),
         ("pull_request", "opened"),
         ("pull_request", "closed"),
+        ("pull_request", "synchronize"),
+        ("pull_request", "review_requested"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review_comment", "created"),
+        ("pull_request_review_thread", "resolved"),
         ("check_run", "completed"),
+        ("check_run", "rerequested"),
         ("check_suite", "completed"),
         ("workflow_run", "completed"),
         ("workflow_job", "completed"),
+        ("installation", "created"),
+        ("installation", "deleted"),
+        ("installation_repositories", "added"),
+        ("installation_repositories", "removed"),
+        ("push", None),
         ("ping", None),
     ],
 )
@@ -58,6 +74,87 @@ def test_examples_used_by_the_tests_exist(event, action):
     found = examples(event, action)
     assert found
     assert all(p.get("action") == action for p in found)
+
+
+def test_every_published_example_is_committed():
+    # Nothing is left out: the fixture files hold every upstream example (exact
+    # duplicates dropped), and the loader serves each one, drift-fixed.
+    for event in EVENTS:
+        raw = json.loads((FIXTURES / "examples" / f"{event}.json").read_text())
+        assert published(event) == raw
+        assert len(examples(event)) == len(raw)
+        assert all(raw.count(p) == 1 for p in raw)
+    assert len(all_published(EVENTS)) == len(CASES)
+
+
+USAGE = drift_fix_usage(EVENTS)
+
+
+@pytest.mark.parametrize("fix", DRIFT_FIXES, ids=[f.__name__ for f in DRIFT_FIXES])
+def test_drift_fix_is_documented_and_changes_some_example(fix):
+    reason = (fix.__doc__ or "").strip()
+    assert reason and "\n" not in reason, f"{fix.__name__}: give a one-line reason"
+    touched = USAGE[fix.__name__]
+    print(f"{fix.__name__}: {len(touched)} examples: {', '.join(touched)}")
+    assert touched, f"{fix.__name__} changes no example: remove it from DRIFT_FIXES"
+
+
+def test_drift_fix_usage_summary(capsys):
+    width = max(len(name) for name in USAGE)
+    with capsys.disabled():
+        print("\nschema drift fixes (examples changed):")
+        for name, touched in USAGE.items():
+            print(f"  {name:<{width}}  {len(touched):3}")
+    assert list(USAGE) == [fix.__name__ for fix in DRIFT_FIXES]
+    assert all(USAGE.values()), [name for name, touched in USAGE.items() if not touched]
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield prefix + (key,)
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _paths(value, prefix + (i,))
+
+
+@pytest.mark.parametrize(
+    ("event", "action", "payload"),
+    all_published(EVENTS),
+    ids=_ids(all_published(EVENTS)),
+)
+def test_drift_fixes_only_add_or_reencode(event, action, payload):
+    fixed, applied = apply_drift_fixes(event, payload)
+    assert set(_paths(payload)) <= set(_paths(fixed))  # nothing removed or moved
+    assert apply_drift_fixes(event, fixed) == (fixed, [])  # idempotent
+    assert (fixed == payload) == (not applied)
+    assert apply_drift_fixes(event, payload)[0] == fixed  # input untouched
+
+
+def test_published_examples_are_unedited():
+    raw = published("installation", "created")[0]
+    assert isinstance(raw["installation"]["created_at"], int)
+    assert "app_slug" not in raw["installation"]
+    with pytest.raises(WebhookSchemaError, match=r"/installation/created_at: \d+ is not"):
+        validate("installation", raw)
+    fixed = example("installation", "created")
+    assert fixed["installation"]["created_at"] == "2019-05-15T15:19:51Z"
+    assert fixed["installation"]["app_slug"] == ""
+    validate("installation", fixed)
+
+    raw_push = published("push")[1]
+    assert "has_discussions" not in raw_push["repository"]
+    assert examples("push")[1]["repository"]["has_discussions"] is False
+
+
+def test_published_are_copies():
+    first = published("push")[0]
+    first["ref"] = "changed"
+    assert published("push")[0]["ref"] != "changed"
+    _, _, payload = all_published(["ping"])[0]
+    payload["hook"]["id"] = -1
+    assert all_published(["ping"])[0][2]["hook"]["id"] != -1
 
 
 def test_schemas_cover_every_event_and_action_with_examples():
