@@ -19,9 +19,7 @@ from bot.settings import Settings, load_settings
 from bot.store import Store
 from bot.store.schema import metadata
 
-import importlib.util
-
-pytest_plugins = ["tests.twin.fixtures"] if importlib.util.find_spec("tests.twin.fixtures") else []
+pytest_plugins = ["tests.twin.fixtures"]
 
 # The PostgreSQL server the machine runs (trust auth). The suite creates its own
 # database there and drops it at the end; it never skips when the server is down.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +49,23 @@ class Store:
         return cls(engine)
 
     async def migrate(self) -> None:
-        """Apply Alembic migrations up to head; safe to run from several processes."""
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
+        """Apply Alembic migrations up to head; safe to run from several processes.
+
+        PostgreSQL serialises them with an advisory lock; SQLite (one machine)
+        with a lock file beside the database.
+        """
+        if self.dialect == "postgresql":
+            async with self.engine.begin() as conn:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            await conn.run_sync(_upgrade)
+                await conn.run_sync(_upgrade)
+            return
+        database = self.engine.url.database
+        lock_path = Path(f"{database}.migrate-lock") if database and database != ":memory:" else None
+        with open(lock_path or os.devnull, "a+b") as lock:
+            if lock_path is not None:
+                await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

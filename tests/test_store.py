@@ -1,0 +1,115 @@
+"""The store's own contract, run on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+from sqlalchemy import inspect
+
+from bot.store import Store
+from bot.store.base import utcnow
+from bot.store.deliveries import DeliveryRecord
+
+
+def rec(delivery_id: str, event: str = "issues") -> DeliveryRecord:
+    return DeliveryRecord(delivery_id, event, "labeled", 1, "o/r", json.dumps({"n": delivery_id}))
+
+
+async def test_migrations_create_the_schema_and_are_idempotent(store: Store):
+    await store.migrate()  # a second run changes nothing
+    async with store.engine.connect() as conn:
+        tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert {"deliveries", "installations", "repositories", "alembic_version"} <= tables
+
+
+async def test_insert_new_reports_only_new_deliveries(store: Store):
+    new = await store.deliveries.insert_new([rec("a"), rec("b"), rec("a")], "p1", lease=30)
+    assert new == {"a", "b"}
+    assert await store.deliveries.insert_new([rec("a"), rec("c")], "p1", lease=30) == {"c"}
+    assert await store.deliveries.count() == 3
+    stored = await store.deliveries.get("a")
+    assert stored is not None
+    assert (stored.event, stored.action, stored.installation_id, stored.repo) == ("issues", "labeled", 1, "o/r")
+    assert json.loads(stored.payload) == {"n": "a"}
+    assert stored.status == "pending" and stored.attempts == 0
+    assert stored.received_at is not None and stored.received_at.tzinfo is not None
+
+
+async def test_the_same_delivery_from_many_writers_is_stored_once(store: Store):
+    results = await asyncio.gather(
+        *(store.deliveries.insert_new([rec("same")], f"p{i}", lease=30) for i in range(8))
+    )
+    assert sum(len(r) for r in results) == 1
+
+
+async def test_claims_leases_and_release(store: Store):
+    await store.deliveries.insert_new([rec("held")], "p1", lease=30)
+    await store.deliveries.insert_new([rec("free")], None, lease=30)
+    await store.deliveries.insert_new([rec("lapsing")], "dead", lease=0.05)
+    await asyncio.sleep(0.1)
+    claimed = await store.deliveries.claim_due("p2", lease=30)
+    assert sorted(r.delivery_id for r in claimed) == ["free", "lapsing"]
+    assert await store.deliveries.claim_due("p3", lease=30) == []
+    assert await store.deliveries.renew("p2", lease=30) == 2
+    await store.deliveries.release("p2", "free")
+    assert [r.delivery_id for r in await store.deliveries.claim_due("p3", lease=30)] == ["free"]
+    await store.deliveries.release("p1")
+    assert [r.delivery_id for r in await store.deliveries.claim_due("p3", lease=30)] == ["held"]
+
+
+async def test_concurrent_claims_never_hand_one_delivery_to_two_processes(store: Store):
+    await store.deliveries.insert_new([rec(f"d{i}") for i in range(50)], None, lease=30)
+    batches = await asyncio.gather(
+        *(store.deliveries.claim_due(f"p{i}", lease=30, limit=10) for i in range(8))
+    )
+    ids = [r.delivery_id for batch in batches for r in batch]
+    assert len(ids) == len(set(ids)) == 50
+
+
+async def test_failed_attempts_retry_then_park(store: Store):
+    await store.deliveries.insert_new([rec("x")], "p1", lease=30)
+    retry_at = utcnow() + timedelta(seconds=60)
+    attempts = await store.deliveries.mark_attempt_failed(
+        "x", pending_handlers=["h2", "h1"], error="boom", retry_at=retry_at, lease=30
+    )
+    assert attempts == 1
+    stored = await store.deliveries.get("x")
+    assert stored is not None
+    assert (stored.status, stored.pending_handlers, stored.last_error) == ("pending", ["h1", "h2"], "boom")
+    # Not due yet, so nobody claims it even after its owner lets go.
+    await store.deliveries.release("p1")
+    assert await store.deliveries.claim_due("p2", lease=30) == []
+    await store.deliveries.mark_attempt_failed("x", pending_handlers=["h1"], error="boom again", retry_at=None, lease=30)
+    stored = await store.deliveries.get("x")
+    assert stored is not None
+    assert (stored.status, stored.attempts, stored.pending_handlers) == ("failed", 2, ["h1"])
+    assert await store.deliveries.count("failed") == 1
+
+
+async def test_mark_processed(store: Store):
+    await store.deliveries.insert_new([rec("p"), rec("q")], "p1", lease=30)
+    await store.deliveries.mark_processed(["p", "q"])
+    await store.deliveries.mark_processed([])
+    assert await store.deliveries.count("processed") == 2
+    stored = await store.deliveries.get("p")
+    assert stored is not None and stored.processed_at is not None and stored.attempts == 1
+    assert await store.deliveries.claim_due("p2", lease=30) == []
+
+
+async def test_installations_and_repositories(store: Store):
+    inst = store.installations
+    await inst.upsert(9, account_login="octo-org", account_type="Organization", repository_selection="selected")
+    await inst.add_repositories(9, [{"id": 1, "full_name": "octo-org/a", "private": True}, {"id": 2, "full_name": "octo-org/b"}])
+    await inst.upsert(9, account_login="octo-org", account_type="Organization", repository_selection="all", suspended=True)
+    got = await inst.get(9)
+    assert got is not None and got.repository_selection == "all" and got.suspended and not got.deleted
+    await inst.remove_repositories(9, [1])
+    assert [r.full_name for r in await inst.repositories(9)] == ["octo-org/b"]
+    assert len(await inst.repositories(9, include_removed=True)) == 2
+    await inst.add_repositories(9, [{"id": 1, "full_name": "octo-org/a-renamed"}])
+    assert [r.full_name for r in await inst.repositories(9)] == ["octo-org/a-renamed", "octo-org/b"]
+    await inst.remove_repositories(9, [])
+    assert await inst.repositories(9) == []
+    assert await inst.get(404) is None
