@@ -463,3 +463,18 @@ async def test_deliver_signs_like_github(twin):
     headers, body = received[1]
     assert headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(b"other", body, hashlib.sha256).hexdigest()
     assert len(headers["X-GitHub-Delivery"]) == 36
+
+
+async def test_lists_are_paginated_with_link_headers(twin, api, iid):
+    token = f"token {await api.token(iid)}"
+    number = twin.add_issue(REPO, title="Chatty")
+    for i in range(5):
+        await api.call("POST", f"/repos/{REPO}/issues/{number}/comments", token, json={"body": f"c{i}"})
+    path = f"/repos/{REPO}/issues/{number}/comments"
+    _, first, headers = await api.call("GET", f"{path}?per_page=2", token)
+    assert [c["body"] for c in first] == ["c0", "c1"]
+    assert 'rel="next"' in headers["Link"] and "page=3" in headers["Link"]
+    _, last, headers = await api.call("GET", f"{path}?per_page=2&page=3", token)
+    assert [c["body"] for c in last] == ["c4"] and 'rel="next"' not in headers["Link"]
+    _, _, headers = await api.call("GET", path, token)
+    assert "Link" not in headers

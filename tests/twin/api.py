@@ -118,6 +118,7 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         twin.violations.extend(f"{request.method} {path} ({op_id}): {e}" for e in errors)
         return answer(422, shapes.error(422, "Invalid request.\n\n" + "\n".join(errors)))
 
+    record.installation_id = _installation_of(twin, request)
     fault = twin._take_fault(request.method, path)
     if fault is not None:
         body = fault.body
@@ -150,6 +151,8 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
     else:
         data, content_type = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
     headers = dict(reply.headers)
+    if call.link:
+        headers["Link"] = call.link
     if request.method == "GET" and reply.status == 200:
         etag = '"' + hashlib.sha256(data).hexdigest()[:40] + '"'
         headers["ETag"] = etag
@@ -164,6 +167,13 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
     record.status = reply.status
     headers = {**twin.rate_limits.headers(bucket), **headers, "Content-Type": content_type}
     return web.Response(status=reply.status, body=data, headers=headers)
+
+
+def _installation_of(twin: GitHubTwin, request: web.Request) -> int | None:
+    """The installation a request's token belongs to, if the token is known (for records)."""
+    auth = parse_authorization(request.headers.get("Authorization"))
+    token = twin.tokens.tokens.get(auth[1]) if auth else None
+    return token.installation_id if token else None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -54,6 +54,7 @@ class Call:
     query: MultiMapping[str]
     raw_body: bytes
     token: InstallationToken | None = None
+    link: str | None = None
 
     @property
     def json(self) -> Any:
@@ -80,9 +81,21 @@ class Call:
         return repo
 
     def page(self, items: list[Any]) -> list[Any]:
-        """One page of ``items`` per the ``page``/``per_page`` query."""
-        per_page = min(int(self.query.get("per_page", "30") or 30), 100)
+        """One page of ``items`` per ``page``/``per_page``; sets the Link header GitHub sends."""
+        per_page = max(min(int(self.query.get("per_page", "30") or 30), 100), 1)
         page = max(int(self.query.get("page", "1") or 1), 1)
+        last = max((len(items) + per_page - 1) // per_page, 1)
+        rels = {}
+        if page > 1:
+            rels.update(prev=min(page - 1, last), first=1)
+        if page < last:
+            rels.update(next=page + 1, last=last)
+        links = [
+            f'<{self.request.url.update_query(page=str(n), per_page=str(per_page))}>; rel="{rel}"'
+            for rel, n in rels.items()
+        ]
+        if links:
+            self.link = ", ".join(links)
         return items[(page - 1) * per_page : page * per_page]
 
 
