@@ -152,12 +152,18 @@ async def test_app_endpoints_need_a_valid_jwt(twin, api, iid):
     assert status == 200 and body["id"] == twin.app_id and body["slug"] == twin.app_slug
     as_int = _sign_rs256({"iat": now - 60, "exp": now + 540, "iss": twin.app_id}, twin.private_key_pem)
     assert (await api.call("GET", "/app", f"Bearer {as_int}"))[0] == 200
+    # GitHub's documented recipe: iat back-dated 60 s, exp 10 minutes ahead.
+    recipe = jwt.encode({"iat": now - 60, "exp": now + 600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256")
+    assert (await api.call("GET", "/app", f"Bearer {recipe}"))[0] == 200
 
     other_key = _other_key()
     bad = {
         "wrong key": jwt.encode({"iat": now, "exp": now + 60, "iss": str(twin.app_id)}, other_key, "RS256"),
         "wrong iss": jwt.encode({"iat": now, "exp": now + 60, "iss": "1"}, twin.private_key_pem, "RS256"),
         "too long": jwt.encode({"iat": now, "exp": now + 3600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
+        "11 min ahead": jwt.encode({"iat": now - 60, "exp": now + 660, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
+        "from the future": jwt.encode({"iat": now + 300, "exp": now + 600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
+        "no iss": jwt.encode({"iat": now, "exp": now + 60}, twin.private_key_pem, "RS256"),
         "expired": jwt.encode({"iat": now - 900, "exp": now - 400, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
         "hs256": jwt.encode({"iat": now, "exp": now + 60, "iss": str(twin.app_id)}, "x" * 32, "HS256"),
     }

@@ -58,10 +58,12 @@ def verify_app_jwt(token: str, app_id: int, private_key_pem: str) -> dict[str, o
     iat, exp = claims["iat"], claims["exp"]
     if not isinstance(iat, int | float) or not isinstance(exp, int | float):
         raise BadCredentials("JWT iat/exp are not numbers")
-    if exp - iat > MAX_JWT_LIFETIME or exp <= iat:
+    # GitHub's rule is exp <= now + 10 min; its own docs back-date iat by 60 s,
+    # so a JWT may span 11 minutes from iat but never end more than 10 ahead.
+    if exp <= iat or exp - iat > MAX_JWT_LIFETIME + LEEWAY or exp > time.time() + MAX_JWT_LIFETIME + 5:
         raise BadCredentials("'Expiration time' claim ('exp') is too far in the future")
     if iat > time.time() + LEEWAY:
-        raise BadCredentials("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")
+        raise BadCredentials("'Issued at' claim ('iat') is in the future")
     return claims
 
 
