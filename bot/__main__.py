@@ -121,7 +121,15 @@ def _require_registered(settings: Settings) -> None:
         raise SettingsError("WEBHOOK_SECRET: required; the service never accepts unsigned webhooks")
     if not settings.github_configured:
         raise SettingsError("PRIVATE_KEY or PRIVATE_KEY_PATH: required when APP_ID is set")
-    settings.private_key_pem()  # a PRIVATE_KEY_PATH that cannot be read fails here
+    from bot.github import AppAuth, InvalidPrivateKey
+
+    pem = settings.private_key_pem()  # a PRIVATE_KEY_PATH that cannot be read fails here
+    assert pem is not None
+    try:
+        AppAuth(settings.app_id, pem)
+    except InvalidPrivateKey as exc:
+        name = "PRIVATE_KEY" if settings.private_key is not None else "PRIVATE_KEY_PATH"
+        raise SettingsError(f"{name}: not a PEM private key") from exc
 
 
 def _init_sentry(settings: Settings) -> None:

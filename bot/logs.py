@@ -75,8 +75,8 @@ def install_record_context() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        for key, value in _context.get().items():
-            setattr(record, key, value)
+        # One attribute, so that a call's own `extra` never collides with it.
+        record.context = _context.get()
         return record
 
     factory._compound = True  # type: ignore[attr-defined]
@@ -102,7 +102,17 @@ class _ContextFilter(logging.Filter):
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
+    "context",
 }
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The context fields, then the call's own `extra` fields."""
+    fields = dict(getattr(record, "context", None) or {})
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            fields[key] = value
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -113,9 +123,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                doc[key] = value
+        doc.update(_fields(record))
         if record.exc_text:
             doc["exc"] = record.exc_text
         return orjson.dumps(doc, default=str).decode()
@@ -123,11 +131,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}"
-            for k, v in record.__dict__.items()
-            if k not in _STANDARD_ATTRS and not k.startswith("_")
-        )
+        extras = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         if extras:
             line += f" [{extras}]"
@@ -157,6 +161,7 @@ def setup_logging(level: str = "info", fmt: str = "json", secrets: Iterable[str 
     # aiohttp's access log would log every delivery at full rate; we log our own line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     install_redaction()
 
 

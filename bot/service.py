@@ -83,7 +83,10 @@ class Service:
         await self.store.migrate()
         self.session = aiohttp.ClientSession()
         if self.settings.github_configured:
-            self.github = _build_github(self.settings, self.session, self.metrics)
+            from bot.github import GitHub
+
+            redactor.add_secret(self.settings.private_key_pem())
+            self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
         self.writer.start()
         if self.run_workers:
@@ -95,7 +98,7 @@ class Service:
                 "worker": self.owner,
                 "database": _describe_db(self.settings.resolved_database_url),
                 "app_id": self.settings.app_id,
-                "key_fingerprint": getattr(getattr(self.github, "app_auth", None), "fingerprint", None),
+                "key_fingerprint": self.github.auth.fingerprint if self.github else None,
                 "api": self.settings.api_base_url,
                 "workers": self.run_workers,
             },
@@ -117,20 +120,6 @@ class Service:
             metrics=self.metrics,
             env_path=self.env_path,
         )
-
-
-def _build_github(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics) -> Any:
-    from bot.github import AppAuth, GitHub
-
-    pem = settings.private_key_pem()
-    assert settings.app_id is not None and pem is not None
-    redactor.add_secret(pem)
-    return GitHub(
-        session=session,
-        base_url=settings.api_base_url,
-        app_auth=AppAuth(settings.app_id, pem),
-        metrics=metrics,
-    )
 
 
 def _describe_db(url: str) -> str:

@@ -127,7 +127,7 @@ async def test_retries_are_bounded_then_the_delivery_is_parked(store: Store, cap
     # Every failure was logged with the delivery id.
     failures = [x for x in caplog.records if x.getMessage().startswith("handler ")]
     assert len(failures) == POLICY.max_attempts
-    assert all(getattr(x, "delivery", None) == r.delivery_id for x in failures)
+    assert all(x.context["delivery"] == r.delivery_id for x in failures)
 
 
 async def test_unprocessed_deliveries_are_recovered_after_a_restart(store: Store):
