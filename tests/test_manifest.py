@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import re
 import stat
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bot.github import AppAuth
 from bot.manifest import setup_routes, write_env
@@ -45,7 +47,11 @@ def settings(twin):
 async def client(aiohttp_client, settings, env_path):
     app = web.Application()
     setup_routes(app, settings, env_path, manifest_path=APP_YML)
-    return await aiohttp_client(app)
+    # As `compound serve` runs it: no access log, whose request line would
+    # carry /setup's single-use code.
+    server = TestServer(app)
+    await server.start_server(access_log=None)
+    return await aiohttp_client(server)
 
 
 def form(page: str) -> tuple[str, dict]:
@@ -102,7 +108,8 @@ async def test_an_organization_gets_its_own_registration_url(client, twin):
     assert response.status == 400
 
 
-async def test_setup_writes_the_credentials_to_env(client, twin, env_path):
+async def test_setup_writes_the_credentials_to_env(client, twin, env_path, caplog):
+    caplog.set_level(logging.DEBUG)
     twin.add_manifest_code("good-code")
     state = await start(client)
     response = await client.get("/setup", params={"code": "good-code", "state": state})
@@ -127,6 +134,11 @@ async def test_setup_writes_the_credentials_to_env(client, twin, env_path):
     assert loaded.log_level == "debug"
     assert str(loaded.data_dir) == "/srv/compound"
     AppAuth(loaded.app_id, loaded.private_key_pem())  # the key is usable
+
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert "registered GitHub App" in logged
+    for secret in ("good-code", twin.webhook_secret, loaded.private_key.get_secret_value()[40:80]):
+        assert secret not in logged
 
     # Registered: the flow does not run a second time in this process.
     assert (await client.get("/")).status == 409
