@@ -484,3 +484,39 @@ async def test_lists_are_paginated_with_link_headers(twin, api, iid):
     assert [c["body"] for c in last] == ["c4"] and 'rel="next"' not in headers["Link"]
     _, _, headers = await api.call("GET", path, token)
     assert "Link" not in headers
+
+
+async def test_pulls_reviews_and_review_comments(twin, api, iid):
+    token = f"token {await api.token(iid)}"
+    sha = twin.commit(REPO, "feature", {"src/app.py": "x = 3\n", "README.md": None}, "Feature")
+    number = twin.add_pull(REPO, head="feature", title="Feature", user="alice")
+    review = twin.add_review(REPO, number, "bob", "CHANGES_REQUESTED", "Please fix")
+    first = twin.add_review_comment(REPO, number, "bob", "Why 3?", "src/app.py", line=1, review_id=review)
+
+    _, pull, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}", token)
+    assert (pull["head"]["sha"], pull["changed_files"], pull["user"]["login"]) == (sha, 2, "alice")
+    _, files, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/files", token)
+    assert {(f["filename"], f["status"]) for f in files} == {("src/app.py", "modified"), ("README.md", "removed")}
+    _, reviews, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/reviews", token)
+    assert [(r["state"], r["body"]) for r in reviews] == [("CHANGES_REQUESTED", "Please fix")]
+    _, of_review, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/reviews/{review}/comments", token)
+    assert [c["id"] for c in of_review] == [first]
+    status, reply, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls/{number}/comments/{first}/replies", token, json={"body": "Because"}
+    )
+    assert status == 201 and reply["in_reply_to_id"] == first
+    _, comments, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/comments", token)
+    assert [c["body"] for c in comments] == ["Why 3?", "Because"]
+    status, _, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls/comments/{first}/reactions", token, json={"content": "+1"}
+    )
+    assert status == 201
+    status, updated, _ = await api.call("PATCH", f"/repos/{REPO}/pulls/{number}", token, json={"state": "closed"})
+    assert updated["state"] == "closed"
+    _, open_pulls, _ = await api.call("GET", f"/repos/{REPO}/pulls", token)
+    assert open_pulls == []
+    _, commit, _ = await api.call("GET", f"/repos/{REPO}/commits/{sha}", token)
+    assert commit["stats"]["deletions"] == 2 and commit["parents"]
+    _, installation, _ = await api.call("GET", f"/repos/{REPO}/installation", f"Bearer {twin.app_jwt()}")
+    assert installation["id"] == iid
+    assert twin.response_problems == []

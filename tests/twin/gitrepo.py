@@ -173,3 +173,52 @@ async def diff_files(bare: Path, base: str, head: str) -> list[dict[str, object]
             }
         )
     return files
+
+
+def resolve_sync(bare: Path, rev: str) -> str | None:
+    """:func:`resolve`, blocking: for set-up code outside the event loop's hot path."""
+    found = subprocess.run(
+        ["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+    )
+    return found.stdout.decode().strip() or None
+
+
+def commit_files(
+    bare: Path,
+    branch: str,
+    files: dict[str, str | bytes | None],
+    message: str,
+    start: str | None = None,
+) -> str:
+    """Commit ``files`` (None deletes) onto ``branch`` directly in the bare repo; the sha.
+
+    The branch starts from ``start`` (a branch or sha) when it does not exist yet.
+    """
+    env = {**os.environ, **GIT_ENV}
+
+    def run(*args: str, data: bytes | None = None) -> str:
+        out = subprocess.run(
+            ["git", f"--git-dir={bare}", *args], input=data, env=env, check=True, capture_output=True
+        )
+        return out.stdout.decode().strip()
+
+    parent = resolve_sync(bare, f"refs/heads/{branch}") or (resolve_sync(bare, start) if start else None)
+    with tempfile.TemporaryDirectory() as work:
+        env["GIT_INDEX_FILE"] = str(Path(work, "index"))
+        if parent:
+            run("read-tree", parent)
+        lines = []
+        for name, content in files.items():
+            if content is None:  # mode 0 removes the entry (no work tree needed)
+                lines.append(f"0 {'0' * 40}\t{name}\n")
+                continue
+            data = content.encode() if isinstance(content, str) else content
+            blob_sha = run("hash-object", "-w", "--stdin", data=data)
+            lines.append(f"100644 {blob_sha}\t{name}\n")
+        run("update-index", "--index-info", data="".join(lines).encode())
+        tree = run("write-tree")
+    sha = run("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message)
+    run("update-ref", f"refs/heads/{branch}", sha)
+    return sha

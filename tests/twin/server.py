@@ -7,15 +7,28 @@ import logging
 import re
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
+import jwt
 from aiohttp import web
 
 from . import api, git_http, gitrepo, webhooks
 from .api import Fault, RateLimits, RecordedRequest
 from .auth import TokenStore, app_private_key_pem
-from .state import APP_SLUG, PERMISSIONS, Installation, Issue, Label, Repo, State
+from .state import (
+    APP_SLUG,
+    PERMISSIONS,
+    Installation,
+    Issue,
+    Label,
+    Pull,
+    Repo,
+    Review,
+    ReviewComment,
+    State,
+)
 from .validation import load_spec
 
 log = logging.getLogger(__name__)
@@ -153,6 +166,80 @@ class GitHubTwin:
         repo.issues[issue.number] = issue
         return issue.number
 
+    def commit(
+        self,
+        full_name: str,
+        branch: str,
+        files: dict[str, str | bytes | None],
+        message: str = "Update files",
+        start: str | None = None,
+    ) -> str:
+        """Commit straight into the bare repo (None deletes a file); the new sha.
+
+        A new branch starts from ``start`` (default: the default branch). This
+        is set-up, not a push: ``on_push`` callbacks do not fire.
+        """
+        repo = self._repo(full_name)
+        return gitrepo.commit_files(repo.bare_path, branch, files, message, start or repo.default_branch)
+
+    def add_pull(
+        self,
+        full_name: str,
+        head: str,
+        base: str | None = None,
+        title: str = "Change",
+        body: str | None = None,
+        user: str = "octocat",
+        draft: bool = False,
+    ) -> int:
+        """A pull request from existing branch ``head``; its number."""
+        repo = self._repo(full_name)
+        base = base or repo.default_branch
+        head_sha = gitrepo.resolve_sync(repo.bare_path, f"refs/heads/{head}")
+        base_sha = gitrepo.resolve_sync(repo.bare_path, f"refs/heads/{base}")
+        if head_sha is None or base_sha is None:
+            raise KeyError(f"{full_name} has no branch {head if head_sha is None else base}")
+        number = repo.next_number()
+        pull = Pull(number, self.state.next_id(), head, head_sha, base, base_sha, draft=draft)
+        self.state.user_id(user)
+        repo.issues[number] = Issue(number, self.state.next_id(), title, body, user, pull=pull)
+        return number
+
+    def add_review(
+        self, full_name: str, pull_number: int, user: str, state: str = "COMMENTED", body: str = ""
+    ) -> int:
+        """A submitted review (APPROVED, CHANGES_REQUESTED, COMMENTED); its id."""
+        repo = self._repo(full_name)
+        pull = repo.issues[pull_number].pull
+        assert pull is not None, f"#{pull_number} is not a pull request"
+        review = Review(self.state.next_id(), pull_number, user, state, body, pull.head_sha)
+        self.state.user_id(user)
+        repo.reviews[review.id] = review
+        return review.id
+
+    def add_review_comment(
+        self,
+        full_name: str,
+        pull_number: int,
+        user: str,
+        body: str,
+        path: str,
+        line: int = 1,
+        review_id: int | None = None,
+        in_reply_to: int | None = None,
+    ) -> int:
+        """A review comment on a line of the pull's head; its id."""
+        repo = self._repo(full_name)
+        pull = repo.issues[pull_number].pull
+        assert pull is not None, f"#{pull_number} is not a pull request"
+        comment = ReviewComment(
+            self.state.next_id(), pull_number, body, user, path, pull.head_sha, line,
+            review_id=review_id, in_reply_to_id=in_reply_to, diff_hunk=f"@@ -{line},1 +{line},1 @@",
+        )
+        self.state.user_id(user)
+        repo.review_comments[comment.id] = comment
+        return comment.id
+
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str | None = None) -> None:
         repo = self._repo(full_name)
         repo.labels[name] = Label(self.state.next_id(), name, color, description)
@@ -172,10 +259,6 @@ class GitHubTwin:
 
     def app_jwt(self, lifetime: int = 540) -> str:
         """A valid App JWT, signed with the App's key (for tests calling /app*)."""
-        import time
-
-        import jwt
-
         now = int(time.time())
         return jwt.encode({"iat": now - 30, "exp": now + lifetime - 30, "iss": str(self.app_id)},
                           self.private_key_pem, algorithm="RS256")
@@ -242,9 +325,11 @@ class GitHubTwin:
         """
         start = len(self.violations)
         caught: list[str] = []
-        yield caught
-        caught.extend(self.violations[start:])
-        del self.violations[start:]
+        try:
+            yield caught
+        finally:
+            caught.extend(self.violations[start:])
+            del self.violations[start:]
         if not caught:
             raise AssertionError("expected a spec violation, got none")
 

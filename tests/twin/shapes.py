@@ -315,7 +315,10 @@ def review_comment(twin: GitHubTwin, repo: Repo, c: ReviewComment) -> dict[str, 
             "pull_request": {"href": f"{pulls}/{c.pull_number}"},
         },
         "line": c.line,
+        "original_line": c.line,
         "side": c.side,
+        "position": c.line,
+        "original_position": c.line,
         "reactions": reaction_rollup(f"{pulls}/comments/{c.id}/reactions", c.reactions),
     }
     if c.in_reply_to_id is not None:
