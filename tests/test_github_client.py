@@ -258,6 +258,12 @@ async def test_secondary_rate_limit_without_retry_after_waits_a_minute(
     assert sleep.waits == [60.0]
 
 
+async def test_a_429_without_retry_after_waits_a_minute(twin, github, sleep, installation_id):
+    twin.fail_next("GET", rf"^/repos/{REPO}$", status=429)
+    await github.installation(installation_id).getitem(f"/repos/{REPO}")
+    assert sleep.waits == [60.0]
+
+
 async def test_a_plain_403_is_not_retried(twin, github, sleep, installation_id):
     twin.fail_next(
         "GET", rf"^/repos/{REPO}$", status=403,

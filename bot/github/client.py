@@ -268,10 +268,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     wait = policy.max_wait
             elif retry_after is not None:
                 wait = retry_after
-            elif b"secondary rate limit" in body.lower():
+            elif status == 429 or _mentions_secondary_limit(body):
                 wait = max(policy.secondary_wait, policy.backoff_for(attempt))
             else:
-                return None  # a plain 403/429: permissions, not load
+                return None  # a plain 403: permissions, not load
         else:
             return None
         if wait > policy.max_wait:
@@ -296,6 +296,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
 def _show_url(url: str) -> str:
     """The URL's path for logs (no host, no query string)."""
     return urlsplit(url).path
+
+
+def _mentions_secondary_limit(body: bytes) -> bool:
+    text = body.lower()
+    # "abuse detection" is how older GitHub Enterprise Server versions say it.
+    return b"secondary rate limit" in text or b"abuse detection" in text
 
 
 def _float(value: str | None) -> float | None:
