@@ -96,6 +96,11 @@ async def test_bad_body_is_a_violation_answered_422(twin, api, iid):
         status, _, _ = await api.call("PATCH", f"/repos/{REPO}/issues/{number}", token, json={"state": "shut"})
     assert status == 422 and "state" in caught[0]
     with twin.expect_violations():
+        status, body, _ = await api.call(
+            "PATCH", f"/repos/{REPO}/issues/{number}", token, data=b"{nope", headers={"Content-Type": "application/json"}
+        )
+    assert (status, body["message"]) == (400, "Problems parsing JSON")
+    with twin.expect_violations():
         status, _, _ = await api.call("GET", f"/repos/{REPO}/pulls?per_page=lots", token)
     assert status == 422
     assert twin.violations == []
@@ -117,7 +122,7 @@ async def test_in_subset_but_unimplemented_answers_501_without_violation(twin, a
     assert twin.unimplemented and twin.violations == []
 
 
-def test_a_violation_fails_the_test_and_the_session(pytester):
+def test_a_violation_fails_the_test_and_the_session(pytester, monkeypatch):
     pytester.makeconftest('pytest_plugins = ["tests.twin.fixtures"]\n')
     pytester.makepyfile(
         """
@@ -135,7 +140,7 @@ def test_a_violation_fails_the_test_and_the_session(pytester):
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     root = str(Path(__file__).resolve().parent.parent)
     env_path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    pytester._monkeypatch.setenv("PYTHONPATH", env_path)
+    monkeypatch.setenv("PYTHONPATH", env_path)
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*OpenAPI violations*", "*test_sloppy*/nowhere*"])

@@ -116,6 +116,8 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
     )
     if errors:
         twin.violations.extend(f"{request.method} {path} ({op_id}): {e}" for e in errors)
+        if any("Failed to deserialize" in e for e in errors):
+            return answer(400, shapes.error(400, "Problems parsing JSON"))
         return answer(422, shapes.error(422, "Invalid request.\n\n" + "\n".join(errors)))
 
     record.installation_id = _installation_of(twin, request)
