@@ -154,7 +154,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self._rate_label = str(installation_id or 0)
 
     def __repr__(self) -> str:
-        who = f"installation={self.installation_id}" if self.installation_id else "app"
+        who = "app" if self.installation_id is None else f"installation={self.installation_id}"
         return f"<GitHubClient {who} {self.base_url}>"
 
     async def sleep(self, seconds: float) -> None:
