@@ -27,8 +27,11 @@ def base_env(**env: object) -> dict[str, str]:
 
 
 class ServiceProcess:
-    def __init__(self, cwd: Path, env: dict[str, str], command: str = "serve") -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str], command: str = "serve", args: tuple[str, ...] = ()
+    ) -> None:
         self.cwd = cwd
+        self.args = args
         self.port = int(env.get("PORT") or free_port())
         self.env = {**env, "PORT": str(self.port), "HOST": "127.0.0.1"}
         self.command = command
@@ -42,7 +45,7 @@ class ServiceProcess:
     async def start(self, timeout: float = 30.0) -> None:
         log = open(self.log_path, "ab")
         self.proc = await asyncio.create_subprocess_exec(
-            *COMPOUND, self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=log
+            *COMPOUND, self.command, *self.args, cwd=self.cwd, env=self.env, stdout=log, stderr=log
         )
         log.close()
         if self.command != "serve":
