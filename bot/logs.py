@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -143,11 +143,16 @@ class TextFormatter(logging.Formatter):
 _filter = _ContextFilter()
 
 
-def setup_logging(level: str = "info", fmt: str = "json", secrets: Iterable[str | None] = ()) -> None:
+def setup_logging(
+    level: str = "info",
+    fmt: str = "json",
+    secrets: Iterable[str | None] = (),
+    stream: IO[str] | None = None,
+) -> None:
     """Configure the root logger once; safe to call again (tests do)."""
     for secret in secrets:
         redactor.add_secret(secret)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_filter)
     root = logging.getLogger()

@@ -88,6 +88,8 @@ class Service:
             redactor.add_secret(self.settings.private_key_pem())
             self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
+        if self.github is not None:
+            await self._check_app()
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
@@ -103,6 +105,15 @@ class Service:
                 "workers": self.run_workers,
             },
         )
+
+    async def _check_app(self) -> None:
+        """Say at start which App the credentials belong to; GitHub being down is no reason to stop."""
+        try:
+            app = await self.github.app().getitem("/app")
+        except Exception as exc:
+            log.warning("could not verify the App's credentials with GitHub: %s", exc)
+            return
+        log.info("authenticated as GitHub App %r (id %s)", app.get("slug"), app.get("id"))
 
     async def stop(self) -> None:
         await self.writer.close()
