@@ -205,7 +205,7 @@ def _other_key() -> str:
 
 
 async def test_token_minting_expiry_and_revocation(twin, api, iid):
-    twin.token_ttl = 1
+    twin.token_ttl = 0.3
     status, body, _ = await api.call("POST", f"/app/installations/{iid}/access_tokens", f"Bearer {twin.app_jwt()}")
     assert status == 201 and body["token"].startswith("ghs_") and body["expires_at"].endswith("Z")
     assert body["repository_selection"] == "all" and body["permissions"]["contents"] == "write"
@@ -213,7 +213,7 @@ async def test_token_minting_expiry_and_revocation(twin, api, iid):
     token = body["token"]
     assert (await api.call("GET", f"/repos/{REPO}", f"token {token}"))[0] == 200
     assert (await api.call("GET", f"/repos/{REPO}", f"Bearer {token}"))[0] == 200
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(0.4)
     assert (await api.call("GET", f"/repos/{REPO}", f"token {token}"))[0] == 401
 
     twin.token_ttl = 3600
