@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# Build stage: install Compound and its dependencies into a virtualenv.
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/compound
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY handlers ./handlers
+RUN /opt/compound/bin/pip install .
+
+# Runtime stage: the virtualenv, git for workspaces, and an unprivileged user.
+FROM python:3.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 compound \
+ && mkdir -p /data && chown compound:compound /data
+COPY --from=build /opt/compound /opt/compound
+WORKDIR /app
+COPY app.yml ./
+COPY prompts ./prompts
+ENV PATH=/opt/compound/bin:$PATH \
+    DATA_DIR=/data \
+    PYTHONUNBUFFERED=1
+USER compound
+VOLUME ["/data"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4)"
+CMD ["compound", "serve"]
