@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bot.store.base import utcnow
 from bot.store.deliveries import DeliveryStore
 from bot.store.installations import InstallationStore
+from bot.store.sessions import SessionStore
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same in every Compound process.
@@ -31,6 +32,7 @@ class Store:
         self.dialect = engine.dialect.name
         self.deliveries = DeliveryStore(engine)
         self.installations = InstallationStore(engine)
+        self.sessions = SessionStore(engine)
 
     @classmethod
     def connect(cls, url: str, **engine_args: Any) -> Store:

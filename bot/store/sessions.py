@@ -1,0 +1,365 @@
+"""Sessions and their rounds: the work queue of agent runs.
+
+A round is claimed by taking its session: `sessions.runner` is a heartbeat
+lease, and a session is only claimable while nobody holds it, so at most one
+round per session (one session = one branch) runs at a time across every
+process sharing the database. On PostgreSQL the claim locks the session row
+with `FOR UPDATE SKIP LOCKED`; on SQLite the single UPDATE is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.store.base import aware, utcnow
+from bot.store.schema import rounds as r
+from bot.store.schema import session_events as ev
+from bot.store.schema import sessions as s
+
+# Session lifecycle (DESIGN §1, issue #3).
+QUEUED, PREPARING, RUNNING, PUSHING, AWAITING = "queued", "preparing", "running", "pushing", "awaiting"
+DONE, ESCALATED, FAILED, STOPPED = "done", "escalated", "failed", "stopped"
+TERMINAL = frozenset({DONE, ESCALATED, FAILED, STOPPED})
+# Round statuses.
+R_QUEUED, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_CANCELLED = (
+    "queued", "running", "done", "failed", "stopped", "cancelled",
+)
+
+
+@dataclass(slots=True)
+class SessionRow:
+    id: str
+    repo: str
+    installation_id: int
+    issue_number: int
+    issue_title: str
+    pr_number: int | None
+    branch: str
+    base_branch: str | None
+    head_sha: str | None
+    status: str
+    model: str | None
+    backend: str
+    triggered_by: str
+    config: str
+    ci_rounds: int
+    review_rounds: int
+    outcome: str | None
+    error: str | None
+    runner: str | None
+    runner_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def owner_name(self) -> tuple[str, str]:
+        owner, _, name = self.repo.partition("/")
+        return owner, name
+
+    @property
+    def active(self) -> bool:
+        return self.status not in TERMINAL
+
+    def config_data(self) -> dict[str, Any]:
+        return json.loads(self.config or "{}")
+
+
+@dataclass(slots=True)
+class RoundRow:
+    id: int
+    session_id: str
+    number: int
+    kind: str
+    status: str
+    instructions: str
+    context: str
+    requested_by: str | None
+    model: str | None
+    prompt_variant: str | None
+    stop_requested: bool
+    attempts: int
+    head_before: str | None
+    head_after: str | None
+    check_run_id: int | None
+    exit_code: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    files_changed: int | None
+    summary: str | None
+    log_tail: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def context_data(self) -> dict[str, Any]:
+        return json.loads(self.context or "{}")
+
+
+def _row(cls: type, row: Any) -> Any:
+    m = row._mapping
+    values = {}
+    for f in fields(cls):
+        value = m[f.name]
+        if isinstance(value, datetime):
+            value = aware(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def new_session_id() -> str:
+    return "s-" + uuid.uuid4().hex[:12]
+
+
+class SessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- creation -------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        repo: str,
+        installation_id: int,
+        issue_number: int,
+        issue_title: str,
+        branch: str,
+        backend: str,
+        model: str | None,
+        triggered_by: str,
+        config: dict[str, Any],
+        kind: str = "task",
+        instructions: str = "",
+        context: dict[str, Any] | None = None,
+    ) -> tuple[SessionRow, RoundRow] | None:
+        """A new session with its first round queued; None if the issue has an active one."""
+        now = utcnow()
+        session_id = new_session_id()
+        async with self.engine.begin() as conn:
+            busy = await conn.execute(
+                select(s.c.id).where(
+                    s.c.repo == repo, s.c.issue_number == issue_number, s.c.status.not_in(TERMINAL)
+                )
+            )
+            if busy.first() is not None:
+                return None
+            await conn.execute(
+                insert(s).values(
+                    id=session_id, repo=repo, installation_id=installation_id,
+                    issue_number=issue_number, issue_title=issue_title, branch=branch,
+                    status=QUEUED, model=model, backend=backend, triggered_by=triggered_by,
+                    config=json.dumps(config), created_at=now, updated_at=now,
+                )
+            )
+            await conn.execute(
+                insert(r).values(
+                    session_id=session_id, number=1, kind=kind, status=R_QUEUED,
+                    instructions=instructions, context=json.dumps(context or {}),
+                    requested_by=triggered_by, model=model, created_at=now,
+                )
+            )
+        session = await self.get(session_id)
+        rounds = await self.rounds(session_id)
+        assert session is not None
+        return session, rounds[0]
+
+    async def add_round(
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        requested_by: str | None,
+        instructions: str = "",
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> RoundRow:
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            number = (
+                await conn.execute(
+                    select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id)
+                )
+            ).scalar_one() + 1
+            result = await conn.execute(
+                insert(r)
+                .values(
+                    session_id=session_id, number=number, kind=kind, status=R_QUEUED,
+                    instructions=instructions, context=json.dumps(context or {}),
+                    requested_by=requested_by, model=model, created_at=now,
+                )
+                .returning(r.c.id)
+            )
+            round_id = result.scalar_one()
+            await conn.execute(
+                update(s).where(s.c.id == session_id).values(status=QUEUED, updated_at=now, error=None)
+            )
+        got = await self.round(round_id)
+        assert got is not None
+        return got
+
+    # -- reading --------------------------------------------------------------
+
+    async def get(self, session_id: str) -> SessionRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(s).where(s.c.id == session_id))).first()
+        return _row(SessionRow, row) if row else None
+
+    async def for_issue(self, repo: str, issue_number: int) -> SessionRow | None:
+        """The newest session of an issue."""
+        stmt = (
+            select(s).where(s.c.repo == repo, s.c.issue_number == issue_number)
+            .order_by(s.c.created_at.desc()).limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _row(SessionRow, row) if row else None
+
+    async def for_pr(self, repo: str, pr_number: int) -> SessionRow | None:
+        stmt = (
+            select(s).where(s.c.repo == repo, s.c.pr_number == pr_number)
+            .order_by(s.c.created_at.desc()).limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _row(SessionRow, row) if row else None
+
+    async def rounds(self, session_id: str) -> list[RoundRow]:
+        stmt = select(r).where(r.c.session_id == session_id).order_by(r.c.number)
+        async with self.engine.connect() as conn:
+            return [_row(RoundRow, row) for row in (await conn.execute(stmt)).all()]
+
+    async def round(self, round_id: int) -> RoundRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(r).where(r.c.id == round_id))).first()
+        return _row(RoundRow, row) if row else None
+
+    async def count(self, status: str | None = None) -> int:
+        stmt = select(func.count()).select_from(s)
+        if status is not None:
+            stmt = stmt.where(s.c.status == status)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).scalar_one()
+
+    # -- the work queue -------------------------------------------------------
+
+    async def claim(self, owner: str, lease: float, limit: int = 1) -> list[tuple[SessionRow, RoundRow]]:
+        """Take sessions with a round to run (queued, or orphaned by a dead process)."""
+        now = utcnow()
+        has_work = exists().where(
+            r.c.session_id == s.c.id, r.c.status.in_((R_QUEUED, R_RUNNING))
+        )
+        candidates = (
+            select(s.c.id)
+            .where(or_(s.c.runner.is_(None), s.c.runner_until < now), has_work)
+            .order_by(s.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(s)
+            .where(s.c.id.in_(candidates), or_(s.c.runner.is_(None), s.c.runner_until < now))
+            .values(runner=owner, runner_until=now + timedelta(seconds=lease))
+            .returning(s.c.id)
+        )
+        async with self.engine.begin() as conn:
+            ids = [row[0] for row in (await conn.execute(stmt)).all()]
+        claimed = []
+        for session_id in ids:
+            work = await self._next_round(session_id)
+            session = await self.get(session_id)
+            if work is None or session is None:
+                await self.release(session_id, owner)
+                continue
+            claimed.append((session, work))
+        return claimed
+
+    async def _next_round(self, session_id: str) -> RoundRow | None:
+        """An orphaned running round first (its process died), else the oldest queued one."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(r).where(r.c.session_id == session_id, r.c.status.in_((R_RUNNING, R_QUEUED)))
+                    .order_by((r.c.status == R_RUNNING).desc(), r.c.number).limit(1)
+                )
+            ).first()
+            if row is None:
+                return None
+            got = _row(RoundRow, row)
+            await conn.execute(
+                update(r).where(r.c.id == got.id)
+                .values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
+            )
+        return await self.round(got.id)
+
+    async def renew(self, owner: str, lease: float) -> None:
+        stmt = update(s).where(s.c.runner == owner).values(runner_until=utcnow() + timedelta(seconds=lease))
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def release(self, session_id: str, owner: str) -> None:
+        stmt = (
+            update(s).where(s.c.id == session_id, s.c.runner == owner)
+            .values(runner=None, runner_until=None, updated_at=utcnow())
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def has_queued(self) -> bool:
+        stmt = select(r.c.id).where(r.c.status == R_QUEUED).limit(1)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    # -- updates --------------------------------------------------------------
+
+    async def update_session(self, session_id: str, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(s).where(s.c.id == session_id).values(**values))
+
+    async def update_round(self, round_id: int, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(r).where(r.c.id == round_id).values(**values))
+
+    async def request_stop(self, session_id: str) -> tuple[int | None, int]:
+        """Flag the running round to stop and cancel queued ones: (running round id, cancelled)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            running = (
+                await conn.execute(
+                    update(r).where(r.c.session_id == session_id, r.c.status == R_RUNNING)
+                    .values(stop_requested=True).returning(r.c.id)
+                )
+            ).first()
+            cancelled = (
+                await conn.execute(
+                    update(r).where(r.c.session_id == session_id, r.c.status == R_QUEUED)
+                    .values(status=R_CANCELLED, finished_at=now)
+                )
+            ).rowcount
+        return (running[0] if running else None), cancelled
+
+    async def stop_requested(self, round_id: int) -> bool:
+        stmt = select(r.c.stop_requested).where(r.c.id == round_id)
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(stmt)).scalar_one_or_none())
+
+    async def add_event(self, session_id: str, type_: str, data: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(ev).values(ts=utcnow(), session_id=session_id, type=type_, data=json.dumps(data, default=str))
+            )
+
+    async def events(self, session_id: str) -> list[tuple[str, dict[str, Any]]]:
+        stmt = select(ev.c.type, ev.c.data).where(ev.c.session_id == session_id).order_by(ev.c.id)
+        async with self.engine.connect() as conn:
+            return [(t, json.loads(d)) for t, d in (await conn.execute(stmt)).all()]
