@@ -1,0 +1,239 @@
+"""One session's worktree: Compound's commits after the agent, the push, the diff.
+
+How the agent's own commits are handled: not replayed (`rebase --exec` would
+stop on conflicts as soon as a forbidden path is dropped from one commit and a
+later commit touches it) but rebuilt from their snapshots. For each commit on
+the agent's first-parent line since the round's base, its tree is taken with
+every forbidden path put back as it was at the base (in a scratch index), and
+a new commit of that tree is written with `git commit-tree` — the agent's
+message plus the trailers, the App's identity as author and committer.
+Commits left empty by that are dropped. What the agent left uncommitted
+(`git add -A`, forbidden paths restored) becomes one more commit on top. The
+pushed history therefore contains only Compound's commits, on top of the base:
+no forbidden path in any of them, every one with trailers. If the agent's HEAD
+does not descend from the base (it reset or checked out elsewhere), its
+commits are ignored and its working tree is taken as it stands.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.workspace.git import Git, GitError, write_mirror_config
+
+
+@dataclass(frozen=True)
+class CommitIdentity:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Trailers:
+    model: str
+    backend: str
+    session: str
+    co_author: CommitIdentity | None = None
+
+    def arguments(self) -> list[str]:
+        """`--trailer` options for `git interpret-trailers`."""
+        pairs = [("Agent-Model", self.model), ("Agent-Backend", self.backend), ("Agent-Session", self.session)]
+        if self.co_author is not None:
+            pairs.append(("Co-authored-by", f"{self.co_author.name} <{self.co_author.email}>"))
+        # A newline in a value would end the trailer and start a forged one.
+        return [f"--trailer={key}: {' '.join(value.split())}" for key, value in pairs]
+
+
+def _paths(out: bytes) -> list[str]:
+    return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
+
+
+@dataclass
+class Workspace:
+    """A session's worktree on its local branch, started at ``base_sha``."""
+
+    path: Path
+    repo: str
+    branch: str
+    base_sha: str
+    session_id: str
+    mirror: Path
+    url: str
+    remote_sha: str | None  # the remote branch's head when the round started (None: new branch)
+    git: Git = field(repr=False)
+
+    @property
+    def git_dir(self) -> Path:
+        # Named explicitly rather than found through `<path>/.git`, which the
+        # agent can rewrite or delete (git would then find an enclosing repo).
+        return self.mirror / "worktrees" / self.path.name
+
+    async def _run(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
+        _, out, _ = await self.git(*args, cwd=self.path, git_dir=self.git_dir, work_tree=self.path, env=env, stdin=stdin)
+        return out
+
+    async def _out(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return (await self._run(*args, env=env)).decode().strip()
+
+    # --- commit ------------------------------------------------------------
+
+    async def commit(
+        self,
+        message: str,
+        author: CommitIdentity,
+        trailers: Trailers,
+        is_forbidden: Callable[[str], bool],
+    ) -> str | None:
+        """Commit the agent's work on the branch; the new head sha, or None if nothing to commit."""
+        write_mirror_config(self.mirror)
+        identity = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": author.name,
+            "GIT_COMMITTER_EMAIL": author.email,
+        }
+        head = await self._agent_head()
+        parent, parent_tree = self.base_sha, await self._out("rev-parse", f"{self.base_sha}^{{tree}}")
+
+        for sha in await self._agent_commits(head):
+            tree = await self._clean_tree(sha, is_forbidden)
+            if tree == parent_tree:
+                continue
+            own = (await self._run("log", "-1", "--format=%B", sha)).decode(errors="replace").strip()
+            parent = await self._commit_tree(tree, parent, own or message, trailers, identity)
+            parent_tree = tree
+
+        await self._run("add", "--all")
+        await self._restore(await self._staged_changes(), is_forbidden)
+        tree = await self._out("write-tree")
+        if tree != parent_tree:
+            parent = await self._commit_tree(tree, parent, message, trailers, identity)
+
+        # The branch (checked out again, whatever the agent switched to) ends at
+        # our last commit; the index already holds its tree.
+        await self._run("update-ref", "-m", "compound: commit", f"refs/heads/{self.branch}", parent)
+        await self._run("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
+        return None if parent == self.base_sha else parent
+
+    async def _agent_head(self) -> str | None:
+        code, out, _ = await self.git(
+            "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
+            cwd=self.path, git_dir=self.git_dir, work_tree=self.path, check=False,
+        )
+        return out.decode().strip() if code == 0 else None
+
+    async def _agent_commits(self, head: str | None) -> list[str]:
+        if head is None or head == self.base_sha:
+            return []
+        code, _, _ = await self.git(
+            "merge-base", "--is-ancestor", self.base_sha, head, git_dir=self.git_dir, check=False
+        )
+        if code != 0:
+            return []
+        out = await self._out("rev-list", "--reverse", "--first-parent", f"{self.base_sha}..{head}")
+        return out.split()
+
+    async def _clean_tree(self, commit: str, is_forbidden: Callable[[str], bool]) -> str:
+        """The tree of ``commit`` with every forbidden path as it was at the base."""
+        changed = _paths(await self._run("diff-tree", "-r", "-z", "--no-renames", "--name-only", self.base_sha, commit))
+        forbidden = [p for p in changed if is_forbidden(p)]
+        if not forbidden:
+            return await self._out("rev-parse", f"{commit}^{{tree}}")
+        with tempfile.TemporaryDirectory(dir=self.git.home) as scratch:
+            env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
+            await self._run("read-tree", commit, env=env)
+            await self._run("update-index", "-z", "--index-info", env=env, stdin=await self._base_entries(forbidden))
+            return await self._out("write-tree", env=env)
+
+    async def _staged_changes(self) -> list[str]:
+        return _paths(await self._run("diff", "--cached", "--name-only", "-z", "--no-renames", self.base_sha))
+
+    async def _restore(self, changed: list[str], is_forbidden: Callable[[str], bool]) -> None:
+        """Put forbidden paths back as they were at the base, in the index and on disk."""
+        forbidden = [p for p in changed if is_forbidden(p)]
+        if not forbidden:
+            return
+        await self._run("update-index", "-z", "--index-info", stdin=await self._base_entries(forbidden))
+        in_base = set(_paths(await self._run("ls-tree", "-z", "--full-tree", "--name-only", self.base_sha, "--", *forbidden)))
+        if in_base:
+            await self._run("checkout-index", "--force", "-z", "--stdin", stdin=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in in_base))
+        root = self.path.resolve()
+        for name in set(forbidden) - in_base:
+            target = self.path / name
+            # Never follow a symlinked directory out of the worktree.
+            if target.parent.resolve().is_relative_to(root) and (target.is_symlink() or target.is_file()):
+                target.unlink()
+
+    async def _base_entries(self, paths: list[str]) -> bytes:
+        """`update-index --index-info` input: removals first, then the base's entries."""
+        listed = await self._run("ls-tree", "-z", "--full-tree", self.base_sha, "--", *paths)
+        entries = {}
+        for record in listed.split(b"\0"):
+            if record:
+                meta, _, name = record.partition(b"\t")
+                mode, _, sha = meta.split(b" ")
+                entries[name] = b"%s %s\t%s\0" % (mode, sha, name)
+        zero = b"0" * len(self.base_sha)
+        removals = b"".join(b"0 %s\t%s\0" % (zero, p.encode(errors="surrogateescape")) for p in paths)
+        return removals + b"".join(entries.values())
+
+    async def _commit_tree(
+        self, tree: str, parent: str, message: str, trailers: Trailers, identity: dict[str, str]
+    ) -> str:
+        text = message.rstrip("\n") + "\n"
+        with_trailers = await self._run(
+            "interpret-trailers", "--no-divider", "--if-exists=addIfDifferent", *trailers.arguments(),
+            stdin=text.encode(),
+        )
+        _, out, _ = await self.git(
+            "commit-tree", tree, "-p", parent, "-F", "-",
+            git_dir=self.git_dir, env=identity, stdin=with_trailers,
+        )
+        return out.decode().strip()
+
+    # --- push --------------------------------------------------------------
+
+    async def push(self, token: str) -> str:
+        """Push the branch; its head sha. A fast-forward unless the remote branch must be replaced."""
+        write_mirror_config(self.mirror)
+        ref = f"refs/heads/{self.branch}"
+        head = await self.git.out("rev-parse", "--verify", f"{ref}^{{commit}}", git_dir=self.mirror)
+        args = ["push", "--porcelain", "--no-verify"]
+        if self.remote_sha is not None and self.remote_sha != head:
+            code, _, _ = await self.git(
+                "merge-base", "--is-ancestor", self.remote_sha, head, git_dir=self.mirror, check=False
+            )
+            if code != 0:
+                # A new round over a branch left by an earlier session: replace
+                # it, but only if it is still what we saw when the round began.
+                args.append(f"--force-with-lease={ref}:{self.remote_sha}")
+        code, out, err = await self.git(*args, self.url, f"{head}:{ref}", git_dir=self.mirror, token=token, check=False)
+        if code != 0:
+            rejected = " ".join(line for line in out.decode(errors="replace").splitlines() if line.startswith("!"))
+            raise GitError(f"git push {self.url} {ref}", code, "\n".join(filter(None, [err, rejected])))
+        await self.git("update-ref", f"refs/remotes/origin/{self.branch}", head, git_dir=self.mirror)
+        self.remote_sha = head
+        return head
+
+    # --- what changed --------------------------------------------------------
+
+    async def changed_files(self) -> list[str]:
+        """Paths changed between the base and the branch head (added, modified, deleted)."""
+        return _paths(await self._run("diff", "--name-only", "-z", "--no-renames", self.base_sha, "HEAD"))
+
+    async def diffstat(self) -> tuple[int, int, int]:
+        """(files changed, insertions, deletions) between the base and the branch head."""
+        out = await self._run("diff", "--numstat", "-z", "--no-renames", self.base_sha, "HEAD")
+        files = insertions = deletions = 0
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            added, deleted, _ = record.split(b"\t", 2)
+            files += 1
+            insertions += int(added) if added.isdigit() else 0  # "-" for binary files
+            deletions += int(deleted) if deleted.isdigit() else 0
+        return files, insertions, deletions
