@@ -1,0 +1,435 @@
+"""Workspaces with real git against the twin's smart-HTTP repositories."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.workspace import CommitIdentity, GitError, Trailers, Workspace, Workspaces
+
+BOT = CommitIdentity("compound[bot]", "12345+compound[bot]@users.noreply.github.com")
+ALICE = CommitIdentity("alice", "1+alice@users.noreply.github.com")
+TRAILERS = Trailers(model="claude-sonnet-4-5", backend="command", session="s-1", co_author=ALICE)
+BRANCH = "compound/issue-7"
+FILES = {"README.md": "# app\n", "src/app.py": "print('hi')\n", ".github/workflows/ci.yml": "on: push\n"}
+
+
+def no_secrets(path: str) -> bool:
+    return path.startswith("secrets/") or path.startswith(".github/workflows/")
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """git as a person (or the agent) runs it; stdout."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "agent",
+        "GIT_AUTHOR_EMAIL": "agent@example.com",
+        "GIT_COMMITTER_NAME": "agent",
+        "GIT_COMMITTER_EMAIL": "agent@example.com",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def trailers_of(bare: Path, sha: str) -> list[str]:
+    body = git(f"--git-dir={bare}", "log", "-1", "--format=%B", sha)
+    parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=body, capture_output=True, text=True, check=True)
+    return parsed.stdout.splitlines()
+
+
+EXPECTED_TRAILERS = [
+    "Agent-Model: claude-sonnet-4-5",
+    "Agent-Backend: command",
+    "Agent-Session: s-1",
+    "Co-authored-by: alice <1+alice@users.noreply.github.com>",
+]
+
+
+@dataclass
+class Setup:
+    workspaces: Workspaces
+    token: str
+    bare: Path
+    data: Path
+    twin: object
+    iid: int
+
+    async def open(self, session: str = "s-1", branch: str = BRANCH, **kw: str) -> Workspace:
+        return await self.workspaces.open("octo-org/app", session, branch, self.token, **kw)
+
+    def remote(self, *args: str) -> str:
+        return git(f"--git-dir={self.bare}", *args)
+
+
+@pytest.fixture
+async def setup(twin, tmp_path: Path) -> Setup:
+    iid = twin.add_installation(account="octo-org")
+    repo = twin.add_repo("octo-org/app", installation_id=iid, default_branch="main", files=FILES)
+    data = tmp_path / "data"
+    return Setup(Workspaces(data, twin.git_url), twin.mint_token(iid), repo.bare_path, data, twin, iid)
+
+
+async def commit(ws: Workspace, message: str = "Fix the greeting", forbidden: Callable[[str], bool] = no_secrets) -> str | None:
+    return await ws.commit(message, BOT, TRAILERS, forbidden)
+
+
+# --- opening ---------------------------------------------------------------
+
+
+async def test_new_session_starts_at_the_default_branch_head(setup: Setup) -> None:
+    ws = await setup.open()
+    assert ws.path == setup.data / "workspaces" / "s-1"
+    assert (ws.path / "src/app.py").read_text() == "print('hi')\n"
+    assert ws.base_sha == setup.remote("rev-parse", "main")
+    assert git("branch", "--show-current", cwd=ws.path) == BRANCH
+    assert (setup.data / "mirrors" / "octo-org" / "app.git" / "HEAD").exists()
+    # Only the default branch and session branches are fetched, under refs/remotes.
+    refs = git(f"--git-dir={ws.mirror}", "for-each-ref", "--format=%(refname)").splitlines()
+    assert set(refs) == {"refs/remotes/origin/HEAD", f"refs/heads/{BRANCH}"}
+
+
+async def test_mirror_fetches_only_default_and_session_branches(setup: Setup) -> None:
+    setup.twin.commit("octo-org/app", "feature-x", {"x": "1\n"})
+    setup.twin.commit("octo-org/app", "compound/issue-3", {"y": "1\n"})
+    git(f"--git-dir={setup.bare}", "update-ref", "refs/pull/1/head", setup.remote("rev-parse", "main"))
+    mirror = await setup.workspaces.sync_mirror("octo-org/app", setup.token)
+    refs = git(f"--git-dir={mirror}", "for-each-ref", "--format=%(refname)").splitlines()
+    assert sorted(refs) == ["refs/remotes/origin/HEAD", "refs/remotes/origin/compound/issue-3"]
+
+
+async def test_mirror_is_fetched_not_recloned(setup: Setup) -> None:
+    first = await setup.open("s-1")
+    mirror = first.mirror
+    marker = (mirror.stat().st_ino, (mirror / "objects").stat().st_ino, (mirror / "HEAD").stat().st_ino)
+    await setup.workspaces.close(first)
+
+    new_sha = setup.twin.commit("octo-org/app", "main", {"NEWS.md": "news\n"}, "Add news")
+    second = await setup.open("s-2")
+    assert second.base_sha == new_sha
+    assert (second.path / "NEWS.md").read_text() == "news\n"
+    assert second.mirror == mirror
+    assert (mirror.stat().st_ino, (mirror / "objects").stat().st_ino, (mirror / "HEAD").stat().st_ino) == marker
+
+
+async def test_concurrent_opens_share_one_mirror(setup: Setup) -> None:
+    opened = await asyncio.gather(*(setup.open(f"s-{i}", f"compound/issue-{i}") for i in range(4)))
+    assert {ws.mirror for ws in opened} == {setup.data / "mirrors" / "octo-org" / "app.git"}
+    assert sorted(p.name for p in (setup.data / "mirrors" / "octo-org").iterdir()) == ["app.git"]
+    for ws in opened:
+        assert (ws.path / "README.md").exists()
+
+
+# --- committing --------------------------------------------------------------
+
+
+async def test_commit_carries_trailers_and_the_bot_identity(setup: Setup) -> None:
+    ws = await setup.open()
+    (ws.path / "src/app.py").write_text("print('hello')\n")
+    sha = await commit(ws)
+    assert sha is not None
+    assert git("rev-parse", "HEAD", cwd=ws.path) == sha
+    assert git("log", "-1", "--format=%an|%ae|%cn|%ce|%s", sha, cwd=ws.path) == (
+        f"{BOT.name}|{BOT.email}|{BOT.name}|{BOT.email}|Fix the greeting"
+    )
+    assert git("rev-parse", f"{sha}^", cwd=ws.path) == ws.base_sha
+    assert trailers_of(ws.mirror, sha) == EXPECTED_TRAILERS
+    assert git("status", "--porcelain", cwd=ws.path) == ""
+
+
+async def test_trailer_values_cannot_forge_more_trailers(setup: Setup) -> None:
+    ws = await setup.open()
+    (ws.path / "a.txt").write_text("a\n")
+    odd = Trailers(model="m\nSigned-off-by: mallory <m@x>", backend="command", session="s-1", co_author=None)
+    sha = await ws.commit("Change", BOT, odd, no_secrets)
+    assert sha is not None
+    assert trailers_of(ws.mirror, sha) == [
+        "Agent-Model: m Signed-off-by: mallory <m@x>",
+        "Agent-Backend: command",
+        "Agent-Session: s-1",
+    ]
+
+
+async def test_nothing_to_commit_is_none(setup: Setup) -> None:
+    ws = await setup.open()
+    assert await commit(ws) is None
+    assert git("rev-parse", "HEAD", cwd=ws.path) == ws.base_sha
+
+
+async def test_only_forbidden_changes_is_none(setup: Setup) -> None:
+    ws = await setup.open()
+    (ws.path / "secrets").mkdir()
+    (ws.path / "secrets/key.txt").write_text("hunter2\n")
+    git("add", "-A", cwd=ws.path)
+    git("commit", "-qm", "Add key", cwd=ws.path)
+    (ws.path / ".github/workflows/ci.yml").write_text("on: never\n")
+    assert await commit(ws) is None
+    assert git("rev-parse", f"refs/heads/{BRANCH}", cwd=ws.path) == ws.base_sha
+    assert not (ws.path / "secrets/key.txt").exists()
+    assert (ws.path / ".github/workflows/ci.yml").read_text() == "on: push\n"
+
+
+async def test_agent_commits_get_trailers_and_keep_their_messages(setup: Setup) -> None:
+    ws = await setup.open()
+    for name, msg in (("a.py", "Add a"), ("b.py", "Add b")):
+        (ws.path / name).write_text(f"{name}\n")
+        git("add", name, cwd=ws.path)
+        git("commit", "-qm", msg, "-m", "Co-authored-by: Claude <noreply@anthropic.com>", cwd=ws.path)
+    (ws.path / "c.py").write_text("c\n")  # left uncommitted
+    sha = await commit(ws, "Finish the change")
+    assert sha is not None
+    log = git("log", "--format=%s|%an|%cn", f"{ws.base_sha}..{sha}", cwd=ws.path).splitlines()
+    assert log == [f"{s}|{BOT.name}|{BOT.name}" for s in ("Finish the change", "Add b", "Add a")]
+    for rev in git("rev-list", f"{ws.base_sha}..{sha}", cwd=ws.path).split():
+        parsed = trailers_of(ws.mirror, rev)
+        assert parsed[-4:] == EXPECTED_TRAILERS
+    # The agent's own trailer stays beside ours.
+    assert "Co-authored-by: Claude <noreply@anthropic.com>" in trailers_of(ws.mirror, f"{sha}~1")
+
+
+async def test_agent_commits_on_another_branch_are_taken(setup: Setup) -> None:
+    ws = await setup.open()
+    git("checkout", "-qb", "scratch", cwd=ws.path)
+    (ws.path / "a.py").write_text("a\n")
+    git("add", "a.py", cwd=ws.path)
+    git("commit", "-qm", "Add a", cwd=ws.path)
+    sha = await commit(ws)
+    assert sha is not None
+    assert git("branch", "--show-current", cwd=ws.path) == BRANCH
+    assert git("log", "--format=%s", f"{ws.base_sha}..{BRANCH}", cwd=ws.path).splitlines() == ["Add a"]
+
+
+async def test_forbidden_paths_are_never_pushed(setup: Setup) -> None:
+    ws = await setup.open()
+    secret = "ghp_notreallyasecretbutlooksit\n"
+    (ws.path / "secrets").mkdir()
+    # The agent commits a forbidden file along with real work, edits it again,
+    # then makes a commit that touches only forbidden paths.
+    (ws.path / "secrets/token.txt").write_text(secret)
+    (ws.path / "a.py").write_text("a\n")
+    git("add", "-A", cwd=ws.path)
+    git("commit", "-qm", "Add a and a token", cwd=ws.path)
+    (ws.path / "secrets/token.txt").write_text(secret + "more\n")
+    (ws.path / "b.py").write_text("b\n")
+    git("add", "-A", cwd=ws.path)
+    git("commit", "-qm", "Add b", cwd=ws.path)
+    (ws.path / ".github/workflows/ci.yml").write_text("on: pwned\n")
+    git("commit", "-qam", "Only forbidden", cwd=ws.path)
+    # ...and leaves more forbidden edits uncommitted, next to a real one.
+    (ws.path / "secrets/other.txt").write_text("other\n")
+    (ws.path / ".github/workflows/ci.yml").write_text("on: pwned again\n")
+    (ws.path / "src/app.py").unlink()
+    (ws.path / ".github/workflows/new.yml").write_text("on: new\n")
+
+    sha = await commit(ws)
+    assert sha is not None
+    pushed = await ws.push(setup.token)
+    assert pushed == sha == setup.remote("rev-parse", BRANCH)
+
+    subjects = setup.remote("log", "--format=%s", f"main..{BRANCH}").splitlines()
+    assert subjects == ["Fix the greeting", "Add b", "Add a and a token"]
+    for rev in setup.remote("rev-list", f"main..{BRANCH}").split():
+        files = set(setup.remote("ls-tree", "-r", "--name-only", rev).splitlines())
+        assert not any(f.startswith("secrets/") for f in files)
+        assert ".github/workflows/new.yml" not in files
+        assert setup.remote("show", f"{rev}:.github/workflows/ci.yml") == "on: push"
+    assert setup.remote("ls-tree", "-r", "--name-only", BRANCH).splitlines() == [
+        ".github/workflows/ci.yml", "README.md", "a.py", "b.py"
+    ]
+    # Not even as an unreferenced object.
+    for content in (secret, secret + "more\n", "other\n", "on: pwned\n", "on: new\n"):
+        blob = subprocess.run(["git", "hash-object", "--stdin"], input=content, capture_output=True, text=True).stdout.strip()
+        assert subprocess.run(["git", f"--git-dir={setup.bare}", "cat-file", "-e", blob]).returncode != 0
+    # The worktree matches what was committed.
+    assert not (ws.path / "secrets/other.txt").exists()
+    assert not (ws.path / ".github/workflows/new.yml").exists()
+    assert (ws.path / ".github/workflows/ci.yml").read_text() == "on: push\n"
+
+
+async def test_changed_files_and_diffstat(setup: Setup) -> None:
+    ws = await setup.open()
+    (ws.path / "README.md").write_text("# app\n\nMore.\n")
+    (ws.path / "src/app.py").unlink()
+    (ws.path / "logo.png").write_bytes(b"\x89PNG\0\1\2")
+    await commit(ws)
+    assert sorted(await ws.changed_files()) == ["README.md", "logo.png", "src/app.py"]
+    assert await ws.diffstat() == (3, 2, 1)
+
+
+# --- pushing ---------------------------------------------------------------
+
+
+async def test_push_lands_on_the_twin_and_fires_on_push(setup: Setup) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    async def record(repo: str, ref: str, sha: str) -> None:
+        seen.append((repo, ref, sha))
+
+    setup.twin.on_push(record)
+    ws = await setup.open()
+    (ws.path / "a.py").write_text("a\n")
+    sha = await commit(ws)
+    assert sha is not None
+    assert await ws.push(setup.token) == sha
+    assert setup.remote("rev-parse", BRANCH) == sha
+    assert seen == [("octo-org/app", f"refs/heads/{BRANCH}", sha)]
+    assert trailers_of(setup.bare, sha) == EXPECTED_TRAILERS
+
+
+async def test_follow_up_round_continues_the_remote_branch(setup: Setup) -> None:
+    first = await setup.open("s-1")
+    (first.path / "a.py").write_text("a\n")
+    one = await commit(first)
+    await first.push(setup.token)
+    await setup.workspaces.close(first)
+
+    second = await setup.open("s-2", start_from=BRANCH)
+    assert second.base_sha == one
+    assert (second.path / "a.py").read_text() == "a\n"
+    (second.path / "a.py").write_text("a2\n")
+    two = await commit(second, "Address review")
+    assert await second.push(setup.token) == two
+    assert setup.remote("rev-list", f"main..{BRANCH}").split() == [two, one]
+    assert setup.remote("rev-parse", f"{two}^") == one
+    assert trailers_of(setup.bare, two) == EXPECTED_TRAILERS
+
+
+async def test_new_session_replaces_a_leftover_remote_branch(setup: Setup) -> None:
+    old = setup.twin.commit("octo-org/app", BRANCH, {"old.txt": "old\n"}, "Earlier attempt")
+    ws = await setup.open()
+    assert ws.base_sha == setup.remote("rev-parse", "main") and ws.remote_sha == old
+    (ws.path / "new.txt").write_text("new\n")
+    sha = await commit(ws)
+    assert await ws.push(setup.token) == sha
+    assert setup.remote("rev-parse", BRANCH) == sha
+
+
+async def test_push_refuses_to_overwrite_a_branch_that_moved(setup: Setup) -> None:
+    ws = await setup.open("s-1", start_from="main")
+    setup.twin.commit("octo-org/app", BRANCH, {"human.txt": "mine\n"}, "A human pushes meanwhile")
+    (ws.path / "a.py").write_text("a\n")
+    await commit(ws)
+    with pytest.raises(GitError) as caught:
+        await ws.push(setup.token)
+    assert "rejected" in str(caught.value)
+    assert setup.remote("log", "-1", "--format=%s", BRANCH) == "A human pushes meanwhile"
+
+
+# --- the token ---------------------------------------------------------------
+
+
+async def test_token_is_never_written_anywhere(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    argvs: list[tuple[str, ...]] = []
+    envs: list[dict[str, str]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        argvs.append(tuple(map(str, args)))
+        envs.append(dict(kwargs.get("env") or {}))  # type: ignore[call-overload]
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    ws = await setup.open()
+    (ws.path / "a.py").write_text("a\n")
+    await commit(ws)
+    await ws.push(setup.token)
+    second = await setup.open("s-2", "compound/issue-8", start_from=BRANCH)
+
+    header = base64.b64encode(f"x-access-token:{setup.token}".encode())
+    for argv in argvs:
+        assert not any(setup.token in a or header.decode() in a for a in argv)
+    ours = [e for e in envs if "GIT_LITERAL_PATHSPECS" in e]  # the twin runs git too
+    carrying = [e for e in ours if "GIT_CONFIG_VALUE_0" in e]
+    assert carrying and all(e["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {header.decode()}" for e in carrying)
+    assert len(carrying) < len(ours)  # only fetch and push carry it
+    assert all(e["GIT_TERMINAL_PROMPT"] == "0" and e["HOME"].startswith(str(setup.data)) for e in ours)
+
+    for config in (ws.mirror / "config", second.path / ".git"):
+        assert setup.token not in config.read_text()
+    for path in setup.data.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert setup.token.encode() not in data and header not in data, path
+
+
+async def test_auth_failure_message_holds_no_token(setup: Setup) -> None:
+    bad = "ghs_" + "A1b2C3d4" * 5
+    with pytest.raises(GitError) as caught:
+        await setup.workspaces.sync_mirror("octo-org/app", bad)
+    message = str(caught.value)
+    assert caught.value.returncode != 0 and message.startswith("git fetch")
+    assert bad not in message and base64.b64encode(f"x-access-token:{bad}".encode()).decode() not in message
+    assert not (setup.data / "mirrors" / "octo-org" / "app.git").exists()
+
+
+async def test_repo_config_written_by_the_agent_cannot_redirect_the_token(setup: Setup) -> None:
+    ws = await setup.open()
+    evil = (
+        '[url "http://127.0.0.1:9/"]\n\tinsteadOf = http://\n'
+        '[http]\n\tproxy = http://127.0.0.1:9\n'
+        '[core]\n\thooksPath = /tmp/evil\n'
+    )
+    with open(ws.mirror / "config", "a") as config:
+        config.write(evil)
+    (ws.path / "a.py").write_text("a\n")
+    sha = await commit(ws)
+    assert await ws.push(setup.token) == sha
+    assert "insteadOf" not in (ws.mirror / "config").read_text()
+
+
+# --- cleaning up -------------------------------------------------------------
+
+
+async def test_close_removes_the_worktree(setup: Setup) -> None:
+    ws = await setup.open()
+    await setup.workspaces.close(ws)
+    assert not ws.path.exists()
+    assert str(ws.path) not in git(f"--git-dir={ws.mirror}", "worktree", "list")
+    assert git(f"--git-dir={ws.mirror}", "branch", "--list", BRANCH) == ""
+    await setup.workspaces.close(ws)  # twice is fine
+
+
+async def test_stale_worktree_of_the_same_session_is_cleaned_up(setup: Setup) -> None:
+    ws = await setup.open()
+    (ws.path / "junk.txt").write_text("left by a crashed run\n")
+    git("add", "-A", cwd=ws.path)
+    git("commit", "-qm", "half done", cwd=ws.path)
+    # A restart: a new Workspaces, the same session id again.
+    again = await Workspaces(setup.data, setup.twin.git_url).open("octo-org/app", "s-1", BRANCH, setup.token)
+    assert again.path == ws.path and not (again.path / "junk.txt").exists()
+    assert again.base_sha == setup.remote("rev-parse", "main")
+    assert git("rev-parse", "HEAD", cwd=again.path) == again.base_sha
+    assert git(f"--git-dir={again.mirror}", "worktree", "list").count(str(again.path)) == 1
+
+
+async def test_stale_directory_that_is_no_worktree_is_cleaned_up(setup: Setup) -> None:
+    stale = setup.data / "workspaces" / "s-1"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "file").write_text("x\n")
+    ws = await setup.open()
+    assert not (ws.path / "sub").exists() and (ws.path / "README.md").exists()
+
+
+async def test_a_dead_session_holding_the_branch_is_evicted(setup: Setup) -> None:
+    dead = await setup.open("s-dead")
+    ws = await setup.open("s-new")
+    assert not dead.path.exists()
+    assert git("branch", "--show-current", cwd=ws.path) == BRANCH
+
+
+async def test_bad_names_are_refused(setup: Setup) -> None:
+    for repo, session, branch in (
+        ("../etc", "s", BRANCH),
+        ("octo-org/app", "../x", BRANCH),
+        ("octo-org/app", "s", "-f"),
+        ("octo-org/app", "s", "a..b"),
+    ):
+        with pytest.raises(ValueError):
+            await setup.workspaces.open(repo, session, branch, setup.token)
