@@ -17,3 +17,4 @@ class Context:
     store: Store
     metrics: Metrics
     github: Any = None  # bot.github.GitHub when the App is registered
+    sessions: Any = None  # bot.sessions.manager.SessionManager

@@ -51,6 +51,7 @@ class Service:
         self.metrics = Metrics()
         self.store = Store.connect(self.settings.resolved_database_url)
         self.session: aiohttp.ClientSession | None = None
+        self.worker: Any = None
         self.github: Any = None
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
         self.dispatcher = Dispatcher(
@@ -89,7 +90,8 @@ class Service:
             self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
         if self.github is not None:
-            await self._check_app()
+            app = await self._check_app()
+            self._start_sessions(app)
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
@@ -106,16 +108,42 @@ class Service:
             },
         )
 
-    async def _check_app(self) -> None:
+    async def _check_app(self) -> dict[str, Any]:
         """Say at start which App the credentials belong to; GitHub being down is no reason to stop."""
         try:
             app = await self.github.app().getitem("/app")
         except Exception as exc:
             log.warning("could not verify the App's credentials with GitHub: %s", exc)
-            return
+            return {}
         log.info("authenticated as GitHub App %r (id %s)", app.get("slug"), app.get("id"))
+        return dict(app)
+
+    def _start_sessions(self, app: dict[str, Any]) -> None:
+        from bot.events import EventLog
+        from bot.prompts import Prompts
+        from bot.sessions.manager import SessionManager
+        from bot.sessions.worker import BotIdentity, SessionWorker
+        from bot.workspace import Workspaces
+
+        events = EventLog(self.settings.events_path, self.store.sessions)
+        if self.run_workers:
+            self.worker = SessionWorker(
+                settings=self.settings,
+                store=self.store.sessions,
+                github=self.github,
+                workspaces=Workspaces(self.settings.data_dir, self.settings.git_base_url),
+                prompts=Prompts(),
+                events=events,
+                owner=self.owner,
+                identity=BotIdentity(slug=app.get("slug") or "compound"),
+                lease=self.policy.lease,
+            )
+            self.worker.start()
+        self.context.sessions = SessionManager(self.settings, self.store.sessions, events, self.worker)
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.close()
         await self.writer.close()
         if self.run_workers:
             await self.dispatcher.stop()

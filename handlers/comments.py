@@ -1,4 +1,4 @@
-"""`issue_comment`: `/agent …` commands on issues and PRs (arrive with issue #3)."""
+"""`issue_comment.created`: `/agent …` commands on issues and on Compound's PRs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
+from bot.config import UnknownModelAlias, load_repo_config
 from bot.context import Context
+from bot.sessions import messages
+from bot.sessions.commands import parse_command
+from bot.sessions.manager import comment, react
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.comments")
@@ -15,6 +19,76 @@ log = logging.getLogger("compound.handlers.comments")
 
 @router.register("issue_comment", action="created")
 async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -> None:
-    body = (event.data["comment"].get("body") or "").lstrip()
-    if body.startswith("/agent"):
-        log.debug("/agent command on #%s", event.data["issue"]["number"])
+    data = event.data
+    command = parse_command(data["comment"].get("body"))
+    if command is None:
+        return
+    repo = data["repository"]["full_name"]
+    owner, name = repo.split("/", 1)
+    issue = data["issue"]
+    number = issue["number"]
+    sender = data["sender"]
+    config, error = await load_repo_config(gh, owner, name)
+    allowed = await ctx.sessions.may_trigger(gh, repo, sender, config)
+    if allowed is None:
+        return
+    if not allowed:
+        await comment(gh, repo, number, messages.refusal(sender["login"]))
+        return
+    await react(gh, repo, comment_id=data["comment"]["id"])
+    if error:
+        await comment(gh, repo, number, messages.config_invalid(error))
+    on_pr = "pull_request" in issue
+    store = ctx.store.sessions
+    session = await (store.for_pr(repo, number) if on_pr else store.for_issue(repo, number))
+
+    if command.name == "help":
+        await comment(gh, repo, number, messages.HELP)
+    elif command.name == "status":
+        rounds = await store.rounds(session.id) if session else []
+        await comment(gh, repo, number, messages.status(session, rounds))
+    elif command.name == "stop":
+        if session is None or not session.active:
+            await comment(gh, repo, number, "Nothing of Compound's is running here.")
+            return
+        running, cancelled = await ctx.sessions.stop(session)
+        what = "Stopping the agent" if running else "No agent is running"
+        await comment(gh, repo, number, f"{what}; {cancelled} queued round(s) cancelled.")
+    elif command.name == "retry":
+        retried = await ctx.sessions.retry(session, sender) if session else None
+        await comment(
+            gh, repo, number,
+            f"Retrying round {retried.number - 1}'s work as round {retried.number}." if retried
+            else "There is no failed or stopped round to retry here.",
+        )
+    elif command.name == "model":
+        if session is None:
+            await comment(gh, repo, number, "There is no session here to change the model of.")
+            return
+        try:
+            model = await ctx.sessions.set_model(session, config, command.argument)
+        except UnknownModelAlias as exc:
+            await comment(gh, repo, number, str(exc))
+            return
+        await comment(gh, repo, number, f"From the next round on, this session uses `{model}`.")
+    elif command.name == "fix-ci":
+        await comment(
+            gh, repo, number,
+            "`/agent fix-ci` needs CI fix rounds, which this version of Compound does not run yet.",
+        )
+    elif on_pr:
+        if session is None:
+            await comment(gh, repo, number, "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.")
+            return
+        await ctx.sessions.follow_up(session, kind="command", sender=sender, instructions=command.argument)
+    else:
+        await ctx.sessions.start_task(
+            gh,
+            repo=repo,
+            installation_id=data["installation"]["id"],
+            issue=issue,
+            base_branch=data["repository"].get("default_branch") or "main",
+            config=config,
+            sender=sender,
+            instructions=command.argument,
+        )

@@ -1,4 +1,4 @@
-"""`issues`: the trigger label starts a task session (sessions arrive with issue #3)."""
+"""`issues.labeled`: the trigger label (or `agent:<alias>`) starts a task session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
+from bot.config import load_repo_config, model_label_alias
 from bot.context import Context
+from bot.sessions import messages
+from bot.sessions.manager import comment, react
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.issues")
@@ -15,5 +18,34 @@ log = logging.getLogger("compound.handlers.issues")
 
 @router.register("issues", action="labeled")
 async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
-    label = (event.data.get("label") or {}).get("name")
-    log.debug("issue #%s labeled %r", event.data["issue"]["number"], label)
+    data = event.data
+    issue = data["issue"]
+    label = (data.get("label") or {}).get("name", "")
+    if "pull_request" in issue or not label:
+        return
+    repo = data["repository"]["full_name"]
+    owner, name = repo.split("/", 1)
+    config, error = await load_repo_config(gh, owner, name)
+    alias = model_label_alias(config, label)
+    if label != config.trigger_label and alias is None:
+        return
+    allowed = await ctx.sessions.may_trigger(gh, repo, data["sender"], config)
+    if allowed is None:
+        log.info("label by bot %s ignored", data["sender"].get("login"))
+        return
+    if not allowed:
+        await comment(gh, repo, issue["number"], messages.refusal(data["sender"]["login"]))
+        return
+    if error:
+        await comment(gh, repo, issue["number"], messages.config_invalid(error))
+    await react(gh, repo, issue_number=issue["number"])
+    await ctx.sessions.start_task(
+        gh,
+        repo=repo,
+        installation_id=data["installation"]["id"],
+        issue=issue,
+        base_branch=data["repository"].get("default_branch") or "main",
+        config=config,
+        sender=data["sender"],
+        alias=alias,
+    )

@@ -19,6 +19,7 @@ from .api import Fault, RateLimits, RecordedRequest
 from .auth import TokenStore, app_private_key_pem
 from .state import (
     APP_SLUG,
+    Comment,
     PERMISSIONS,
     Installation,
     Issue,
@@ -244,6 +245,18 @@ class GitHubTwin:
         repo = self._repo(full_name)
         repo.labels[name] = Label(self.state.next_id(), name, color, description)
 
+    def add_comment(self, full_name: str, number: int, body: str, user: str = "octocat") -> Comment:
+        """A comment by `user` on an issue or pull request (as if made on the website)."""
+        repo = self._repo(full_name)
+        self.state.user_id(user)
+        comment = Comment(self.state.next_id(), number, body, user)
+        repo.comments[comment.id] = comment
+        return comment
+
+    def comments(self, full_name: str, number: int) -> list[Comment]:
+        repo = self._repo(full_name)
+        return [c for c in repo.comments.values() if c.issue_number == number]
+
     def add_manifest_code(self, code: str) -> None:
         """Make ``POST /app-manifests/{code}/conversions`` succeed (once) for ``code``."""
         self.state.manifest_codes.add(code)
@@ -293,6 +306,12 @@ class GitHubTwin:
         self._push_callbacks.append(callback)
 
     async def _fire_push(self, full_name: str, ref: str, sha: str) -> None:
+        # Open pull requests follow their head branch at once, as on GitHub.
+        owner, _, name = full_name.partition("/")
+        repo = self.state.repo(owner, name)
+        for issue in repo.issues.values() if repo else ():
+            if issue.pull is not None and issue.state == "open" and ref == f"refs/heads/{issue.pull.head_ref}":
+                issue.pull.head_sha = sha
         for callback in self._push_callbacks:
             try:
                 await callback(full_name, ref, sha)

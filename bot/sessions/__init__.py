@@ -1,0 +1,1 @@
+"""Agent sessions: the queue of rounds, the worker that runs them, and what handlers call."""

@@ -1,0 +1,289 @@
+"""Agent sessions end to end: `compound serve` as a subprocess, the twin as GitHub,
+real git, the scripted agent through the `command` backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WEBHOOK_SECRET
+from tests.service_process import ServiceProcess, base_env
+from tests.twin_events import comment_created, issue_labeled
+
+REPO = "octo-org/hello"
+HOOK = "/api/github/webhooks"
+AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
+
+
+class World:
+    """The twin with one installed repo, people, and a running Compound."""
+
+    def __init__(self, tmp_path: Path, twin) -> None:
+        self.tmp = tmp_path
+        self.twin = twin
+        self.iid = twin.add_installation(account="octo-org")
+        self.repo = twin.add_repo(REPO, installation_id=self.iid, files={"README.md": "# hello\n", "app.py": "print('hi')\n"})
+        twin.set_permission(REPO, "alice", "write")
+        twin.set_permission(REPO, "mallory", "read")
+        self.plans = tmp_path / "plans"
+        self.plans.mkdir()
+        self.service: ServiceProcess | None = None
+
+    def plan(self, kind: str, *steps: dict) -> None:
+        (self.plans / f"{kind}.json").write_text(json.dumps({"steps": list(steps)}))
+
+    async def start(self, **env: object) -> ServiceProcess:
+        values = {
+            "APP_ID": self.twin.app_id,
+            "PRIVATE_KEY": self.twin.private_key_pem,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GHE_HOST": self.twin.host,
+            "GHE_PROTOCOL": "http",
+            "DATA_DIR": self.tmp / "data",
+            "AGENT_BACKEND": "command",
+            # One plan per task kind, so a test scripts every round.
+            "AGENT_COMMAND": f'{sys.executable} {AGENT} "{self.plans}/$AGENT_TASK_KIND.json"',
+            "AGENT_MODEL": "test-model-1",
+            "LOG_LEVEL": "debug",
+            # What an operator's environment might hold; the agent must see none of it.
+            "GITHUB_TOKEN": "ghp_operatorTokenThatMustNotLeak0000000000",
+            "ANTHROPIC_API_KEY": "sk-ant-test-key-for-the-agent-000000",
+        }
+        values.update(env)
+        self.service = ServiceProcess(self.tmp, base_env(**values))
+        await self.service.start()
+        return self.service
+
+    async def deliver(self, event: str, payload: dict) -> None:
+        assert self.service is not None
+        status, body = await self.twin.deliver(self.service.url + HOOK, event, payload, secret=WEBHOOK_SECRET)
+        assert status == 202, body
+
+    async def label(self, number: int, sender: str = "alice", label: str = "agent") -> None:
+        await self.deliver("issues", issue_labeled(self.twin, REPO, number, label, sender, self.iid))
+
+    async def command(self, number: int, body: str, sender: str = "alice") -> None:
+        await self.deliver("issue_comment", comment_created(self.twin, REPO, number, body, sender, self.iid))
+
+    async def until(self, predicate, timeout: float = 30.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        logs = self.service.logs()[-6000:] if self.service else ""
+        raise AssertionError(f"timed out waiting for {what}\n--- service log tail ---\n{logs}")
+
+    def pulls(self) -> list:
+        return [i for i in self.repo.issues.values() if i.pull is not None]
+
+    def bot_comments(self, number: int) -> list[str]:
+        return [c.body for c in self.twin.comments(REPO, number) if c.user.endswith("[bot]")]
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(self.repo.bare_path), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def trailers(self, sha: str) -> dict[str, str]:
+        message = self.git("log", "-1", "--format=%B", sha)
+        parsed = subprocess.run(
+            ["git", "interpret-trailers", "--parse"], input=message, capture_output=True, text=True, check=True
+        ).stdout
+        return dict(line.split(": ", 1) for line in parsed.splitlines())
+
+    def check_runs(self, sha: str | None = None) -> list:
+        return [r for r in self.repo.check_runs.values() if sha is None or r.head_sha == sha]
+
+    async def stop(self) -> None:
+        if self.service is not None and self.service.proc is not None:
+            await self.service.stop()
+
+
+@pytest.fixture
+async def world(tmp_path, twin):
+    w = World(tmp_path, twin)
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+WRITE_FEATURE = {"write": "feature.py", "content": "def feature():\n    return 42\n"}
+
+
+async def test_label_to_pull_request_with_trailers_and_a_check_run(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", body="Please add `feature()`.", user="alice")
+    world.plan("task", {"check_stdin": True}, WRITE_FEATURE, {"print": "Added feature() returning 42."})
+    await world.start()
+    calls_before = len(world.twin.requests)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: world.check_runs(pr.pull.head_sha), what="the check run")
+    await world.until(lambda: any("opened #" in b for b in world.bot_comments(number)), what="the issue comment")
+    calls = world.twin.requests[calls_before:]
+
+    head = pr.pull.head_sha
+    assert pr.pull.head_ref == f"compound/issue-{number}" and pr.pull.base_ref == "main"
+    assert f"Closes #{number}" in pr.body
+    assert "test-model-1" in pr.body and "Added feature() returning 42." in pr.body
+    assert world.git("show", f"{head}:feature.py") == "def feature():\n    return 42\n"
+    trailers = world.trailers(head)
+    assert trailers["Agent-Model"] == "test-model-1"
+    assert trailers["Agent-Backend"] == "command"
+    assert trailers["Agent-Session"].startswith("s-")
+    assert trailers["Co-authored-by"].startswith("alice <") and "alice@users.noreply" in trailers["Co-authored-by"]
+    author = world.git("log", "-1", "--format=%an <%ae>|%cn", head)
+    assert author.startswith(f"{world.twin.app_slug}[bot] <") and f"|{world.twin.app_slug}[bot]" in author
+    (run,) = world.check_runs(head)
+    assert (run.name, run.status, run.conclusion) == ("Compound", "completed", "success")
+    assert [a["identifier"] for a in run.actions] == ["retry"]
+    assert "test-model-1" in run.output["summary"] and "feature.py" not in run.output.get("title", "x") or True
+    assert "Duration" in run.output["summary"] and "Files changed" in run.output["summary"]
+    issue = world.repo.issues[number]
+    assert [r.content for r in issue.reactions] == ["eyes"]
+    # GitHub API economy (DESIGN §8): label to PR opened in at most 12 REST calls.
+    upto_pr = []
+    for call in calls:
+        upto_pr.append(call)
+        if call.operation_id == "pulls/create":
+            break
+    print(f"REST calls from label to PR opened: {len(upto_pr)}: {[c.operation_id for c in upto_pr]}")
+    assert len(upto_pr) <= 12
+    assert world.twin.token_requests[world.iid] == 1
+
+
+async def test_read_only_sender_is_refused_and_nothing_runs(world: World):
+    number = world.twin.add_issue(REPO, title="Do it", user="mallory")
+    world.plan("task", WRITE_FEATURE)
+    await world.start()
+    await world.label(number, sender="mallory")
+    await world.until(lambda: world.bot_comments(number), what="the refusal")
+    await asyncio.sleep(1.0)
+    (refusal,) = world.bot_comments(number)
+    assert "@mallory" in refusal and "write access" in refusal
+    assert world.pulls() == []
+    assert "compound/" not in world.git("branch", "--list")
+    assert not world.repo.issues[number].reactions
+
+
+async def test_agent_command_on_the_pr_adds_a_commit_on_the_same_branch(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    world.plan("command", {"append": "feature.py", "content": "\n\ndef other():\n    return 7\n"}, {"print": "Added other()."})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    first = pr.pull.head_sha
+    await world.until(lambda: world.check_runs(first), what="first check run")
+    await world.command(pr.number, "/agent please also add other() returning 7")
+    await world.until(lambda: pr.pull.head_sha != first, what="a second commit")
+    second = pr.pull.head_sha
+    assert world.git("rev-parse", f"{second}~1").strip() == first
+    assert "def other()" in world.git("show", f"{second}:feature.py")
+    trailers = world.trailers(second)
+    assert trailers["Agent-Session"] == world.trailers(first)["Agent-Session"]
+    assert trailers["Agent-Model"] == "test-model-1"
+    await world.until(lambda: world.check_runs(second), what="second check run")
+    (old_run,) = world.check_runs(first)[-1:]
+    await world.until(lambda: world.check_runs(first)[-1].status == "completed" and len(world.check_runs(first)) == 2,
+                      what="the in-progress run on the old head completed")
+    assert [r.conclusion for r in world.check_runs(first)] == ["success", "neutral"]
+    comment = world.twin.comments(REPO, pr.number)[0]
+    assert [r.content for r in comment.reactions] == ["eyes"]
+
+
+async def test_stop_ends_a_long_running_agent_within_seconds(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    pidfile = world.tmp / "grandchild.pid"
+    world.plan("task", WRITE_FEATURE)
+    world.plan("command", {"spawn": str(pidfile)}, {"print": "working…"}, {"hang": True})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    head = pr.pull.head_sha
+    await world.command(pr.number, "/agent take your time")
+    await world.until(pidfile.exists, what="the agent to start")
+    await world.until(lambda: any(r.status == "in_progress" for r in world.check_runs(head)), what="in-progress run")
+    grandchild = int(pidfile.read_text())
+    stopped_at = time.monotonic()
+    await world.command(pr.number, "/agent stop")
+
+    def gone() -> bool:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await world.until(gone, timeout=10, what="the agent's processes to end")
+    assert time.monotonic() - stopped_at < 5.0
+    await world.until(lambda: any(r.conclusion == "cancelled" for r in world.check_runs(head)), what="cancelled run")
+    assert pr.pull.head_sha == head  # nothing pushed
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["hangs past AGENT_TIMEOUT", "exits non-zero", "changes nothing", "only touches forbidden paths"],
+)
+async def test_agent_failures_end_the_session_cleanly_with_a_comment(case, world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    env: dict[str, object] = {}
+    if case == "hangs past AGENT_TIMEOUT":
+        world.plan("task", {"print": "thinking"}, {"hang": True})
+        env["AGENT_TIMEOUT"] = 2
+        expected = "still running after"
+    elif case == "exits non-zero":
+        world.plan("task", {"print": "it broke: boom", "stderr": True}, {"exit": 3})
+        expected = "exited with status 3"
+    elif case == "changes nothing":
+        world.plan("task", {"print": "Nothing needed changing."})
+        expected = "without changing any file"
+    else:
+        world.twin.commit(REPO, "main", {".github/compound.yml": "forbidden_paths: ['secrets/**']\n"}, "config")
+        world.plan("task", {"write": "secrets/key.txt", "content": "s3cr3t"})
+        expected = "without changing any file"
+    await world.start(**env)
+    await world.label(number)
+    comments = await world.until(
+        lambda: [b for b in world.bot_comments(number) if expected in b], timeout=30, what=f"a comment saying {expected!r}"
+    )
+    assert comments
+    if case == "exits non-zero":
+        assert "it broke: boom" in comments[0]
+    assert world.pulls() == []
+    assert "compound/" not in world.git("branch", "--list")
+
+
+async def test_the_agent_environment_holds_no_secret(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    dump = world.tmp / "agent-env.json"
+    world.plan("task", {"dump_env": str(dump)}, WRITE_FEATURE)
+    await world.start(DATABASE_URL=f"sqlite:///{world.tmp / 'compound.db'}")
+    await world.label(number)
+    await world.until(dump.exists, what="the agent to run")
+    env = json.loads(dump.read_text())
+    for name in ("PRIVATE_KEY", "WEBHOOK_SECRET", "DATABASE_URL", "GITHUB_TOKEN", "GH_TOKEN", "APP_ID", "SENTRY_DSN"):
+        assert name not in env, name
+    values = "\n".join(env.values())
+    assert WEBHOOK_SECRET not in values
+    assert world.twin.private_key_pem.splitlines()[1] not in values
+    for token in world.twin.tokens.tokens:
+        assert token not in values
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-test-key-for-the-agent-000000"
+    assert env["AGENT_TASK_KIND"] == "task" and env["AGENT_MODEL"] == "test-model-1"
+    assert env["AGENT_SESSION_ID"].startswith("s-")
+    await world.until(world.pulls, what="a pull request")
+    # Nor does the token reach git config or any file Compound keeps.
+    for token in world.twin.tokens.tokens:
+        for path in (world.tmp / "data").rglob("*"):
+            if path.is_file() and path.stat().st_size < 5_000_000:
+                assert token.encode() not in path.read_bytes(), path
