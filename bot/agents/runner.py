@@ -1,0 +1,236 @@
+"""Runs an agent CLI to completion, timeout or stop, and never leaves a process behind.
+
+The agent starts in a session (and so a process group) of its own; ending a
+run signals the whole group — SIGTERM, then SIGKILL after a grace period — so
+the shell, the CLI and whatever they started all go. A process that makes a
+session of its own (setsid) escapes this; nothing short of a cgroup catches it.
+Agent failures are results, never exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
+from bot.agents.environment import agent_environment
+
+log = logging.getLogger("compound.agents")
+
+LINE_LIMIT = 1_000_000  # characters of one output line kept (the rest is dropped)
+TAIL_LINES, TAIL_CHARS, TAIL_LINE_CHARS = 200, 20_000, 2_000
+PARSE_LINES, PARSE_CHARS = 400, 4_000_000
+
+
+class AgentRunner:
+    def __init__(self, *, grace: float = 3.0, source_env: dict[str, str] | None = None) -> None:
+        self.grace = grace  # between SIGTERM and SIGKILL
+        self.source_env = source_env  # None: this process's environment
+
+    async def run(
+        self, backend: AgentBackend, request: AgentRequest, stop: asyncio.Event | None = None
+    ) -> AgentResult:
+        started = time.monotonic()
+        run = _Run(backend, request)
+        if stop is not None and stop.is_set():
+            return run.result(None, started, stopped=True)
+        if not request.workspace.is_dir():
+            return run.failed(f"workspace {request.workspace} does not exist", started)
+        with tempfile.TemporaryDirectory(prefix="compound-agent-") as scratch:
+            prompt_file = Path(scratch) / "prompt.md"
+            prompt_file.write_text(request.prompt, encoding="utf-8")
+            argv, prompt_on_stdin = backend.build(request, prompt_file)
+            env = {**backend.env, **agent_environment(request, self.source_env)}
+            env["AGENT_PROMPT_FILE"] = str(prompt_file)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE if prompt_on_stdin else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=request.workspace,
+                    env=env,
+                    start_new_session=True,
+                )
+            except (FileNotFoundError, PermissionError) as exc:
+                found = shutil.which(argv[0], path=env.get("PATH"))
+                reason = "permission denied" if found else "command not found"
+                return run.failed(f"{argv[0]}: {reason} ({exc.strerror or exc})", started)
+            log.info(
+                "agent started",
+                extra={"session": request.session_id, "backend": backend.name, "pid": process.pid},
+            )
+            return await run.supervise(process, started, stop, self.grace)
+
+
+class _Run:
+    """The state of one run: output kept, how it ended."""
+
+    def __init__(self, backend: AgentBackend, request: AgentRequest) -> None:
+        self.backend = backend
+        self.request = request
+        self.tail = BoundedLines(TAIL_LINES, TAIL_CHARS)
+        self.kept = BoundedLines(PARSE_LINES, PARSE_CHARS)
+        self.callback_failed = False
+
+    def failed(self, message: str, started: float) -> AgentResult:
+        log.warning("agent could not start: %s", message, extra={"session": self.request.session_id})
+        self.tail.append(message)
+        return AgentResult(
+            exit_code=None,
+            timed_out=False,
+            stopped=False,
+            duration=time.monotonic() - started,
+            final_message=message,
+            usage=AgentUsage(model=self.request.model),
+            log_tail=message,
+        )
+
+    def result(self, exit_code: int | None, started: float, *, timed_out: bool = False, stopped: bool = False) -> AgentResult:
+        try:
+            final_message, usage = self.backend.parse(self.kept.lines())
+        except Exception:  # a parser bug must not lose the run's outcome
+            log.exception("could not parse the agent's output", extra={"session": self.request.session_id})
+            final_message, usage = None, AgentUsage()
+        if usage.model is None:
+            usage.model = self.request.model
+        return AgentResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            stopped=stopped,
+            duration=time.monotonic() - started,
+            final_message=final_message,
+            usage=usage,
+            log_tail="\n".join(self.tail.lines())[-TAIL_CHARS:],
+        )
+
+    async def supervise(
+        self, process: asyncio.subprocess.Process, started: float, stop: asyncio.Event | None, grace: float
+    ) -> AgentResult:
+        assert process.stdout is not None and process.stderr is not None
+        feeder = asyncio.create_task(self._feed(process))
+        readers = asyncio.gather(self._read(process.stdout), self._read(process.stderr))
+        exited = asyncio.create_task(_exit_of(process))
+        stopping = asyncio.create_task(stop.wait()) if stop is not None else None
+        waits: set[asyncio.Future[object]] = {exited}
+        if stopping is not None:
+            waits.add(stopping)
+        timed_out = stopped = False
+        try:
+            remaining = self.request.timeout - (time.monotonic() - started)
+            await asyncio.wait(waits, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                stopped = stopping is not None and stopping.done()
+                timed_out = not stopped
+                log.warning(
+                    "agent %s; ending its process group",
+                    "stopped" if stopped else f"timed out after {self.request.timeout:g}s",
+                    extra={"session": self.request.session_id},
+                )
+            # Whether it finished or not, nothing it started may outlive the run.
+            await _end_group(process, readers, grace)
+        finally:
+            for task in (feeder, stopping):
+                if task is not None:
+                    task.cancel()
+            if not readers.done():
+                readers.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await readers
+            if not exited.done():
+                exited.cancel()
+        if timed_out:
+            self.tail.append(f"[compound] agent timed out after {self.request.timeout:g}s")
+        elif stopped:
+            self.tail.append("[compound] agent stopped")
+        return self.result(process.returncode, started, timed_out=timed_out, stopped=stopped)
+
+    async def _feed(self, process: asyncio.subprocess.Process) -> None:
+        if process.stdin is None:
+            return
+        # An agent may exit, or never read, before taking the whole prompt.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.write(self.request.prompt.encode())
+            await process.stdin.drain()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.close()
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        skipping = False  # inside an over-long line, after the part kept
+        while chunk := await stream.read(65536):
+            if skipping:
+                if b"\n" not in chunk:
+                    continue
+                chunk = chunk.split(b"\n", 1)[1]
+                skipping = False
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                await self._line(raw)
+            if len(pending) > LINE_LIMIT:
+                await self._line(pending[:LINE_LIMIT])
+                pending, skipping = b"", True
+        if pending:
+            await self._line(pending)
+
+    async def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        self.tail.append(line[:TAIL_LINE_CHARS])
+        if self.backend.wants(line):
+            self.kept.append(line)
+        if self.request.on_output is not None:
+            try:
+                outcome = self.request.on_output(line)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                if not self.callback_failed:  # once a run, not once a line
+                    self.callback_failed = True
+                    log.exception("on_output failed", extra={"session": self.request.session_id})
+
+
+async def _end_group(process: asyncio.subprocess.Process, readers: asyncio.Future[object], grace: float) -> None:
+    """SIGTERM the group, wait for the leader and the pipes, SIGKILL what is left."""
+    pgid = process.pid  # start_new_session made the agent its group's leader
+    _signal_group(pgid, signal.SIGTERM)
+    waiting = asyncio.gather(_exit_of(process), asyncio.shield(readers))
+    try:
+        await asyncio.wait_for(asyncio.shield(waiting), timeout=grace)
+    except asyncio.TimeoutError:
+        pass
+    # Unconditionally: a member that ignored SIGTERM and closed its pipes is
+    # invisible to the waits above.
+    _signal_group(pgid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(asyncio.shield(waiting), timeout=2.0)
+    except asyncio.TimeoutError:
+        # Only a process that left the group (setsid) can still hold the pipes.
+        log.warning("agent output still open after SIGKILL; a process left the group")
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await waiting
+
+
+async def _exit_of(process: asyncio.subprocess.Process) -> int:
+    """The leader's exit status, as soon as it exits.
+
+    Not `process.wait()`: asyncio answers that only once every pipe is closed,
+    and a background grandchild can hold them open forever.
+    """
+    while process.returncode is None:
+        await asyncio.sleep(0.05)
+    return process.returncode
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
