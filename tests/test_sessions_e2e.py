@@ -39,7 +39,7 @@ class World:
     def plan(self, kind: str, *steps: dict) -> None:
         (self.plans / f"{kind}.json").write_text(json.dumps({"steps": list(steps)}))
 
-    async def start(self, **env: object) -> ServiceProcess:
+    def env(self, **env: object) -> dict[str, str]:
         values = {
             "APP_ID": self.twin.app_id,
             "PRIVATE_KEY": self.twin.private_key_pem,
@@ -57,7 +57,10 @@ class World:
             "ANTHROPIC_API_KEY": "sk-ant-test-key-for-the-agent-000000",
         }
         values.update(env)
-        self.service = ServiceProcess(self.tmp, base_env(**values))
+        return base_env(**values)
+
+    async def start(self, *args: str, **env: object) -> ServiceProcess:
+        self.service = ServiceProcess(self.tmp, self.env(**env), args=args)
         await self.service.start()
         return self.service
 
@@ -287,3 +290,60 @@ async def test_the_agent_environment_holds_no_secret(world: World):
         for path in (world.tmp / "data").rglob("*"):
             if path.is_file() and path.stat().st_size < 5_000_000:
                 assert token.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch(world: World, database_url, store):
+    """A web process stores deliveries; two `compound worker` processes share the queue."""
+    log = world.tmp / "rounds.log"
+    command = (
+        f'echo "start $AGENT_SESSION_ID $(date +%s.%N)" >> {log}; sleep 0.2; '
+        f'echo "$AGENT_TASK_KIND $(date +%s%N)" > "work-$AGENT_TASK_KIND.txt"; '
+        f'echo "end $AGENT_SESSION_ID $(date +%s.%N)" >> {log}'
+    )
+    numbers = [world.twin.add_issue(REPO, title=f"Task {i}", user="alice") for i in range(40)]
+    values = world.env(DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info")
+    web = await world.start("--no-workers", DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info")
+    for number in numbers:
+        await world.label(number)
+    assert await store.deliveries.count("pending") == len(numbers)
+    workers = [ServiceProcess(world.tmp, values, command="worker") for _ in range(2)]
+    for worker in workers:
+        await worker.start()
+    try:
+        async with asyncio.timeout(60):
+            while await store.sessions.count() < len(numbers):
+                await asyncio.sleep(0.1)
+        # Ten sessions get a second round at once: it must wait for the first.
+        sessions = [await store.sessions.for_issue(REPO, n) for n in numbers[:10]]
+        for session in sessions:
+            await store.sessions.add_round(session.id, kind="command", requested_by="alice", instructions="more")
+        await world.until(lambda: len(world.pulls()) == len(numbers), timeout=120, what="40 pull requests")
+
+        async def all_rounds_finished() -> bool:
+            for n in numbers:
+                session = await store.sessions.for_issue(REPO, n)
+                if session is None or any(r.status != "done" for r in await store.sessions.rounds(session.id)):
+                    return False
+            return True
+
+        async with asyncio.timeout(120):
+            while not await all_rounds_finished():
+                await asyncio.sleep(0.2)
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await web.stop()
+    starts: dict[str, list[tuple[float, float]]] = {}
+    open_at: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        what, session_id, at = line.split()
+        if what == "start":
+            assert session_id not in open_at, f"two rounds of {session_id} at once"
+            open_at[session_id] = float(at)
+        else:
+            starts.setdefault(session_id, []).append((open_at.pop(session_id), float(at)))
+    assert sum(len(v) for v in starts.values()) == 50  # every round ran exactly once
+    assert sorted(len(v) for v in starts.values()) == [1] * 30 + [2] * 10
+    # Both workers did some of the work.
+    assert all("round.started" in w.logs() for w in workers)
