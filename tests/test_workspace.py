@@ -127,6 +127,21 @@ async def test_concurrent_opens_share_one_mirror(setup: Setup) -> None:
         assert (ws.path / "README.md").exists()
 
 
+async def test_two_processes_share_one_mirror(setup: Setup) -> None:
+    # Two Workspaces on one DATA_DIR stand for two worker processes: no shared
+    # asyncio lock, only git's own locks and the mirror's atomic creation.
+    other = Workspaces(setup.data, setup.twin.git_url)
+    first, second = await asyncio.gather(
+        setup.workspaces.sync_mirror("octo-org/app", setup.token),
+        other.sync_mirror("octo-org/app", setup.token),
+    )
+    assert first == second and [p.name for p in first.parent.iterdir()] == ["app.git"]
+    for round_ in range(3):
+        sha = setup.twin.commit("octo-org/app", "main", {"n.txt": f"{round_}\n"})
+        await asyncio.gather(*(w.sync_mirror("octo-org/app", setup.token) for w in (setup.workspaces, other) * 2))
+        assert git(f"--git-dir={first}", "rev-parse", "refs/remotes/origin/HEAD") == sha
+
+
 # --- committing --------------------------------------------------------------
 
 
