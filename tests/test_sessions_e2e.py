@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -120,6 +119,15 @@ async def world(tmp_path, twin):
         await w.stop()
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
 WRITE_FEATURE = {"write": "feature.py", "content": "def feature():\n    return 42\n"}
 
 
@@ -220,14 +228,7 @@ async def test_stop_ends_a_long_running_agent_within_seconds(world: World):
     stopped_at = time.monotonic()
     await world.command(pr.number, "/agent stop")
 
-    def gone() -> bool:
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    await world.until(gone, timeout=10, what="the agent's processes to end")
+    await world.until(lambda: not alive(grandchild), timeout=10, what="the agent's processes to end")
     assert time.monotonic() - stopped_at < 5.0
     await world.until(lambda: any(r.conclusion == "cancelled" for r in world.check_runs(head)), what="cancelled run")
     assert pr.pull.head_sha == head  # nothing pushed

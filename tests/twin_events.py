@@ -56,3 +56,21 @@ def comment_created(twin: GitHubTwin, full_name: str, number: int, body: str, se
     payload["issue"] = shapes.issue(twin, repo, repo.issues[number])  # PRs are issues too
     payload["comment"] = shapes.comment(twin, repo, comment) | {"performed_via_github_app": None}
     return _checked("issue_comment", payload)
+
+
+def check_run_action(twin: GitHubTwin, full_name: str, run_id: int, action: str | None, sender: str, installation_id: int) -> dict[str, Any]:
+    """`check_run.requested_action` (a button press) or, with action None, `check_run.rerequested`."""
+    repo = _repo(twin, full_name)
+    run = repo.check_runs[run_id]
+    payload = example("check_run", "requested_action" if action else "rerequested")
+    payload.update(_common(twin, full_name, sender, installation_id))
+    shaped = shapes.check_run(twin, repo, run)
+    suite = repo.check_suites.get(run.suite_id)
+    shaped["check_suite"] = payload["check_run"]["check_suite"] | {
+        "id": run.suite_id, "head_sha": run.head_sha, "head_branch": suite.head_branch if suite else None,
+        "app": shaped["app"], "pull_requests": [],
+    }
+    payload["check_run"] = payload["check_run"] | shaped
+    if action:
+        payload["requested_action"] = {"identifier": action}
+    return payload
