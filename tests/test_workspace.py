@@ -316,6 +316,16 @@ async def test_follow_up_round_continues_the_remote_branch(setup: Setup) -> None
     assert trailers_of(setup.bare, two) == EXPECTED_TRAILERS
 
 
+async def test_follow_up_on_a_branch_outside_compound(setup: Setup) -> None:
+    sha = setup.twin.commit("octo-org/app", "feature-x", {"x.txt": "x\n"}, "Human work")
+    ws = await setup.open(branch="feature-x", start_from="feature-x")
+    assert ws.base_sha == ws.remote_sha == sha
+    (ws.path / "x.txt").write_text("x2\n")
+    head = await commit(ws)
+    assert await ws.push(setup.token) == head == setup.remote("rev-parse", "feature-x")
+    assert setup.remote("log", "-1", "--format=%s", "feature-x") == "Fix the greeting"
+
+
 async def test_new_session_replaces_a_leftover_remote_branch(setup: Setup) -> None:
     old = setup.twin.commit("octo-org/app", BRANCH, {"old.txt": "old\n"}, "Earlier attempt")
     ws = await setup.open()
@@ -397,6 +407,13 @@ async def test_repo_config_written_by_the_agent_cannot_redirect_the_token(setup:
     sha = await commit(ws)
     assert await ws.push(setup.token) == sha
     assert "insteadOf" not in (ws.mirror / "config").read_text()
+
+
+async def test_a_git_command_that_hangs_is_killed(setup: Setup) -> None:
+    slow = Workspaces(setup.data, setup.twin.git_url, git_timeout=0.001)
+    with pytest.raises(GitError) as caught:
+        await slow.sync_mirror("octo-org/app", setup.token)
+    assert "timed out" in str(caught.value)
 
 
 # --- cleaning up -------------------------------------------------------------
