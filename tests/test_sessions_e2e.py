@@ -348,3 +348,19 @@ async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch
     assert sorted(len(v) for v in starts.values()) == [1] * 30 + [2] * 10
     # Both workers did some of the work.
     assert all("round.started" in w.logs() for w in workers)
+
+
+async def test_check_run_output_stays_within_limits_and_redacted(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    leaked = "ghs_" + "L" * 36
+    transcript = world.tmp / "transcript.txt"
+    transcript.write_text("".join(f"step {i}: working through a long task\n" for i in range(20_000)) + f"token {leaked}\n")
+    world.plan("task", {"print_file": str(transcript)}, WRITE_FEATURE, {"print": "Done."})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    (run,) = await world.until(lambda: world.check_runs(pr.pull.head_sha), what="the check run")
+    text = run.output["text"]
+    assert 1000 < len(text) <= 65_535
+    assert leaked not in text and "[REDACTED]" in text
+    assert leaked not in pr.body
