@@ -9,7 +9,7 @@ from gidgethub import routing, sansio
 
 from bot.checks import CHECK_NAME
 from bot.config import RepoConfig
-from bot.context import Context
+from bot.context import Context, needs_github
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.checks")
@@ -37,6 +37,7 @@ async def _own_session(event: sansio.Event, gh: Any, ctx: Context) -> Any:
 
 
 @router.register("check_run", action="requested_action")
+@needs_github
 async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Context) -> None:
     session = await _own_session(event, gh, ctx)
     if session is None:
@@ -49,6 +50,7 @@ async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Conte
 
 
 @router.register("check_run", action="rerequested")
+@needs_github
 async def on_check_run_rerequested(event: sansio.Event, gh: Any, ctx: Context) -> None:
     session = await _own_session(event, gh, ctx)
     if session is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.config import UnknownModelAlias, load_repo_config
-from bot.context import Context
+from bot.context import Context, needs_github
 from bot.sessions import messages
 from bot.sessions.commands import parse_command
 from bot.sessions.manager import comment, react
@@ -18,6 +18,7 @@ log = logging.getLogger("compound.handlers.comments")
 
 
 @router.register("issue_comment", action="created")
+@needs_github
 async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -> None:
     data = event.data
     command = parse_command(data["comment"].get("body"))

@@ -8,7 +8,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.config import load_repo_config, model_label_alias
-from bot.context import Context
+from bot.context import Context, needs_github
 from bot.sessions import messages
 from bot.sessions.manager import comment, react
 
@@ -17,6 +17,7 @@ log = logging.getLogger("compound.handlers.issues")
 
 
 @router.register("issues", action="labeled")
+@needs_github
 async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
     data = event.data
     issue = data["issue"]
