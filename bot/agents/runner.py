@@ -1,10 +1,10 @@
 """Runs an agent CLI to completion, timeout or stop, and never leaves a process behind.
 
-The agent starts in a session (and so a process group) of its own; ending a
-run signals the whole group — SIGTERM, then SIGKILL after a grace period — so
-the shell, the CLI and whatever they started all go. A process that makes a
-session of its own (setsid) escapes this; nothing short of a cgroup catches it.
-Agent failures are results, never exceptions.
+The agent starts in a session (and so a process group) of its own. Ending a
+run — however it ends — signals the group and every descendant seen under the
+agent (see `processes`: Claude Code detaches its tool commands from the
+group): SIGTERM, then SIGKILL after a grace period. Agent failures are
+results, never exceptions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import shutil
 import signal
 import tempfile
@@ -22,18 +21,22 @@ from pathlib import Path
 
 from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
 from bot.agents.environment import agent_environment
+from bot.agents.processes import ProcessTree, snapshot
 
 log = logging.getLogger("compound.agents")
 
 LINE_LIMIT = 1_000_000  # characters of one output line kept (the rest is dropped)
 TAIL_LINES, TAIL_CHARS, TAIL_LINE_CHARS = 200, 20_000, 2_000
 PARSE_LINES, PARSE_CHARS = 400, 4_000_000
+SCAN_INTERVAL = 1.0  # seconds between looks at the agents' process trees
 
 
 class AgentRunner:
     def __init__(self, *, grace: float = 3.0, source_env: dict[str, str] | None = None) -> None:
         self.grace = grace  # between SIGTERM and SIGKILL
         self.source_env = source_env  # None: this process's environment
+        self._trees: set[ProcessTree] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def run(
         self, backend: AgentBackend, request: AgentRequest, stop: asyncio.Event | None = None
@@ -68,7 +71,28 @@ class AgentRunner:
                 "agent started",
                 extra={"session": request.session_id, "backend": backend.name, "pid": process.pid},
             )
-            return await run.supervise(process, started, stop, self.grace)
+            tree = ProcessTree(process.pid)
+            tree.scan()
+            self._watch(tree)
+            try:
+                return await run.supervise(process, tree, started, stop, self.grace)
+            finally:
+                self._trees.discard(tree)
+                if not self._trees and self._watcher is not None:
+                    self._watcher.cancel()
+
+    def _watch(self, tree: ProcessTree) -> None:
+        """Look at every running agent's tree now and then, with one pass over /proc."""
+        self._trees.add(tree)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_trees())
+
+    async def _watch_trees(self) -> None:
+        while self._trees:
+            await asyncio.sleep(SCAN_INTERVAL)
+            processes = snapshot()
+            for tree in list(self._trees):
+                tree.scan(processes)
 
 
 class _Run:
@@ -102,6 +126,10 @@ class _Run:
             final_message, usage = None, AgentUsage()
         if usage.model is None:
             usage.model = self.request.model
+        tail = self.tail.lines()
+        if final_message is None and not (exit_code == 0 and not timed_out and not stopped):
+            # A CLI that failed before speaking its format (bad flag, no key): its last words.
+            final_message = next((line.strip() for line in reversed(tail) if line.strip()), None)
         return AgentResult(
             exit_code=exit_code,
             timed_out=timed_out,
@@ -109,11 +137,16 @@ class _Run:
             duration=time.monotonic() - started,
             final_message=final_message,
             usage=usage,
-            log_tail="\n".join(self.tail.lines())[-TAIL_CHARS:],
+            log_tail="\n".join(tail)[-TAIL_CHARS:],
         )
 
     async def supervise(
-        self, process: asyncio.subprocess.Process, started: float, stop: asyncio.Event | None, grace: float
+        self,
+        process: asyncio.subprocess.Process,
+        tree: ProcessTree,
+        started: float,
+        stop: asyncio.Event | None,
+        grace: float,
     ) -> AgentResult:
         assert process.stdout is not None and process.stderr is not None
         feeder = asyncio.create_task(self._feed(process))
@@ -131,12 +164,12 @@ class _Run:
                 stopped = stopping is not None and stopping.done()
                 timed_out = not stopped
                 log.warning(
-                    "agent %s; ending its process group",
+                    "agent %s; ending its processes",
                     "stopped" if stopped else f"timed out after {self.request.timeout:g}s",
                     extra={"session": self.request.session_id},
                 )
             # Whether it finished or not, nothing it started may outlive the run.
-            await _end_group(process, readers, grace)
+            await _end_all(process, tree, readers, grace)
         finally:
             for task in (feeder, stopping):
                 if task is not None:
@@ -198,23 +231,32 @@ class _Run:
                     log.exception("on_output failed", extra={"session": self.request.session_id})
 
 
-async def _end_group(process: asyncio.subprocess.Process, readers: asyncio.Future[object], grace: float) -> None:
-    """SIGTERM the group, wait for the leader and the pipes, SIGKILL what is left."""
-    pgid = process.pid  # start_new_session made the agent its group's leader
-    _signal_group(pgid, signal.SIGTERM)
+async def _end_all(
+    process: asyncio.subprocess.Process, tree: ProcessTree, readers: asyncio.Future[object], grace: float
+) -> None:
+    """SIGTERM everything, give it `grace` to exit, SIGKILL what is left."""
+    tree.scan()
+    tree.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        # A dying agent may still start something: look often, to catch it
+        # while its parent is alive (an orphan is no longer in the tree).
+        seen = set(tree.known)
+        tree.scan()
+        if not seen.issuperset(tree.known):
+            tree.signal(signal.SIGTERM)
+        if process.returncode is not None and readers.done() and not tree.alive():
+            break
+        await asyncio.sleep(0.05)
+    # Unconditionally: a process that ignored SIGTERM, or started late, is killed.
+    tree.scan()
+    tree.signal(signal.SIGKILL)
     waiting = asyncio.gather(_exit_of(process), asyncio.shield(readers))
-    try:
-        await asyncio.wait_for(asyncio.shield(waiting), timeout=grace)
-    except asyncio.TimeoutError:
-        pass
-    # Unconditionally: a member that ignored SIGTERM and closed its pipes is
-    # invisible to the waits above.
-    _signal_group(pgid, signal.SIGKILL)
     try:
         await asyncio.wait_for(asyncio.shield(waiting), timeout=2.0)
     except asyncio.TimeoutError:
-        # Only a process that left the group (setsid) can still hold the pipes.
-        log.warning("agent output still open after SIGKILL; a process left the group")
+        # Only a process never seen under the agent can still hold the pipes.
+        log.warning("agent output still open after SIGKILL; a process escaped")
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await waiting
@@ -229,8 +271,3 @@ async def _exit_of(process: asyncio.subprocess.Process) -> int:
     while process.returncode is None:
         await asyncio.sleep(0.05)
     return process.returncode
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
