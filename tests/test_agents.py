@@ -219,11 +219,17 @@ async def test_timeout_kills_the_whole_group(tmp_path: Path, workspace: Path) ->
     assert "hanging" in result.log_tail and "timed out" in result.log_tail
 
 
-@pytest.mark.parametrize("ignore_sigterm", [False, True], ids=["sigterm", "needs-sigkill"])
-async def test_stop_ends_the_run_within_seconds(tmp_path: Path, workspace: Path, ignore_sigterm: bool) -> None:
+@pytest.mark.parametrize(
+    ("ignore_sigterm", "detach"),
+    [(False, False), (True, False), (False, True)],
+    ids=["sigterm", "needs-sigkill", "grandchild-left-the-group"],
+)
+async def test_stop_ends_the_run_within_seconds(
+    tmp_path: Path, workspace: Path, ignore_sigterm: bool, detach: bool
+) -> None:
     pidfile = tmp_path / "grandchild.pid"
     steps: list[dict[str, Any]] = [{"ignore_sigterm": True}] if ignore_sigterm else []
-    backend = scripted(tmp_path, *steps, {"spawn": str(pidfile)}, {"hang": True})
+    backend = scripted(tmp_path, *steps, {"spawn": str(pidfile), "detach": detach}, {"hang": True})
     stop = asyncio.Event()
     run = asyncio.create_task(AgentRunner(grace=1.0).run(backend, request(workspace), stop))
     grandchild = int(await wait_for_file(pidfile))
@@ -246,10 +252,13 @@ async def test_stop_before_start_runs_nothing(tmp_path: Path, workspace: Path) -
     assert not (workspace / "touched").exists()
 
 
-async def test_nothing_outlives_a_finished_agent(tmp_path: Path, workspace: Path) -> None:
-    # The grandchild keeps our stdout open: the run must not wait for it.
+@pytest.mark.parametrize("detach", [False, True], ids=["in-group", "left-the-group"])
+async def test_nothing_outlives_a_finished_agent(tmp_path: Path, workspace: Path, detach: bool) -> None:
+    # In the group, the grandchild keeps our stdout open: the run must not wait for it.
+    # Out of it, it is still a descendant seen by the runner.
     pidfile = tmp_path / "grandchild.pid"
-    backend = scripted(tmp_path, {"spawn": str(pidfile)}, {"print": "done"})
+    steps = [{"spawn": str(pidfile), "detach": detach}, {"sleep": 1.2 if detach else 0}, {"print": "done"}]
+    backend = scripted(tmp_path, *steps)
     started = time.monotonic()
     result = await AgentRunner().run(backend, request(workspace))
     assert result.ok and result.final_message == "done"
@@ -500,3 +509,126 @@ async def test_backends_read_their_cli_through_the_runner(
 
 def parsers_model(name: str) -> str:
     return {"claude-code": "claude-sonnet-4-5-20250929", "aider": "anthropic/claude-sonnet-4-20250514"}[name]
+
+
+def test_parse_a_real_claude_code_transcript() -> None:
+    # Printed by Claude Code 2.1.197 (-p --output-format stream-json --verbose)
+    # against tests/claude_stub/server.py: one Bash tool call, then an answer.
+    message, usage = parsers.parse_claude(sample("claude_stream_real.jsonl"))
+    assert message == "Created hello.txt."
+    assert usage == AgentUsage(input_tokens=2400, output_tokens=120, cost_usd=0.009, model="claude-sonnet-4-5-20250929")
+
+
+async def test_a_cli_that_fails_before_its_format_says_why(tmp_path: Path, workspace: Path) -> None:
+    cli = tmp_path / "claude"
+    cli.write_text("#!/bin/sh\necho 'error: unknown option --verbose' >&2\nexit 1\n")
+    cli.chmod(0o755)
+    result = await AgentRunner().run(get_backend("claude-code", executable=str(cli)), request(workspace))
+    assert result.exit_code == 1
+    assert result.final_message == "error: unknown option --verbose"
+
+
+# --- Claude Code end to end: the real CLI against a scripted Messages API -------------------
+
+CLAUDE_CLI = HERE / "claude_stub" / "node_modules" / ".bin" / "claude"
+CLAUDE_MODEL = "claude-sonnet-4-5-20250929"  # priced by Claude Code: $3 / $15 per million tokens
+
+
+@pytest.fixture
+async def messages_api() -> Any:
+    from aiohttp import web
+
+    from tests.claude_stub.server import ScriptedMessagesAPI
+
+    api = ScriptedMessagesAPI([])
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api.url = f"http://127.0.0.1:{runner.addresses[0][1]}"  # type: ignore[attr-defined]
+    try:
+        yield api
+    finally:
+        await runner.cleanup()
+
+
+def claude_source_env(tmp_path: Path, api_url: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),  # Claude Code keeps its state here
+        "LANG": "C.UTF-8",
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_API_KEY": "test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "AGENT_ENV_PASSTHROUGH": "DISABLE_TELEMETRY",
+        **SECRETS,
+    }
+    if os.geteuid() == 0:
+        # Claude Code refuses to skip permission prompts as root outside a sandbox;
+        # the service's image runs as an ordinary user and needs no such flag.
+        env["IS_SANDBOX"] = "1"
+        env["AGENT_ENV_PASSTHROUGH"] += ",IS_SANDBOX"
+    return env
+
+
+needs_claude = pytest.mark.skipif(
+    not CLAUDE_CLI.exists(), reason="Claude Code not installed: npm ci --prefix tests/claude_stub"
+)
+
+
+@needs_claude
+async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    target = workspace / "hello.txt"
+    messages_api.turns = [
+        {"text": "I'll create the file.", "tool_use": {"name": "Write", "input": {"file_path": str(target), "content": "hello from claude\n"}}},
+        {"tool_use": {"name": "Bash", "input": {"command": "cat hello.txt; env | grep -c TOKEN", "description": "Check"}}},
+        {"text": "Created hello.txt with a greeting."},
+    ]  # fmt: skip
+    seen: list[str] = []
+    result = await AgentRunner(source_env=claude_source_env(tmp_path, messages_api.url)).run(
+        get_backend("claude-code", executable=str(CLAUDE_CLI)),
+        request(workspace, prompt="Create hello.txt, please.", model=CLAUDE_MODEL, timeout=120, on_output=seen.append),
+    )
+
+    assert result.ok, result.log_tail
+    assert target.read_text() == "hello from claude\n"
+    assert result.final_message == "Created hello.txt with a greeting."
+    assert result.usage == AgentUsage(
+        input_tokens=3 * 1200, output_tokens=3 * 60, cost_usd=pytest.approx(3 * (1200 * 3 + 60 * 15) / 1e6), model=CLAUDE_MODEL
+    )
+    main = messages_api.main_requests
+    assert len(main) == 3 and all(body["model"] == CLAUDE_MODEL and body["stream"] for body in main)
+    assert "Create hello.txt, please." in json.dumps(main[0]["messages"][0])  # the prompt came through stdin
+    # The Bash tool really ran in the workspace, and found no token in its environment.
+    last_result = json.dumps(main[2]["messages"][-1])
+    assert "hello from claude" in last_result and "\\n0" in last_result
+    assert any('"type":"result"' in line for line in seen)
+
+
+@needs_claude
+async def test_claude_code_stop_ends_its_tools_too(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
+    pidfile = workspace / "sleep.pid"
+    messages_api.turns = [
+        {"tool_use": {"name": "Bash", "input": {"command": "sleep 1000 & echo $! > sleep.pid; wait", "description": "Wait"}}},
+        {"text": "never reached"},
+    ]  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        AgentRunner(source_env=claude_source_env(tmp_path, messages_api.url)).run(
+            get_backend("claude-code", executable=str(CLAUDE_CLI)),
+            request(workspace, model=CLAUDE_MODEL, timeout=120),
+            stop,
+        )
+    )
+    sleeper = int(await wait_for_file(pidfile, within=60))
+    stop.set()
+    stopped_at = time.monotonic()
+    result = await asyncio.wait_for(run, timeout=15)
+    assert time.monotonic() - stopped_at < 5.0
+    assert result.stopped
+    assert await wait_gone(sleeper)

@@ -25,7 +25,9 @@ Plan: {"steps": [step, ...]}, each step an object with one action key:
     {"sleep": seconds}
     {"hang": true}                        sleep until killed
     {"spawn": "pidfile"}                  start a grandchild `sleep 1000` (same process group,
-                                          holding our stdout) and write its pid to pidfile
+                                          holding our stdout) and write its pid to pidfile;
+                                          with "detach": true in a session of its own, its
+                                          output to /dev/null (as Claude Code runs its tools)
     {"ignore_sigterm": true}              ignore SIGTERM from here on (only SIGKILL ends us)
     {"exit": code}                        exit now with that code
 
@@ -103,7 +105,10 @@ def run_step(step: dict, stdin: str) -> int | None:  # noqa: C901 - one branch p
         while True:
             time.sleep(3600)
     elif "spawn" in step:
-        child = subprocess.Popen(["sleep", "1000"])
+        if step.get("detach"):
+            child = subprocess.Popen(["sleep", "1000"], start_new_session=True, stdout=subprocess.DEVNULL)
+        else:
+            child = subprocess.Popen(["sleep", "1000"])
         path(step["spawn"]).write_text(str(child.pid))
     elif "ignore_sigterm" in step:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
