@@ -22,8 +22,8 @@ from bot.agents import (
     AgentUsage,
     agent_environment,
     get_backend,
+    parsers,
 )
-from bot.agents import parsers
 
 HERE = Path(__file__).parent
 SCRIPTED_AGENT = HERE / "agents" / "scripted_agent.py"
@@ -109,7 +109,9 @@ async def test_prompt_on_stdin_and_in_prompt_file_cwd_is_workspace(tmp_path: Pat
         {"dump_env": str(tmp_path / "env.json")},
         {"write": "greet.py", "content": "print('hi')\n"},
     )
-    result = await AgentRunner().run(backend, request(workspace, prompt=prompt, model="opus-x", task_kind="ci_fix"))
+    result = await AgentRunner().run(
+        backend, request(workspace, prompt=prompt, model="opus-x", task_kind="ci_fix")
+    )
 
     assert result.ok, result.log_tail
     record = json.loads((tmp_path / "record.json").read_text())
@@ -127,7 +129,9 @@ async def test_prompt_on_stdin_and_in_prompt_file_cwd_is_workspace(tmp_path: Pat
     assert env["AGENT_PROMPT_FILE"] == record["prompt_file"]
 
 
-async def test_environment_holds_no_secret(tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_environment_holds_no_secret(
+    tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     source = {
         **os.environ,
         **SECRETS,
@@ -164,10 +168,23 @@ async def test_environment_holds_no_secret(tmp_path: Path, workspace: Path, capl
 
 
 def test_agent_environment_is_an_allow_list() -> None:
-    source = {**SECRETS, "PATH": "/bin", "HOME": "/home/c", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1",
-              "GITHUB_ENTERPRISE_TOKEN": "x", "GH_HOST": "ghe.invalid", "OTHER": "1", "TZ": "UTC"}
-    req = AgentRequest(workspace=Path("."), prompt="", session_id="s", task_kind="review_fix",
-                       env_passthrough=["OTHER", "GH_HOST", "AGENT_SESSION_ID"])
+    source = {
+        **SECRETS,
+        "PATH": "/bin",
+        "HOME": "/home/c",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:1",
+        "GITHUB_ENTERPRISE_TOKEN": "x",
+        "GH_HOST": "ghe.invalid",
+        "OTHER": "1",
+        "TZ": "UTC",
+    }
+    req = AgentRequest(
+        workspace=Path("."),
+        prompt="",
+        session_id="s",
+        task_kind="review_fix",
+        env_passthrough=["OTHER", "GH_HOST", "AGENT_SESSION_ID"],
+    )
     env = agent_environment(req, source)
     assert env == {
         "PATH": "/bin",
@@ -187,7 +204,9 @@ def test_task_kind_is_checked(workspace: Path) -> None:
 
 
 async def test_exit_code_and_last_line(tmp_path: Path, workspace: Path) -> None:
-    backend = scripted(tmp_path, {"print": "working"}, {"print": "gave up: no tests", "stderr": True}, {"exit": 7})
+    backend = scripted(
+        tmp_path, {"print": "working"}, {"print": "gave up: no tests", "stderr": True}, {"exit": 7}
+    )
     result = await AgentRunner().run(backend, request(workspace))
     assert result.exit_code == 7
     assert not result.ok and not result.timed_out and not result.stopped
@@ -281,7 +300,11 @@ async def test_on_output_gets_lines_while_the_agent_runs(tmp_path: Path, workspa
         record(line)
 
     backend = scripted(
-        tmp_path, {"print": "first"}, {"print": "to stderr", "stderr": True}, {"sleep": 1.5}, {"print": "last"}
+        tmp_path,
+        {"print": "first"},
+        {"print": "to stderr", "stderr": True},
+        {"sleep": 1.5},
+        {"print": "last"},
     )
     result = await AgentRunner().run(
         backend, request(workspace, on_output=record if kind == "sync" else record_async)
@@ -333,7 +356,9 @@ async def test_missing_executable_is_a_result(workspace: Path, name: str) -> Non
 
 
 async def test_missing_command_exits_127(workspace: Path) -> None:
-    result = await AgentRunner().run(get_backend("command", command="no-such-agent-cli --go"), request(workspace))
+    result = await AgentRunner().run(
+        get_backend("command", command="no-such-agent-cli --go"), request(workspace)
+    )
     assert result.exit_code == 127
     assert "not found" in result.log_tail
 
@@ -358,7 +383,9 @@ async def test_scripted_agent_can_commit(tmp_path: Path, workspace: Path) -> Non
     backend = scripted(tmp_path, {"write": "a.txt", "content": "a\n"}, {"commit": "agent's own commit"})
     result = await AgentRunner().run(backend, request(workspace))
     assert result.ok, result.log_tail
-    log = subprocess.run(["git", "-C", str(workspace), "log", "--format=%an|%s"], capture_output=True, text=True)
+    log = subprocess.run(
+        ["git", "-C", str(workspace), "log", "--format=%an|%s"], capture_output=True, text=True
+    )
     assert log.stdout.strip() == "Scripted Agent|agent's own commit"
 
 
@@ -368,7 +395,9 @@ async def test_scripted_agent_can_commit(tmp_path: Path, workspace: Path) -> Non
 def test_claude_code_argv(workspace: Path, tmp_path: Path) -> None:
     prompt_file = tmp_path / "prompt.md"
     backend = get_backend("claude-code", executable="/opt/claude")
-    argv, on_stdin = backend.build(request(workspace, model="claude-opus-4-6", args=["--max-turns", "40"]), prompt_file)
+    argv, on_stdin = backend.build(
+        request(workspace, model="claude-opus-4-6", args=["--max-turns", "40"]), prompt_file
+    )
     assert argv == [
         "/opt/claude", "-p", "--output-format", "stream-json", "--verbose",
         "--permission-mode", "bypassPermissions",
@@ -385,7 +414,9 @@ def test_claude_code_argv(workspace: Path, tmp_path: Path) -> None:
 
 def test_codex_argv(workspace: Path, tmp_path: Path) -> None:
     backend = get_backend("codex")
-    argv, on_stdin = backend.build(request(workspace, model="gpt-5-codex", args=["-c", "x=1"]), tmp_path / "p")
+    argv, on_stdin = backend.build(
+        request(workspace, model="gpt-5-codex", args=["-c", "x=1"]), tmp_path / "p"
+    )
     assert argv == ["codex", "exec", "--json", "--sandbox", "danger-full-access", "-m", "gpt-5-codex",
                     "-c", "x=1", "-"]  # fmt: skip
     assert on_stdin
@@ -396,7 +427,9 @@ def test_codex_argv(workspace: Path, tmp_path: Path) -> None:
 def test_aider_argv(workspace: Path, tmp_path: Path) -> None:
     prompt_file = tmp_path / "scratch" / "prompt.md"
     backend = get_backend("aider")
-    argv, on_stdin = backend.build(request(workspace, model="sonnet", args=["--lint-cmd", "ruff"]), prompt_file)
+    argv, on_stdin = backend.build(
+        request(workspace, model="sonnet", args=["--lint-cmd", "ruff"]), prompt_file
+    )
     assert not on_stdin
     assert argv[:5] == ["aider", "--message-file", str(prompt_file), "--yes-always", "--no-auto-commits"]
     assert argv[-4:] == ["--model", "sonnet", "--lint-cmd", "ruff"]
@@ -409,7 +442,10 @@ def test_aider_argv(workspace: Path, tmp_path: Path) -> None:
 
 def test_command_argv(workspace: Path, tmp_path: Path) -> None:
     backend = get_backend("command", command="my-agent --fast")
-    assert backend.build(request(workspace), tmp_path / "p") == (["/bin/sh", "-c", "my-agent --fast", "agent"], True)
+    assert backend.build(request(workspace), tmp_path / "p") == (
+        ["/bin/sh", "-c", "my-agent --fast", "agent"],
+        True,
+    )
     argv, _ = backend.build(request(workspace, args=["a b"]), tmp_path / "p")
     assert argv == ["/bin/sh", "-c", 'my-agent --fast "$@"', "agent", "a b"]
 
@@ -425,7 +461,10 @@ def test_parse_claude_stream_json() -> None:
     message, usage = parsers.parse_claude(sample("claude_stream.jsonl"))
     assert message == 'Fixed `greet()` to return "Hello, world!"; the test passes now.'
     assert usage == AgentUsage(
-        input_tokens=19 + 5610 + 57910, output_tokens=239, cost_usd=0.0623415, model="claude-sonnet-4-5-20250929"
+        input_tokens=19 + 5610 + 57910,
+        output_tokens=239,
+        cost_usd=0.0623415,
+        model="claude-sonnet-4-5-20250929",
     )
 
 
@@ -438,9 +477,17 @@ def test_parse_claude_without_a_result_line() -> None:
 
 
 def test_parse_claude_error_result() -> None:
-    line = json.dumps({"type": "result", "subtype": "error_during_execution", "is_error": True,
-                       "result": "API Error: 529 overloaded", "total_cost_usd": 0, "usage": {}})
-    message, usage = parsers.parse_claude(["garbage", "{\"type\":", line, "[1, 2]", ""])
+    line = json.dumps(
+        {
+            "type": "result",
+            "subtype": "error_during_execution",
+            "is_error": True,
+            "result": "API Error: 529 overloaded",
+            "total_cost_usd": 0,
+            "usage": {},
+        }
+    )
+    message, usage = parsers.parse_claude(["garbage", '{"type":', line, "[1, 2]", ""])
     assert message == "API Error: 529 overloaded"
     assert usage.cost_usd == 0.0 and usage.input_tokens is None
 
@@ -452,8 +499,11 @@ def test_parse_codex_exec_json() -> None:
 
 
 def test_parse_codex_failed_turn() -> None:
-    lines = ['{"type":"thread.started","thread_id":"t"}', '{"type":"turn.started"}',
-             '{"type":"turn.failed","error":{"message":"model response stream ended unexpectedly"}}']
+    lines = [
+        '{"type":"thread.started","thread_id":"t"}',
+        '{"type":"turn.started"}',
+        '{"type":"turn.failed","error":{"message":"model response stream ended unexpectedly"}}',
+    ]
     message, usage = parsers.parse_codex(lines)
     assert message == "codex error: model response stream ended unexpectedly"
     assert usage == AgentUsage()
@@ -463,21 +513,40 @@ def test_parse_aider_text() -> None:
     message, usage = parsers.parse_aider(sample("aider.txt"))
     assert message == 'The test expected "Hello, world!"; greet() returns it now.'
     assert usage == AgentUsage(
-        input_tokens=2_300 + 12_000, output_tokens=344 + 1_024, cost_usd=0.05, model="anthropic/claude-sonnet-4-20250514"
+        input_tokens=2_300 + 12_000,
+        output_tokens=344 + 1_024,
+        cost_usd=0.05,
+        model="anthropic/claude-sonnet-4-20250514",
     )
 
 
 def test_parse_aider_old_format_without_cost() -> None:
-    message, usage = parsers.parse_aider(["Model: gpt-4o with diff edit format", "Done.", "Tokens: 1,234 sent, 56 received."])
+    message, usage = parsers.parse_aider(
+        ["Model: gpt-4o with diff edit format", "Done.", "Tokens: 1,234 sent, 56 received."]
+    )
     assert message == "Done."
     assert usage == AgentUsage(input_tokens=1234, output_tokens=56, cost_usd=None, model="gpt-4o")
 
 
-@pytest.mark.parametrize("parse", [parsers.parse_claude, parsers.parse_codex, parsers.parse_aider, parsers.parse_command])
+@pytest.mark.parametrize(
+    "parse", [parsers.parse_claude, parsers.parse_codex, parsers.parse_aider, parsers.parse_command]
+)
 def test_parsers_tolerate_garbage(parse: Any) -> None:
-    junk = ["", "   ", "{", '{"type": 5}', '{"type":"result","usage":"lots","total_cost_usd":"free"}',
-            '{"type":"turn.completed","usage":{"input_tokens":"many"}}', '{"type":"item.completed","item":null}',
-            "Tokens: lots sent", "Cost: $ message", "\x00\x01binary", "[]", "null", '"text"']
+    junk = [
+        "",
+        "   ",
+        "{",
+        '{"type": 5}',
+        '{"type":"result","usage":"lots","total_cost_usd":"free"}',
+        '{"type":"turn.completed","usage":{"input_tokens":"many"}}',
+        '{"type":"item.completed","item":null}',
+        "Tokens: lots sent",
+        "Cost: $ message",
+        "\x00\x01binary",
+        "[]",
+        "null",
+        '"text"',
+    ]
     message, usage = parse(junk)
     assert message is None or isinstance(message, str)
     assert isinstance(usage, AgentUsage)
@@ -499,7 +568,9 @@ async def test_backends_read_their_cli_through_the_runner(
     cli = tmp_path / f"{name}-cli"
     cli.write_text(f"#!/bin/sh\ncat {shlex.quote(str(SAMPLES / sample_file))}\n")
     cli.chmod(0o755)
-    result: AgentResult = await AgentRunner().run(get_backend(name, executable=str(cli)), request(workspace, model="m-1"))
+    result: AgentResult = await AgentRunner().run(
+        get_backend(name, executable=str(cli)), request(workspace, model="m-1")
+    )
     assert result.ok, result.log_tail
     assert result.final_message
     assert result.usage.cost_usd == expected
@@ -516,7 +587,9 @@ def test_parse_a_real_claude_code_transcript() -> None:
     # against tests/claude_stub/server.py: one Bash tool call, then an answer.
     message, usage = parsers.parse_claude(sample("claude_stream_real.jsonl"))
     assert message == "Created hello.txt."
-    assert usage == AgentUsage(input_tokens=2400, output_tokens=120, cost_usd=0.009, model="claude-sonnet-4-5-20250929")
+    assert usage == AgentUsage(
+        input_tokens=2400, output_tokens=120, cost_usd=0.009, model="claude-sonnet-4-5-20250929"
+    )
 
 
 async def test_a_cli_that_fails_before_its_format_says_why(tmp_path: Path, workspace: Path) -> None:
@@ -584,22 +657,33 @@ needs_claude = pytest.mark.skipif(
 async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
     subprocess.run(["git", "init", "-q", str(workspace)], check=True)
     target = workspace / "hello.txt"
+    write = {"file_path": str(target), "content": "hello from claude\n"}
+    check = {"command": "cat hello.txt; env | grep -c TOKEN", "description": "Check"}
     messages_api.turns = [
-        {"text": "I'll create the file.", "tool_use": {"name": "Write", "input": {"file_path": str(target), "content": "hello from claude\n"}}},
-        {"tool_use": {"name": "Bash", "input": {"command": "cat hello.txt; env | grep -c TOKEN", "description": "Check"}}},
+        {"text": "I'll create the file.", "tool_use": {"name": "Write", "input": write}},
+        {"tool_use": {"name": "Bash", "input": check}},
         {"text": "Created hello.txt with a greeting."},
-    ]  # fmt: skip
+    ]
     seen: list[str] = []
     result = await AgentRunner(source_env=claude_source_env(tmp_path, messages_api.url)).run(
         get_backend("claude-code", executable=str(CLAUDE_CLI)),
-        request(workspace, prompt="Create hello.txt, please.", model=CLAUDE_MODEL, timeout=120, on_output=seen.append),
+        request(
+            workspace,
+            prompt="Create hello.txt, please.",
+            model=CLAUDE_MODEL,
+            timeout=120,
+            on_output=seen.append,
+        ),
     )
 
     assert result.ok, result.log_tail
     assert target.read_text() == "hello from claude\n"
     assert result.final_message == "Created hello.txt with a greeting."
     assert result.usage == AgentUsage(
-        input_tokens=3 * 1200, output_tokens=3 * 60, cost_usd=pytest.approx(3 * (1200 * 3 + 60 * 15) / 1e6), model=CLAUDE_MODEL
+        input_tokens=3 * 1200,
+        output_tokens=3 * 60,
+        cost_usd=pytest.approx(3 * (1200 * 3 + 60 * 15) / 1e6),
+        model=CLAUDE_MODEL,
     )
     main = messages_api.main_requests
     assert len(main) == 3 and all(body["model"] == CLAUDE_MODEL and body["stream"] for body in main)
@@ -611,12 +695,12 @@ async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_
 
 
 @needs_claude
-async def test_claude_code_stop_ends_its_tools_too(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
+async def test_claude_code_stop_ends_its_tools_too(
+    tmp_path: Path, workspace: Path, messages_api: Any
+) -> None:
     pidfile = workspace / "sleep.pid"
-    messages_api.turns = [
-        {"tool_use": {"name": "Bash", "input": {"command": "sleep 1000 & echo $! > sleep.pid; wait", "description": "Wait"}}},
-        {"text": "never reached"},
-    ]  # fmt: skip
+    wait = {"command": "sleep 1000 & echo $! > sleep.pid; wait", "description": "Wait"}
+    messages_api.turns = [{"tool_use": {"name": "Bash", "input": wait}}, {"text": "never reached"}]
     stop = asyncio.Event()
     run = asyncio.create_task(
         AgentRunner(source_env=claude_source_env(tmp_path, messages_api.url)).run(

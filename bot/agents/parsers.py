@@ -98,8 +98,10 @@ def parse_claude(lines: list[str]) -> tuple[str | None, AgentUsage]:
     message = result.get("result")
     if not isinstance(message, str):
         message = last_text
-    raw = result.get("usage") if isinstance(result.get("usage"), dict) else {}
-    counts = [_int(raw.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+    raw: dict[str, Any] = result["usage"] if isinstance(result.get("usage"), dict) else {}
+    counts = [
+        _int(raw.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    ]
     if any(c is not None for c in counts):
         usage.input_tokens = sum(c or 0 for c in counts)
     usage.output_tokens = _int(raw.get("output_tokens"))
@@ -107,9 +109,7 @@ def parse_claude(lines: list[str]) -> tuple[str | None, AgentUsage]:
     by_model = result.get("modelUsage")
     if isinstance(by_model, dict) and by_model:
         # The main model is the one that cost most (small models run side tasks).
-        usage.model = max(
-            by_model, key=lambda m: _number((by_model[m] or {}).get("costUSD")) or 0.0
-        )
+        usage.model = max(by_model, key=lambda m: _number((by_model[m] or {}).get("costUSD")) or 0.0)
     return _clip(message), usage
 
 

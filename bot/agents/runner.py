@@ -18,6 +18,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
 from bot.agents.environment import agent_environment
@@ -118,7 +119,9 @@ class _Run:
             log_tail=message,
         )
 
-    def result(self, exit_code: int | None, started: float, *, timed_out: bool = False, stopped: bool = False) -> AgentResult:
+    def result(
+        self, exit_code: int | None, started: float, *, timed_out: bool = False, stopped: bool = False
+    ) -> AgentResult:
         try:
             final_message, usage = self.backend.parse(self.kept.lines())
         except Exception:  # a parser bug must not lose the run's outcome
@@ -153,7 +156,7 @@ class _Run:
         readers = asyncio.gather(self._read(process.stdout), self._read(process.stderr))
         exited = asyncio.create_task(_exit_of(process))
         stopping = asyncio.create_task(stop.wait()) if stop is not None else None
-        waits: set[asyncio.Future[object]] = {exited}
+        waits: set[asyncio.Future[Any]] = {exited}
         if stopping is not None:
             waits.add(stopping)
         timed_out = stopped = False
@@ -232,7 +235,7 @@ class _Run:
 
 
 async def _end_all(
-    process: asyncio.subprocess.Process, tree: ProcessTree, readers: asyncio.Future[object], grace: float
+    process: asyncio.subprocess.Process, tree: ProcessTree, readers: asyncio.Future[Any], grace: float
 ) -> None:
     """SIGTERM everything, give it `grace` to exit, SIGKILL what is left."""
     tree.scan()
@@ -254,7 +257,7 @@ async def _end_all(
     waiting = asyncio.gather(_exit_of(process), asyncio.shield(readers))
     try:
         await asyncio.wait_for(asyncio.shield(waiting), timeout=2.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         # Only a process never seen under the agent can still hold the pipes.
         log.warning("agent output still open after SIGKILL; a process escaped")
     waiting.cancel()

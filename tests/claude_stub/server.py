@@ -18,7 +18,7 @@ JSON message. Every request is recorded in `requests`.
 The CLI itself: `npm ci --prefix tests/claude_stub` installs the version pinned
 in package.json (with its native binary) into tests/claude_stub/node_modules.
 
-Run alone: python tests/claude_stub/server.py --port 8765 (a one-file write).
+Run alone: python tests/claude_stub/server.py --port 8765 (writes hello.txt with Bash).
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ from typing import Any
 from aiohttp import web
 
 MODEL = "claude-sonnet-4-5-20250929"
-USAGE = {"input_tokens": 1200, "output_tokens": 60, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+USAGE = {
+    "input_tokens": 1200,
+    "output_tokens": 60,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+}
 
 
 class ScriptedMessagesAPI:
@@ -81,11 +86,19 @@ class ScriptedMessagesAPI:
 
     async def other(self, request: web.Request) -> web.Response:
         self._record(request, None)
-        return web.json_response({"type": "error", "error": {"type": "not_found_error", "message": "stub"}}, status=404)
+        return web.json_response(
+            {"type": "error", "error": {"type": "not_found_error", "message": "stub"}}, status=404
+        )
 
     def _record(self, request: web.Request, body: Any) -> None:
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in ("x-api-key", "authorization")}
-        self.requests.append({"method": request.method, "path": request.path, "headers": headers, "body": body})
+        headers = {
+            k.lower(): v
+            for k, v in request.headers.items()
+            if k.lower() not in ("x-api-key", "authorization")
+        }
+        self.requests.append(
+            {"method": request.method, "path": request.path, "headers": headers, "body": body}
+        )
 
     def _turn(self, body: dict[str, Any]) -> dict[str, Any]:
         answered = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
@@ -97,35 +110,74 @@ class ScriptedMessagesAPI:
             blocks.append({"type": "text", "text": turn["text"]})
         if "tool_use" in turn:
             use = turn["tool_use"]
-            blocks.append({"type": "tool_use", "id": f"toolu_stub{next(self._ids):04d}", "name": use["name"], "input": use["input"]})
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_stub{next(self._ids):04d}",
+                    "name": use["name"],
+                    "input": use["input"],
+                }
+            )
         return blocks
 
     async def _stream(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
 
         async def event(name: str, data: dict[str, Any]) -> None:
             await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
-        start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**message["usage"], "output_tokens": 1},
+        }
         await event("message_start", {"type": "message_start", "message": start})
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                await event("content_block_start", {"type": "content_block_start", "index": index,
-                                                    "content_block": {"type": "text", "text": ""}})
-                await event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                    "delta": {"type": "text_delta", "text": block["text"]}})
+                await event(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+                await event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": block["text"]},
+                    },
+                )
             else:
-                await event("content_block_start", {"type": "content_block_start", "index": index,
-                                                    "content_block": {**block, "input": {}}})
+                await event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
                 arguments = json.dumps(block["input"])
                 for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
-                    await event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                        "delta": {"type": "input_json_delta", "partial_json": part}})
+                    await event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": part},
+                        },
+                    )
             await event("content_block_stop", {"type": "content_block_stop", "index": index})
-        await event("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                      "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        )
         await event("message_stop", {"type": "message_stop"})
         await response.write_eof()
         return response
@@ -135,10 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     options = parser.parse_args()
-    api = ScriptedMessagesAPI([
-        {"tool_use": {"name": "Write", "input": {"file_path": "hello.txt", "content": "hello from the stub\n"}}},
-        {"text": "Wrote hello.txt."},
-    ])  # fmt: skip
+    write = {"command": "echo hello from the stub > hello.txt", "description": "Write hello.txt"}
+    api = ScriptedMessagesAPI([{"tool_use": {"name": "Bash", "input": write}}, {"text": "Wrote hello.txt."}])
     web.run_app(api.app(), host="127.0.0.1", port=options.port)
 
 
