@@ -45,12 +45,16 @@ class Batcher(Generic[T, R]):
         return self._task is not None and not self._closing
 
     async def submit(self, item: T) -> R:
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue an item; the future resolves when its batch is written."""
         if self._closing or self._task is None:
             raise RuntimeError(f"{self._name} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append((item, future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:

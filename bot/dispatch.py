@@ -180,7 +180,10 @@ class Dispatcher:
             failed, error = await self._run_handlers(record, data)
             if not failed:
                 if self._completer.running:
-                    await self._completer.submit(record.delivery_id)
+                    # Not awaited: the worker moves on while the mark joins the next
+                    # batch. Should that write fail, the claim is released and the
+                    # delivery runs again (at least once, never lost).
+                    self._completer.submit_nowait(record.delivery_id)
                 else:  # not started (compound receive): write it directly
                     await self.store.mark_processed([record.delivery_id])
                 self.metrics.deliveries_processed.labels("processed").inc()
@@ -254,7 +257,16 @@ class Dispatcher:
         return name, None
 
     async def _complete(self, delivery_ids: list[str]) -> list[None]:
-        await self.store.mark_processed(delivery_ids)
+        try:
+            await self.store.mark_processed(delivery_ids)
+        except Exception:
+            log.exception("could not mark %d deliveries processed; they will run again", len(delivery_ids))
+            self._backlog = True
+            for delivery_id in delivery_ids:
+                try:
+                    await self.store.release(self.owner, delivery_id)
+                except Exception:  # the store is down; the lease lapses without heartbeats
+                    break
         return [None] * len(delivery_ids)
 
     # -- sweeping and heartbeat ---------------------------------------------
@@ -281,7 +293,9 @@ class Dispatcher:
     async def sweep(self) -> int:
         """Claim due deliveries from the store, as many as there is room for."""
         room = self.policy.capacity - self._held
-        if room <= 0 or self._closing:
+        # Under a burst, claiming one or two at a time costs a query each: wait
+        # until a good share of the room is free (or we are idle).
+        if self._closing or room <= 0 or (self._held > 0 and room < self.policy.capacity // 4):
             return 0
         limit = min(room, 200)
         records = await self.store.claim_due(self.owner, self.policy.lease, limit=limit)

@@ -41,6 +41,11 @@ class Store:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # One connection: SQLite has one writer anyway, and two connections of
+            # one process would only wait on each other's locks (busy handler sleeps).
+            engine_args.setdefault("pool_size", 1)
+            engine_args.setdefault("max_overflow", 0)
+            engine_args.setdefault("pool_timeout", 60)
             engine = create_async_engine(url, **engine_args)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
