@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+CLAUDE := tests/claude_stub/node_modules/.package-lock.json
+
 .PHONY: serve test install bench clean
 
 $(STAMP): pyproject.toml
@@ -19,7 +21,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/compound serve
 
-test: $(STAMP)
+# The real Claude Code CLI (from npm) for the claude-code backend's end-to-end test.
+$(CLAUDE): tests/claude_stub/package-lock.json
+	npm ci --prefix tests/claude_stub --no-audit --no-fund --silent
+
+test: $(STAMP) $(CLAUDE)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
