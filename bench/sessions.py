@@ -28,6 +28,11 @@ REPO = "bench-org/app"
 SECRET = "bench-secret"
 
 
+def written(markers: Path) -> list[Path]:
+    """Marker files the agents have finished writing."""
+    return [p for p in markers.iterdir() if p.stat().st_size > 0]
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -77,16 +82,16 @@ async def run(samples: int, concurrent: int) -> dict[str, object]:
         # Warm the mirror (and the token) with one session first.
         warm = twin.add_issue(REPO, title="warm-up", user="alice")
         await label(warm)
-        await wait_for(lambda: len(list(markers.iterdir())) == 1, 60)
+        await wait_for(lambda: len(written(markers)) == 1, 60)
         latencies = []
         calls = []
         for i in range(samples):
             number = twin.add_issue(REPO, title=f"task {i}", user="alice")
-            count = len(list(markers.iterdir()))
+            count = len(written(markers))
             mark = len(twin.requests)
             sent = await label(number)
-            await wait_for(lambda: len(list(markers.iterdir())) == count + 1, 60)
-            newest = max(markers.iterdir(), key=lambda p: p.stat().st_mtime)
+            await wait_for(lambda: len(written(markers)) == count + 1, 60)
+            newest = max(written(markers), key=lambda p: p.stat().st_mtime)
             latencies.append(float(newest.read_text()) - sent)
             calls.append(len(twin.requests) - mark)
             await asyncio.sleep(0.3)  # let the session end (no change → it fails cleanly)
@@ -107,10 +112,10 @@ async def run(samples: int, concurrent: int) -> dict[str, object]:
     try:
         assert service.proc is not None
         idle = rss_mib(service.proc.pid)
-        start = len(list(markers.iterdir()))
+        start = len(written(markers))
         numbers = [twin.add_issue(REPO, title=f"sleepy {i}", user="alice") for i in range(concurrent)]
         await asyncio.gather(*(label_in(twin, service, n, iid) for n in numbers))
-        await wait_for(lambda: len(list(markers.iterdir())) >= start + concurrent, 180)
+        await wait_for(lambda: len(written(markers)) >= start + concurrent, 180)
         await asyncio.sleep(2)
         results["memory_mib"] = {
             "idle": round(idle, 1),
