@@ -221,9 +221,15 @@ async def test_stop_ends_a_long_running_agent_within_seconds(world: World):
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
     head = pr.pull.head_sha
+    await world.until(lambda: world.check_runs(head), what="the first round's check run")
     await world.command(pr.number, "/agent take your time")
     await world.until(pidfile.exists, what="the agent to start")
     await world.until(lambda: any(r.status == "in_progress" for r in world.check_runs(head)), what="in-progress run")
+    # The in-progress run shows the agent's output live (throttled).
+    await world.until(
+        lambda: any("working" in (r.output.get("text") or "") for r in world.check_runs(head)),
+        timeout=15, what="live output in the check run",
+    )
     grandchild = int(pidfile.read_text())
     stopped_at = time.monotonic()
     await world.command(pr.number, "/agent stop")
@@ -364,3 +370,18 @@ async def test_check_run_output_stays_within_limits_and_redacted(world: World):
     assert 1000 < len(text) <= 65_535
     assert leaked not in text and "[REDACTED]" in text
     assert leaked not in pr.body
+
+
+async def test_a_worker_that_dies_mid_round_leaves_it_to_the_next(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    started = world.tmp / "first-attempt.pid"
+    world.plan("task", {"spawn": str(started)}, {"hang": True})
+    await world.start(DELIVERY_LEASE_SECONDS=2)
+    await world.label(number)
+    await world.until(started.exists, what="the first attempt")
+    await world.service.kill()  # kill -9 mid-round: the session's lease lapses
+    world.plan("task", WRITE_FEATURE)
+    await world.start(DELIVERY_LEASE_SECONDS=2)
+    pr = (await world.until(world.pulls, timeout=30, what="the round taken over"))[0]
+    assert world.git("show", f"{pr.pull.head_sha}:feature.py").startswith("def feature")
+    assert len([p for p in world.pulls()]) == 1
