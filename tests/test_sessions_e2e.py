@@ -385,3 +385,33 @@ async def test_a_worker_that_dies_mid_round_leaves_it_to_the_next(world: World):
     pr = (await world.until(world.pulls, timeout=30, what="the round taken over"))[0]
     assert world.git("show", f"{pr.pull.head_sha}:feature.py").startswith("def feature")
     assert len([p for p in world.pulls()]) == 1
+
+
+async def test_closing_the_pr_ends_the_session_with_its_outcome(world: World, tmp_path):
+    from tests.twin import shapes
+    from tests.webhook_examples import example
+
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: world.check_runs(pr.pull.head_sha), what="the check run")
+    pr.pull.merged = True
+    pr.state = "closed"
+    payload = example("pull_request", "closed")
+    payload["number"] = pr.number
+    payload["pull_request"]["number"] = pr.number
+    payload["pull_request"]["merged"] = True
+    payload["repository"] = shapes.repository(world.twin, world.repo) | {"has_discussions": False}
+    payload["installation"] = {"id": world.iid, "node_id": "x"}
+    await world.deliver("pull_request", payload)
+    events = tmp_path / "data" / "events.jsonl"
+    await world.until(lambda: events.exists() and '"session.closed"' in events.read_text(), what="the session closed")
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    closed = [e for e in lines if e["type"] == "session.closed"]
+    assert closed[0]["outcome"] == "merged" and closed[0]["pr"] == pr.number
+    kinds = [e["type"] for e in lines]
+    assert kinds[:4] == ["session.created", "round.started", "agent.started", "agent.finished"]
+    assert "round.pushed" in kinds
+    assert all(e["session"] == closed[0]["session"] and e["repo"] == REPO for e in lines)

@@ -230,10 +230,11 @@ class SessionWorker:
                 "/repos/{owner}/{repo}/issues/{issue_number}/comments",
                 {"owner": owner, "repo": name, "issue_number": session.issue_number},
             )
+            own = f"{self.identity.slug}[bot]"
             comments = [
                 Comment(author=c["user"]["login"], body=c.get("body") or "")
                 for c in raw
-                if not c.get("body", "").lstrip().startswith("<!-- compound")
+                if c["user"]["login"] != own  # Compound's own notes are not the task
             ]
         prompt_context = PromptContext(
             kind=round_.kind,
