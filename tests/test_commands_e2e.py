@@ -7,19 +7,8 @@ import time
 
 import pytest
 
-from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, alive
+from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, alive, world  # noqa: F401 (fixture)
 from tests.twin_events import check_run_action
-
-pytestmark = pytest.mark.usefixtures("twin")
-
-
-@pytest.fixture
-async def world(tmp_path, twin):
-    w = World(tmp_path, twin)
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def opened(world: World, number: int):
