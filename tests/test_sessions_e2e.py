@@ -4,6 +4,7 @@ real git, the scripted agent through the `command` backend."""
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import subprocess
 import sys
@@ -415,3 +416,49 @@ async def test_closing_the_pr_ends_the_session_with_its_outcome(world: World, tm
     assert kinds[:4] == ["session.created", "round.started", "agent.started", "agent.finished"]
     assert "round.pushed" in kinds
     assert all(e["session"] == closed[0]["session"] and e["repo"] == REPO for e in lines)
+
+
+CLAUDE_BIN = Path(__file__).parent / "claude_stub" / "node_modules" / ".bin"
+
+
+@pytest.mark.skipif(
+    not (CLAUDE_BIN / "claude").exists() and not os.environ.get("CI"),
+    reason="Claude Code not installed: npm ci --prefix tests/claude_stub (make test does it)",
+)
+async def test_label_to_pr_with_the_real_claude_code_cli(world: World, aiohttp_server):
+    """The claude-code backend end to end: the real CLI, offline, against a scripted Messages API."""
+    from tests.claude_stub.server import MODEL, ScriptedMessagesAPI
+
+    api = ScriptedMessagesAPI([
+        {"text": "I'll add the function.",
+         "tool_use": {"name": "Bash", "input": {"command": "printf 'def feature():\\n    return 42\\n' > feature.py",
+                                                 "description": "Write feature.py"}}},
+        {"text": "Added feature() in feature.py."},
+    ])
+    server = await aiohttp_server(api.app())
+    number = world.twin.add_issue(REPO, title="Add a feature", body="Add feature() returning 42.", user="alice")
+    home = world.tmp / "home"
+    home.mkdir()
+    await world.start(
+        AGENT_BACKEND="claude-code",
+        AGENT_MODEL=MODEL,
+        PATH=f"{CLAUDE_BIN}:{os.environ['PATH']}",
+        HOME=home,
+        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{server.port}",
+        ANTHROPIC_API_KEY="test",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1,
+        DISABLE_TELEMETRY=1,
+        IS_SANDBOX=1,  # Claude Code refuses bypassPermissions as root outside a sandbox
+        AGENT_ENV_PASSTHROUGH="DISABLE_TELEMETRY,IS_SANDBOX",
+    )
+    await world.label(number)
+    pr = (await world.until(world.pulls, timeout=90, what="a pull request from Claude Code"))[0]
+    head = pr.pull.head_sha
+    assert world.git("show", f"{head}:feature.py") == "def feature():\n    return 42\n"
+    trailers = world.trailers(head)
+    assert trailers["Agent-Backend"] == "claude-code" and trailers["Agent-Model"] == MODEL
+    assert "Added feature() in feature.py." in pr.body
+    (run,) = await world.until(lambda: world.check_runs(head), what="the check run")
+    assert "in /" in run.output["summary"] and "$" in run.output["summary"]  # tokens and cost reported
+    prompt = json.dumps(api.requests[-1])
+    assert "Add feature() returning 42." in prompt  # the issue reached the model through the prompt
