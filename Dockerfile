@@ -9,10 +9,15 @@ COPY bot ./bot
 COPY handlers ./handlers
 RUN /opt/compound/bin/pip install .
 
-# Runtime stage: the virtualenv, git for workspaces, and an unprivileged user.
+# Runtime stage: the virtualenv, git for workspaces, the default agent CLI
+# (Claude Code, from npm; the version the tests run), and an unprivileged user.
+# Other agents: build FROM this image and install codex or aider the same way.
 FROM python:3.11-slim
+ARG CLAUDE_CODE_VERSION=2.1.197
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git ca-certificates nodejs npm \
+ && npm install -g --no-audit --no-fund "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
+ && npm cache clean --force \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 compound \
  && mkdir -p /data && chown compound:compound /data
