@@ -462,3 +462,29 @@ async def test_label_to_pr_with_the_real_claude_code_cli(world: World, aiohttp_s
     assert "in /" in run.output["summary"] and "$" in run.output["summary"]  # tokens and cost reported
     prompt = json.dumps(api.requests[-1])
     assert "Add feature() returning 42." in prompt  # the issue reached the model through the prompt
+
+
+async def test_github_errors_during_a_round_are_retried(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    await world.start()
+    # One 502 is absorbed by the client's own retries.
+    world.twin.fail_next("POST", r"/pulls$", status=502)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request despite a 502"))[0]
+    assert world.twin.calls("pulls/create")[0].status == 502
+
+
+async def test_a_round_that_keeps_crashing_gives_up_with_a_comment(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    await world.start()
+    # GitHub refuses to open the PR for longer than every retry: the round is
+    # tried again a few times, then the session fails with a comment.
+    world.twin.fail_next("POST", r"/pulls$", status=503, times=100)
+    await world.label(number)
+    comment = await world.until(
+        lambda: [b for b in world.bot_comments(number) if "gave up on round 1" in b], timeout=90, what="giving up"
+    )
+    assert "after 3 tries" in comment[0]
+    assert world.pulls() == []

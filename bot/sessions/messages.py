@@ -116,6 +116,13 @@ def no_changes(round_: RoundRow, result: Any) -> str:
     )
 
 
+def crashed(round_: RoundRow, exc: Exception) -> str:
+    return (
+        f"Compound gave up on round {round_.number} after {round_.attempts} tries: "
+        f"{clip(f'{type(exc).__name__}: {exc}', 1000, keep='head')}. `/agent retry` tries again."
+    )
+
+
 def git_failed(exc: Exception) -> str:
     return f"Compound could not prepare or push the branch: {clip(str(exc), 2000, keep='head')}"
 

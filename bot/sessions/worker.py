@@ -28,8 +28,10 @@ from bot.store.sessions import (
     FAILED,
     PREPARING,
     PUSHING,
+    QUEUED,
     R_DONE,
     R_FAILED,
+    R_QUEUED,
     R_STOPPED,
     RUNNING,
     STOPPED,
@@ -40,6 +42,9 @@ from bot.store.sessions import (
 from bot.workspace import CommitIdentity, GitError, Trailers, Workspace, Workspaces
 
 log = logging.getLogger("compound.sessions")
+
+# Tries of a round that ends in an unexpected error (not an agent failure).
+MAX_ROUND_ATTEMPTS = 3
 
 
 @dataclass
@@ -158,12 +163,27 @@ class SessionWorker:
         try:
             with log_context(session=session.id, repo=session.repo, round=round_.number):
                 await self.run_round(session, round_)
-        except Exception:
+        except Exception as exc:
             log.exception("round crashed", extra={"session": session.id})
+            await self._after_crash(session, round_, exc)
         finally:
             await self.store.release(session.id, self.owner)
             self._slots.release()
             self._wakeup.set()
+
+    async def _after_crash(self, session: SessionRow, round_: RoundRow, exc: Exception) -> None:
+        """An unexpected error (GitHub down past its retries, the store…): try again
+        a few times, then give up with a comment rather than loop forever."""
+        try:
+            if round_.attempts < MAX_ROUND_ATTEMPTS:
+                await self.store.update_round(round_.id, status=R_QUEUED)
+                await self.store.update_session(session.id, status=QUEUED, error=str(exc)[:4000])
+                return
+            gh = self.github.installation(session.installation_id)
+            why = messages.crashed(round_, exc)
+            await self._fail(gh, session, round_, why, None, status=FAILED)
+        except Exception:
+            log.exception("could not record the crash of %s", session.id)
 
     # -- one round -------------------------------------------------------------
 
