@@ -35,6 +35,12 @@ class Batcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._in_flight = 0
+
+    @property
+    def pending(self) -> int:
+        """Items submitted and not yet flushed."""
+        return len(self._items) + self._in_flight
 
     def start(self) -> None:
         if self._task is None:
@@ -63,7 +69,11 @@ class Batcher(Generic[T, R]):
             while self._items:
                 batch = self._items[: self._max_batch]
                 del self._items[: self._max_batch]
-                await self._flush_batch(batch)
+                self._in_flight = len(batch)
+                try:
+                    await self._flush_batch(batch)
+                finally:
+                    self._in_flight = 0
             if self._closing:
                 return
 

@@ -134,9 +134,9 @@ class Dispatcher:
         await self.store.release(self.owner)
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait until nothing is queued or running (tests and `compound receive`)."""
+        """Wait until nothing is queued, running or waiting to be marked processed."""
         deadline = time.monotonic() + timeout
-        while self._held > 0 or not self._queue.empty():
+        while self._held > 0 or not self._queue.empty() or self._completer.pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self._held} deliveries still in progress")
             await asyncio.sleep(0.01)

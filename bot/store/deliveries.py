@@ -9,13 +9,14 @@ restart) once the lease runs out.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.base import aware, utcnow
@@ -43,16 +44,78 @@ class DeliveryRecord:
     claimed: bool = False
 
 
+# The hot path (every delivery stored, every delivery marked processed) is
+# written at the driver level: one precompiled statement per batch, sent in a
+# single call, instead of SQLAlchemy building and executing statements (on
+# aiosqlite that is a thread hand-off per cursor, execute, fetch and commit).
+_COLUMNS = (
+    "delivery_id, event, action, installation_id, repo, payload, received_at, "
+    "status, attempts, next_attempt_at, claimed_by, claimed_until"
+)
+_MARK_PROCESSED = (
+    f"status = '{PROCESSED}', processed_at = {{now}}, claimed_by = NULL, claimed_until = NULL, "
+    "pending_handlers = NULL, attempts = attempts + 1"
+)
+# PostgreSQL: one statement (hence one transaction and one round trip) marks the
+# processed ones and stores the new ones, from arrays.
+_PG_WRITE = f"""
+WITH done AS (
+    UPDATE {d.name} SET {_MARK_PROCESSED.format(now="$1")}
+    WHERE delivery_id = ANY($2::varchar[])
+)
+INSERT INTO {d.name} ({_COLUMNS})
+SELECT i, e, a, n, r, p, $1, '{PENDING}', 0, $1, c, u
+FROM unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::bigint[], $7::varchar[],
+            $8::text[], $9::varchar[], $10::timestamptz[]) AS t(i, e, a, n, r, p, c, u)
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING delivery_id
+"""
+_SQLITE_ROW = f"(?, ?, ?, ?, ?, ?, ?, '{PENDING}', 0, ?, ?, ?)"
+_SQLITE_WIDTH = _SQLITE_ROW.count("?")
+
+
+def _sqlite_insert(n: int) -> str:
+    values = ", ".join([_SQLITE_ROW] * n)
+    return (
+        f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} "
+        "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+    )
+
+
+# The ids as one JSON array: one statement whatever their number.
+_SQLITE_MARK = (
+    f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} "
+    "WHERE delivery_id IN (SELECT value FROM json_each(?))"
+)
+
+
+def _sqlite_write(
+    db: sqlite3.Connection,
+    mark_sql: str | None,
+    mark_params: list[Any],
+    insert_sql: str | None,
+    insert_params: list[Any],
+) -> list[Any]:
+    """Runs in aiosqlite's thread: both statements and the commit, one hand-off in all."""
+    try:
+        if mark_sql is not None:
+            db.execute(mark_sql, mark_params)
+        rows = db.execute(insert_sql, insert_params).fetchall() if insert_sql is not None else []
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return rows
+
+
 class DeliveryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        dialect = engine.dialect.name
-        self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(d)
-        # One statement for the whole batch: rows that already exist are skipped,
-        # and RETURNING tells us which ones were really new.
-        self._insert_new = self._insert.on_conflict_do_nothing(
-            index_elements=[d.c.delivery_id]
-        ).returning(d.c.delivery_id)
+        self._postgres = engine.dialect.name == "postgresql"
+        timestamp = d.c.received_at.type.dialect_impl(engine.dialect)
+        # How SQLAlchemy binds a datetime on this dialect (SQLite: its text format).
+        self._bind_time = timestamp.bind_processor(engine.dialect) or (lambda value: value)
+        self._sqlite_inserts: dict[int, str] = {}
 
     async def insert_new(
         self, records: Sequence[DeliveryRecord], owner: str | None, lease: float
@@ -61,30 +124,101 @@ class DeliveryStore:
 
         With `owner=None` they are stored unclaimed, for any process to claim.
         """
+        return await self.write(records, owner, lease, claim_all=True)
+
+    async def mark_processed(self, delivery_ids: Iterable[str]) -> None:
+        await self.write((), None, 0.0, processed=delivery_ids)
+
+    async def write(
+        self,
+        records: Sequence[DeliveryRecord],
+        owner: str | None,
+        lease: float,
+        processed: Iterable[str] = (),
+        *,
+        claim_all: bool = False,
+    ) -> set[str]:
+        """One transaction: mark `processed` done, store the `records` not stored before.
+
+        A record is claimed by `owner` when `claim_all` or its `claimed` is set,
+        otherwise stored unclaimed. Returns the ids of the records really new.
+        """
+        done = list(processed)
+        if not records and not done:
+            return set()
         now = utcnow()
-        until = now + timedelta(seconds=lease) if owner else None
-        rows: dict[str, dict[str, Any]] = {}
+        until = now + timedelta(seconds=lease)
+        rows: dict[str, DeliveryRecord] = {}
         for r in records:
-            rows.setdefault(
-                r.delivery_id,
-                {
-                    "delivery_id": r.delivery_id,
-                    "event": r.event,
-                    "action": r.action,
-                    "installation_id": r.installation_id,
-                    "repo": r.repo,
-                    "payload": r.payload,
-                    "received_at": now,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "claimed_by": owner,
-                    "claimed_until": until,
-                },
+            rows.setdefault(r.delivery_id, r)
+        if self._postgres:
+            return await self._write_postgres(rows, done, now, owner, until, claim_all)
+        return await self._write_sqlite(rows, done, now, owner, until, claim_all)
+
+    async def _write_postgres(
+        self,
+        rows: dict[str, DeliveryRecord],
+        done: list[str],
+        now: datetime,
+        owner: str | None,
+        until: datetime,
+        claim_all: bool,
+    ) -> set[str]:
+        records = rows.values()
+        claimers = [owner if claim_all or r.claimed else None for r in records]
+        args = (
+            now,
+            done,
+            list(rows),
+            [r.event for r in records],
+            [r.action for r in records],
+            [r.installation_id for r in records],
+            [r.repo for r in records],
+            [r.payload for r in records],
+            claimers,
+            [until if c is not None else None for c in claimers],
+        )
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            # asyncpg outside a transaction: the statement commits by itself.
+            result = await raw.driver_connection.fetch(_PG_WRITE, *args)
+        return {row[0] for row in result}
+
+    async def _write_sqlite(
+        self,
+        rows: dict[str, DeliveryRecord],
+        done: list[str],
+        now: datetime,
+        owner: str | None,
+        until: datetime,
+        claim_all: bool,
+    ) -> set[str]:
+        at = self._bind_time(now)
+        claimed_until = self._bind_time(until)
+        mark_sql = insert_sql = None
+        mark_params: list[Any] = []
+        insert_params: list[Any] = []
+        if done:
+            mark_sql = _SQLITE_MARK
+            mark_params = [at, orjson.dumps(done).decode()]
+        if rows:
+            insert_sql = self._sqlite_inserts.get(len(rows))
+            if insert_sql is None:
+                insert_sql = self._sqlite_inserts.setdefault(len(rows), _sqlite_insert(len(rows)))
+            for r in rows.values():
+                claimer = owner if claim_all or r.claimed else None
+                insert_params += (
+                    r.delivery_id, r.event, r.action, r.installation_id, r.repo, r.payload,
+                    at, at, claimer, claimed_until if claimer is not None else None,
+                )
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection  # aiosqlite.Connection
+            # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
+            result = await driver._execute(
+                _sqlite_write, driver._conn, mark_sql, mark_params, insert_sql, insert_params
             )
-        async with self.engine.begin() as conn:
-            result = await conn.execute(self._insert_new, list(rows.values()))
-            return {row[0] for row in result}
+        return {row[0] for row in result}
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[DeliveryRecord]:
         """Claim pending deliveries nobody holds and whose retry time has come."""
@@ -132,25 +266,6 @@ class DeliveryStore:
         )
         if delivery_id is not None:
             stmt = stmt.where(d.c.delivery_id == delivery_id)
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
-
-    async def mark_processed(self, delivery_ids: Iterable[str]) -> None:
-        ids = list(delivery_ids)
-        if not ids:
-            return
-        stmt = (
-            update(d)
-            .where(d.c.delivery_id.in_(ids))
-            .values(
-                status=PROCESSED,
-                processed_at=utcnow(),
-                claimed_by=None,
-                claimed_until=None,
-                pending_handlers=None,
-                attempts=d.c.attempts + 1,
-            )
-        )
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
 
