@@ -73,6 +73,9 @@ class Dispatcher:
         self._sweeper: asyncio.Task[None] | None = None
         self._retries: set[asyncio.TimerHandle] = set()
         self._closing = False
+        # Processed marks go to the intake's writer when there is one (they share
+        # its transactions), else to a batcher of their own.
+        self._marks: Any = None
         self._completer: Batcher[str, None] = Batcher(self._complete, name="delivery-completer")
 
     # -- intake side --------------------------------------------------------
@@ -97,6 +100,20 @@ class Dispatcher:
         """Deliveries were stored unclaimed: sweep the store soon."""
         self._backlog = True
         self._poke.set()
+
+    def complete_through(self, writer: Any) -> None:
+        """Send processed marks through `writer`.
+
+        It has `running`, `mark_processed(id)`, `marks_pending` and `on_marks_failed(callback)`.
+        """
+        self._marks = writer
+        writer.on_marks_failed(self._marks_failed)
+
+    def _marks_pending(self) -> int:
+        pending = self._completer.pending
+        if self._marks is not None:
+            pending += self._marks.marks_pending
+        return pending
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -136,7 +153,7 @@ class Dispatcher:
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued, running or waiting to be marked processed."""
         deadline = time.monotonic() + timeout
-        while self._held > 0 or not self._queue.empty() or self._completer.pending:
+        while self._held > 0 or not self._queue.empty() or self._marks_pending():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self._held} deliveries still in progress")
             await asyncio.sleep(0.01)
@@ -179,7 +196,10 @@ class Dispatcher:
                 data = orjson.loads(record.payload)
             failed, error = await self._run_handlers(record, data)
             if not failed:
-                if self._completer.running:
+                marks = self._marks
+                if marks is not None and marks.running:
+                    marks.mark_processed(record.delivery_id)
+                elif self._completer.running:
                     # Not awaited: the worker moves on while the mark joins the next
                     # batch. Should that write fail, the claim is released and the
                     # delivery runs again (at least once, never lost).
@@ -260,14 +280,17 @@ class Dispatcher:
         try:
             await self.store.mark_processed(delivery_ids)
         except Exception:
-            log.exception("could not mark %d deliveries processed; they will run again", len(delivery_ids))
-            self._backlog = True
-            for delivery_id in delivery_ids:
-                try:
-                    await self.store.release(self.owner, delivery_id)
-                except Exception:  # the store is down; the lease lapses without heartbeats
-                    break
+            await self._marks_failed(delivery_ids)
         return [None] * len(delivery_ids)
+
+    async def _marks_failed(self, delivery_ids: list[str]) -> None:
+        log.exception("could not mark %d deliveries processed; they will run again", len(delivery_ids))
+        self._backlog = True
+        for delivery_id in delivery_ids:
+            try:
+                await self.store.release(self.owner, delivery_id)
+            except Exception:  # the store is down; the lease lapses without heartbeats
+                break
 
     # -- sweeping and heartbeat ---------------------------------------------
 

@@ -8,17 +8,17 @@ answered 200 and not processed a second time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from bot.batching import Batcher
 from bot.dispatch import Dispatcher
 from bot.metrics import Metrics
 from bot.store.deliveries import DeliveryRecord, DeliveryStore
@@ -35,36 +35,110 @@ def _json(code: int, **body: Any) -> web.Response:
 
 
 class DeliveryWriter:
-    """Stores deliveries with group commit; answers whether each one was new."""
+    """Group commit for the intake's new deliveries and the dispatcher's processed marks.
 
-    def __init__(self, store: DeliveryStore, owner: str, lease: float) -> None:
+    Whatever arrives while a write is in flight goes into the next one, and
+    both kinds share it: one transaction (one commit, one fsync) per cycle.
+    `store` answers whether the delivery was new once it is committed.
+    """
+
+    def __init__(self, store: DeliveryStore, owner: str, lease: float, *, max_batch: int = 512) -> None:
         self._store = store
         self._owner = owner
         self._lease = lease
-        self._batcher: Batcher[DeliveryRecord, bool] = Batcher(self._flush, name="delivery-writer")
+        self._max_batch = max_batch
+        self._records: list[tuple[DeliveryRecord, asyncio.Future[bool]]] = []
+        self._processed: list[str] = []
+        self._marks_failed: Callable[[list[str]], Awaitable[None]] | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._marks_in_flight = 0
 
     def start(self) -> None:
-        self._batcher.start()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="delivery-writer")
+
+    @property
+    def marks_pending(self) -> int:
+        """Processed marks handed in and not written yet."""
+        return len(self._processed) + self._marks_in_flight
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._closing
 
     async def close(self) -> None:
-        await self._batcher.close()
+        """Write what was submitted, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
 
     async def store(self, record: DeliveryRecord) -> bool:
-        return await self._batcher.submit(record)
+        if self._closing or self._task is None:
+            raise RuntimeError("delivery-writer is not running")
+        future: asyncio.Future[bool] = self._task.get_loop().create_future()
+        self._records.append((record, future))
+        self._wakeup.set()
+        return await future
 
-    async def _flush(self, records: Sequence[DeliveryRecord]) -> list[bool]:
-        claimed = [r for r in records if r.claimed]
-        unclaimed = [r for r in records if not r.claimed]
-        new: set[str] = set()
-        if claimed:
-            new |= await self._store.insert_new(claimed, self._owner, self._lease)
-        if unclaimed:
-            new |= await self._store.insert_new(unclaimed, None, self._lease)
-        results = []
-        for r in records:  # a redelivery within the same batch is still a duplicate
-            results.append(r.delivery_id in new)
-            new.discard(r.delivery_id)
-        return results
+    def mark_processed(self, delivery_id: str) -> None:
+        """Record that a delivery was processed, in the next write (not awaited)."""
+        self._processed.append(delivery_id)
+        self._wakeup.set()
+
+    def on_marks_failed(self, callback: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Who to tell when processed marks could not be written (they run again)."""
+        self._marks_failed = callback
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._records or self._processed:
+                batch = self._records[: self._max_batch]
+                del self._records[: self._max_batch]
+                processed = self._processed[: self._max_batch * 4]
+                del self._processed[: self._max_batch * 4]
+                self._marks_in_flight = len(processed)
+                try:
+                    await self._write(batch, processed)
+                finally:
+                    self._marks_in_flight = 0
+            if self._closing:
+                return
+
+    async def _write(self, batch: list[tuple[DeliveryRecord, asyncio.Future[bool]]], processed: list[str]) -> None:
+        try:
+            new = await self._store.write([r for r, _ in batch], self._owner, self._lease, processed)
+        except Exception as exc:  # the callers get the error (503); the loop goes on
+            log.warning("could not write %d deliveries and %d marks: %s", len(batch), len(processed), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if processed:
+                await self._write_marks(processed if batch else None, processed)
+            return
+        for record, future in batch:
+            if not future.done():  # a redelivery within the same batch is still a duplicate
+                if record.delivery_id in new:
+                    new.discard(record.delivery_id)
+                    future.set_result(True)
+                else:
+                    future.set_result(False)
+
+    async def _write_marks(self, retry: list[str] | None, processed: list[str]) -> None:
+        """Marks that failed along with new deliveries get a write of their own."""
+        if retry is not None:
+            try:
+                await self._store.write((), self._owner, self._lease, retry)
+                return
+            except Exception:
+                pass
+        if self._marks_failed is not None:
+            await self._marks_failed(processed)
 
 
 class Intake:
@@ -84,6 +158,9 @@ class Intake:
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._events = events
+        if dispatcher is not None:
+            # Processed marks ride along with the next deliveries' write.
+            dispatcher.complete_through(writer)
 
     def _rejected(self, status: int, outcome: str, message: str, event: str = "") -> web.Response:
         self._metrics.deliveries.labels(event or "unknown", outcome).inc()
