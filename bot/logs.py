@@ -19,7 +19,7 @@ from typing import IO, Any
 import orjson
 
 # Context fields attached to every record logged while handling a delivery.
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 
 REDACTED = "[REDACTED]"
 
@@ -76,7 +76,7 @@ def install_record_context() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         # One attribute, so that a call's own `extra` never collides with it.
-        record.context = _context.get()
+        record.context = _context.get() or {}
         return record
 
     factory._compound = True  # type: ignore[attr-defined]
@@ -192,7 +192,7 @@ def redact_event(event: Any, hint: Any = None) -> Any:
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Attach fields (delivery, installation, repo, …) to every record inside."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:

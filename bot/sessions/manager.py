@@ -13,6 +13,7 @@ from bot.settings import Settings
 from bot.store.sessions import (
     R_FAILED,
     R_QUEUED,
+    R_RUNNING,
     R_STOPPED,
     RoundRow,
     SessionRow,
@@ -59,9 +60,9 @@ class SessionManager:
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
         """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""
         login = sender.get("login", "")
-        if sender.get("type") == "Bot" or login.endswith("[bot]"):
-            if login not in config.allowed_bots:
-                return None
+        is_bot = sender.get("type") == "Bot" or login.endswith("[bot]")
+        if is_bot and not config.allows_bot(login):
+            return None
         owner, name = repo.split("/", 1)
         return can_trigger(await permission(gh, owner, name, login))
 
@@ -142,7 +143,7 @@ class SessionManager:
     async def retry(self, session: SessionRow, sender: dict[str, Any]) -> RoundRow | None:
         """Queue the last failed or stopped round again; None if there is nothing to retry."""
         rounds = await self.store.rounds(session.id)
-        if any(r.status in (R_QUEUED, "running") for r in rounds):
+        if any(r.status in (R_QUEUED, R_RUNNING) for r in rounds):
             return None
         last = next((r for r in reversed(rounds) if r.status in (R_FAILED, R_STOPPED)), None)
         if last is None:
