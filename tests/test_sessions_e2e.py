@@ -120,6 +120,13 @@ async def world(tmp_path, twin):
         await w.stop()
 
 
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its reaper is not)."""
     try:
@@ -380,9 +387,15 @@ async def test_a_worker_that_dies_mid_round_leaves_it_to_the_next(world: World):
     await world.start(DELIVERY_LEASE_SECONDS=2)
     await world.label(number)
     await world.until(started.exists, what="the first attempt")
+    agents = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).endswith(f"{world.plans}/task.json")]
+    assert len(agents) == 1
     await world.service.kill()  # kill -9 mid-round: the session's lease lapses
     world.plan("task", WRITE_FEATURE)
     await world.start(DELIVERY_LEASE_SECONDS=2)
+    # The dead process's agent (and what it spawned) does not run on, spending
+    # tokens, until its timeout: the next Compound process on the machine ends it.
+    await world.until(lambda: not alive(int(agents[0].name)), timeout=5, what="the orphaned agent killed")
+    await world.until(lambda: not alive(int(started.read_text())), timeout=5, what="its child killed")
     pr = (await world.until(world.pulls, timeout=30, what="the round taken over"))[0]
     assert world.git("show", f"{pr.pull.head_sha}:feature.py").startswith("def feature")
     assert len([p for p in world.pulls()]) == 1

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
 from bot.agents.environment import agent_environment
+from bot.agents.orphans import SUPERVISOR
 from bot.agents.processes import ProcessTree, snapshot
 
 log = logging.getLogger("compound.agents")
@@ -54,6 +56,7 @@ class AgentRunner:
             argv, prompt_on_stdin = backend.build(request, prompt_file)
             env = {**backend.env, **agent_environment(request, self.source_env)}
             env["AGENT_PROMPT_FILE"] = str(prompt_file)
+            env[SUPERVISOR] = str(os.getpid())  # lets a later process find orphans (orphans.py)
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.agents import AgentRequest, AgentResult, AgentRunner, get_backend
+from bot.agents.orphans import reap_orphans
 from bot.checks import CheckRun, RoundFigures
 from bot.config import RepoConfig, is_forbidden
 from bot.events import EventLog
@@ -139,6 +140,8 @@ class SessionWorker:
                 if time.monotonic() >= next_heartbeat:
                     await self.store.renew(self.owner, self.lease)
                     next_heartbeat = time.monotonic() + heartbeat_every
+                    # Agents of a Compound process that died on this machine stop here.
+                    await asyncio.to_thread(reap_orphans)
                 await self._claim_what_fits()
             except Exception:
                 log.exception("session worker loop failed; trying again")
