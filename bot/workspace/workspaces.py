@@ -21,6 +21,7 @@ config holds no remote at all (see `write_mirror_config`).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import re
@@ -76,10 +77,15 @@ class Workspaces:
         mirror = self.mirror_path(repo)
         lock = self._locks.setdefault(str(mirror), asyncio.Lock())
         async with lock:
-            if not (mirror / "HEAD").exists():
-                await self._create(repo, mirror, token, also)
-            else:
-                await self._fetch(repo, mirror, token, also)
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            # Processes of one machine sharing DATA_DIR take turns too (a file lock),
+            # so none of them trips over another's ref locks mid-fetch.
+            with open(mirror.parent / f".{mirror.name}.lock", "a+b") as held:
+                await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
+                if not (mirror / "HEAD").exists():
+                    await self._create(repo, mirror, token, also)
+                else:
+                    await self._fetch(repo, mirror, token, also)
         return mirror
 
     def _refspecs(self, also: tuple[str, ...]) -> list[str]:
