@@ -71,41 +71,46 @@ ON CONFLICT (delivery_id) DO NOTHING
 RETURNING delivery_id
 """
 _SQLITE_ROW = f"(?, ?, ?, ?, ?, ?, ?, '{PENDING}', 0, ?, ?, ?)"
-_SQLITE_WIDTH = _SQLITE_ROW.count("?")
-
-
-def _sqlite_insert(n: int) -> str:
-    values = ", ".join([_SQLITE_ROW] * n)
-    return (
-        f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} "
-        "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
-    )
-
-
 # The ids as one JSON array: one statement whatever their number.
 _SQLITE_MARK = (
     f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} "
     "WHERE delivery_id IN (SELECT value FROM json_each(?))"
 )
+_SQLITE_STORED = f"SELECT delivery_id FROM {d.name} WHERE delivery_id IN (SELECT value FROM json_each(?))"
+
+
+def _sqlite_insert(n: int) -> str:
+    values = ", ".join([_SQLITE_ROW] * n)
+    return f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} ON CONFLICT (delivery_id) DO NOTHING"
 
 
 def _sqlite_write(
     db: sqlite3.Connection,
-    mark_sql: str | None,
-    mark_params: list[Any],
+    marks: tuple[str, str] | None,
+    ids: str | None,
     insert_sql: str | None,
     insert_params: list[Any],
 ) -> list[Any]:
-    """Runs in aiosqlite's thread: both statements and the commit, one hand-off in all."""
+    """Runs in aiosqlite's thread: the whole transaction in one hand-off.
+
+    Returns the ids among `ids` (a JSON array) that were stored before. Few
+    statements and no RETURNING: each step of a statement gives the GIL back
+    and has to take it again from a busy event loop.
+    """
     try:
-        if mark_sql is not None:
-            db.execute(mark_sql, mark_params)
-        rows = db.execute(insert_sql, insert_params).fetchall() if insert_sql is not None else []
+        # IMMEDIATE: the write lock from the start, so no other process stores
+        # one of these ids between the look-up and the insert.
+        db.execute("BEGIN IMMEDIATE")
+        if marks is not None:
+            db.execute(_SQLITE_MARK, marks)
+        stored = db.execute(_SQLITE_STORED, (ids,)).fetchall() if ids is not None else []
+        if insert_sql is not None:
+            db.execute(insert_sql, insert_params)
         db.commit()
     except BaseException:
         db.rollback()
         raise
-    return rows
+    return stored
 
 
 class DeliveryStore:
@@ -195,13 +200,12 @@ class DeliveryStore:
     ) -> set[str]:
         at = self._bind_time(now)
         claimed_until = self._bind_time(until)
-        mark_sql = insert_sql = None
-        mark_params: list[Any] = []
+        marks = ids = insert_sql = None
         insert_params: list[Any] = []
         if done:
-            mark_sql = _SQLITE_MARK
-            mark_params = [at, orjson.dumps(done).decode()]
+            marks = (at, orjson.dumps(done).decode())
         if rows:
+            ids = orjson.dumps(list(rows)).decode()
             insert_sql = self._sqlite_inserts.get(len(rows))
             if insert_sql is None:
                 insert_sql = self._sqlite_inserts.setdefault(len(rows), _sqlite_insert(len(rows)))
@@ -215,10 +219,8 @@ class DeliveryStore:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection  # aiosqlite.Connection
             # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
-            result = await driver._execute(
-                _sqlite_write, driver._conn, mark_sql, mark_params, insert_sql, insert_params
-            )
-        return {row[0] for row in result}
+            stored = await driver._execute(_sqlite_write, driver._conn, marks, ids, insert_sql, insert_params)
+        return set(rows).difference(row[0] for row in stored)
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[DeliveryRecord]:
         """Claim pending deliveries nobody holds and whose retry time has come."""
