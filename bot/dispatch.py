@@ -77,6 +77,14 @@ class Dispatcher:
         # its transactions), else to a batcher of their own.
         self._marks: Any = None
         self._completer: Batcher[str, None] = Batcher(self._complete, name="delivery-completer")
+        # Per delivery, only bound metric children and cached names (labels()
+        # and sorting by name cost more than the handler itself when it has
+        # nothing to do).
+        self._processed_ok = metrics.deliveries_processed.labels("processed")
+        self._handler_metrics: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._names: dict[Callable[..., Any], str] = {}
+        # Read when scraped, not set on every change.
+        metrics.deliveries_pending.set_function(lambda: self._held)
 
     # -- intake side --------------------------------------------------------
 
@@ -85,12 +93,10 @@ class Dispatcher:
         if self._closing or self._held >= self.policy.capacity:
             return False
         self._held += 1
-        self.metrics.deliveries_pending.set(self._held)
         return True
 
     def unreserve(self) -> None:
         self._held -= 1
-        self.metrics.deliveries_pending.set(self._held)
 
     def submit(self, record: DeliveryRecord, data: dict[str, Any] | None) -> None:
         """Queue a stored delivery this process has claimed (after `reserve`)."""
@@ -206,7 +212,7 @@ class Dispatcher:
                     self._completer.submit_nowait(record.delivery_id)
                 else:  # not started (compound receive): write it directly
                     await self.store.mark_processed([record.delivery_id])
-                self.metrics.deliveries_processed.labels("processed").inc()
+                self._processed_ok.inc()
                 return False
             attempts = record.attempts + 1
             if attempts >= self.policy.max_attempts:
@@ -251,29 +257,50 @@ class Dispatcher:
         if not self._closing:
             self._queue.put_nowait((record, data))
 
+    def _name(self, callback: Callable[..., Any]) -> str:
+        name = self._names.get(callback)
+        if name is None:
+            name = self._names[callback] = handler_name(callback)
+        return name
+
     async def _run_handlers(self, record: DeliveryRecord, data: dict[str, Any]) -> tuple[list[str], str]:
         event = sansio.Event(data, event=record.event, delivery_id=record.delivery_id)
-        callbacks = sorted(self.router.fetch(event), key=handler_name)
+        found = self.router.fetch(event)  # a frozenset
+        if not found:
+            return [], ""
+        callbacks = sorted(found, key=self._name) if len(found) > 1 else list(found)
         if record.pending_handlers is not None:
-            callbacks = [cb for cb in callbacks if handler_name(cb) in record.pending_handlers]
+            callbacks = [cb for cb in callbacks if self._name(cb) in record.pending_handlers]
         gh = self.client_for(record.installation_id) if callbacks else None
-        results = await asyncio.gather(*(self._call(cb, event, gh) for cb in callbacks))
+        if len(callbacks) == 1:  # the usual case: no task and no gather for one
+            results = [await self._call(callbacks[0], event, gh)]
+        else:
+            results = await asyncio.gather(*(self._call(cb, event, gh) for cb in callbacks))
         failed = [name for name, err in results if err is not None]
         errors = "\n".join(f"{name}: {err}" for name, err in results if err is not None)
         return failed, errors
 
     async def _call(self, callback: Callable[..., Any], event: sansio.Event, gh: Any) -> tuple[str, str | None]:
-        name = handler_name(callback)
+        name = self._name(callback)
+        bound = self._handler_metrics.get((event.event, name))
+        if bound is None:
+            m = self.metrics
+            bound = self._handler_metrics[(event.event, name)] = (
+                m.handler_seconds.labels(event.event, name),
+                m.handler_results.labels(event.event, name, "ok"),
+                m.handler_results.labels(event.event, name, "error"),
+            )
+        seconds, ok, error = bound
         started = time.perf_counter()
         try:
             await callback(event, gh, self.context)
         except Exception as exc:
-            self.metrics.handler_results.labels(event.event, name, "error").inc()
+            error.inc()
             log.exception("handler %s failed", name, extra={"handler": name})
             return name, f"{type(exc).__name__}: {exc}"
         finally:
-            self.metrics.handler_seconds.labels(event.event, name).observe(time.perf_counter() - started)
-        self.metrics.handler_results.labels(event.event, name, "ok").inc()
+            seconds.observe(time.perf_counter() - started)
+        ok.inc()
         return name, None
 
     async def _complete(self, delivery_ids: list[str]) -> list[None]:
@@ -327,7 +354,6 @@ class Dispatcher:
             self._held += 1
             self._queue.put_nowait((record, None))
         if records:
-            self.metrics.deliveries_pending.set(self._held)
             log.info("claimed %d stored deliveries", len(records))
         if self._backlog:
             self._poke.set()
