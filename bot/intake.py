@@ -158,12 +158,20 @@ class Intake:
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._events = events
+        self._counters: dict[tuple[str, str], Any] = {}
         if dispatcher is not None:
             # Processed marks ride along with the next deliveries' write.
             dispatcher.complete_through(writer)
 
+    def _count(self, event: str, outcome: str) -> None:
+        # Bound once per (event, outcome): labels() on every delivery costs.
+        counter = self._counters.get((event, outcome))
+        if counter is None:
+            counter = self._counters[(event, outcome)] = self._metrics.deliveries.labels(event, outcome)
+        counter.inc()
+
     def _rejected(self, status: int, outcome: str, message: str, event: str = "") -> web.Response:
-        self._metrics.deliveries.labels(event or "unknown", outcome).inc()
+        self._count(event or "unknown", outcome)
         return _json(status, error=message)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -207,10 +215,10 @@ class Intake:
             return self._rejected(400, "rejected_body", "body is not a JSON object", event)
 
         if event == "ping":
-            self._metrics.deliveries.labels(event, "ping").inc()
+            self._count(event, "ping")
             return _json(200, status="pong", zen=data.get("zen"))
         if event not in self._events:
-            self._metrics.deliveries.labels(event, "ignored").inc()
+            self._count(event, "ignored")
             return _json(200, status="ignored", reason=f"Compound does not handle {event!r}")
 
         record = _record(delivery_id, event, data, body)
@@ -224,20 +232,25 @@ class Intake:
             if record.claimed:
                 dispatcher.unreserve()
             log.exception("could not store delivery", extra={"delivery": delivery_id, "event": event})
-            self._metrics.deliveries.labels(event, "store_error").inc()
+            self._count(event, "store_error")
             # GitHub shows the failure and the delivery can be redelivered: nothing lost.
             return _json(503, error="could not store the delivery; please redeliver")
         if not new:
             if record.claimed:
                 dispatcher.unreserve()
-            self._metrics.deliveries.labels(event, "duplicate").inc()
+            self._count(event, "duplicate")
             return _json(200, status="duplicate", delivery=delivery_id)
-        self._metrics.deliveries.labels(event, "accepted").inc()
+        self._count(event, "accepted")
         if record.claimed:
             dispatcher.submit(record, data)
         elif dispatcher is not None:
             dispatcher.poke()
-        return _json(202, status="accepted", delivery=delivery_id)
+        # The id matched _DELIVERY_RE: nothing in it needs escaping in JSON.
+        return web.Response(
+            status=202,
+            body=b'{"status":"accepted","delivery":"' + delivery_id.encode() + b'"}',
+            content_type="application/json",
+        )
 
 
 def _record(delivery_id: str, event: str, data: dict[str, Any], body: bytes) -> DeliveryRecord:
