@@ -195,9 +195,15 @@ async def test_read_only_sender_is_refused_and_nothing_runs(world: World):
 
 
 async def test_agent_command_on_the_pr_adds_a_commit_on_the_same_branch(world: World):
-    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    number = world.twin.add_issue(REPO, title="Add a feature", body="Please add feature().", user="alice")
     world.plan("task", WRITE_FEATURE)
-    world.plan("command", {"append": "feature.py", "content": "\n\ndef other():\n    return 7\n"}, {"print": "Added other()."})
+    prompt_record = world.tmp / "command-prompt.json"
+    world.plan(
+        "command",
+        {"record": str(prompt_record)},
+        {"append": "feature.py", "content": "\n\ndef other():\n    return 7\n"},
+        {"print": "Added other()."},
+    )
     await world.start()
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
@@ -207,6 +213,9 @@ async def test_agent_command_on_the_pr_adds_a_commit_on_the_same_branch(world: W
     await world.until(lambda: pr.pull.head_sha != first, what="a second commit")
     second = pr.pull.head_sha
     assert world.git("rev-parse", f"{second}~1").strip() == first
+    prompt = json.loads(prompt_record.read_text())["stdin"]
+    assert "please also add other() returning 7" in prompt
+    assert "Please add feature" in prompt  # the issue is still part of the follow-up's prompt
     assert "def other()" in world.git("show", f"{second}:feature.py")
     trailers = world.trailers(second)
     assert trailers["Agent-Session"] == world.trailers(first)["Agent-Session"]

@@ -246,6 +246,9 @@ class SessionWorker:
 
     async def _prompt(self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig) -> Any:
         context = round_.context_data()
+        if "issue_body" not in context:  # follow-up rounds: the issue as the task round saw it
+            first = (await self.store.rounds(session.id))[0]
+            context["issue_body"] = first.context_data().get("issue_body", "")
         owner, name = session.owner_name
         comments: list[Comment] = []
         if round_.kind == "task":
