@@ -52,6 +52,12 @@ class Store:
             engine_args.setdefault("pool_size", 10)
             engine_args.setdefault("max_overflow", 10)
             engine_args.setdefault("pool_pre_ping", True)
+            # Plan each execution with its parameters: a cached generic plan made
+            # while `deliveries` was small keeps scanning it whole once it is not
+            # (the processed marks' UPDATE … WHERE delivery_id = ANY($2) did).
+            engine_args.setdefault(
+                "connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+            )
             engine = create_async_engine(url, **engine_args)
         return cls(engine)
 
