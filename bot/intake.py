@@ -75,6 +75,7 @@ class DeliveryWriter:
         if self._task is not None:
             await self._task
             self._task = None
+        await self._store.release_held()
 
     async def store(self, record: DeliveryRecord) -> bool:
         if self._closing or self._task is None:
@@ -112,7 +113,9 @@ class DeliveryWriter:
 
     async def _write(self, batch: list[tuple[DeliveryRecord, asyncio.Future[bool]]], processed: list[str]) -> None:
         try:
-            new = await self._store.write([r for r, _ in batch], self._owner, self._lease, processed)
+            new = await self._store.write(
+                [r for r, _ in batch], self._owner, self._lease, processed, hold=True
+            )
         except Exception as exc:  # the callers get the error (503); the loop goes on
             log.warning("could not write %d deliveries and %d marks: %s", len(batch), len(processed), exc)
             for _, future in batch:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.base import aware, utcnow
 from bot.store.schema import deliveries as d
@@ -121,6 +121,9 @@ class DeliveryStore:
         # How SQLAlchemy binds a datetime on this dialect (SQLite: its text format).
         self._bind_time = timestamp.bind_processor(engine.dialect) or (lambda value: value)
         self._sqlite_inserts: dict[int, str] = {}
+        # PostgreSQL: the intake's writer keeps one connection between its
+        # batches; a checkout per batch costs a round trip (the pre-ping).
+        self._held: AsyncConnection | None = None
 
     async def insert_new(
         self, records: Sequence[DeliveryRecord], owner: str | None, lease: float
@@ -142,11 +145,15 @@ class DeliveryStore:
         processed: Iterable[str] = (),
         *,
         claim_all: bool = False,
+        hold: bool = False,
     ) -> set[str]:
         """One transaction: mark `processed` done, store the `records` not stored before.
 
         A record is claimed by `owner` when `claim_all` or its `claimed` is set,
         otherwise stored unclaimed. Returns the ids of the records really new.
+        `hold`: for one caller that writes one batch at a time (the intake's
+        writer), keep the PostgreSQL connection for the next call; give it
+        back with `release_held`.
         """
         done = list(processed)
         if not records and not done:
@@ -157,7 +164,7 @@ class DeliveryStore:
         for r in records:
             rows.setdefault(r.delivery_id, r)
         if self._postgres:
-            return await self._write_postgres(rows, done, now, owner, until, claim_all)
+            return await self._write_postgres(rows, done, now, owner, until, claim_all, hold)
         return await self._write_sqlite(rows, done, now, owner, until, claim_all)
 
     async def _write_postgres(
@@ -168,6 +175,7 @@ class DeliveryStore:
         owner: str | None,
         until: datetime,
         claim_all: bool,
+        hold: bool,
     ) -> set[str]:
         records = rows.values()
         claimers = [owner if claim_all or r.claimed else None for r in records]
@@ -183,11 +191,37 @@ class DeliveryStore:
             claimers,
             [until if c is not None else None for c in claimers],
         )
-        async with self.engine.connect() as conn:
+        if not hold:
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                # asyncpg outside a transaction: the statement commits by itself.
+                result = await raw.driver_connection.fetch(_PG_WRITE, *args)
+            return {row[0] for row in result}
+        conn = self._held
+        if conn is not None and (await conn.get_raw_connection()).driver_connection.is_closed():
+            await self.release_held()  # the server closed it (a restart): take a fresh one
+            conn = None
+        if conn is None:
+            conn = self._held = await self.engine.connect()
+        try:
             raw = await conn.get_raw_connection()
-            # asyncpg outside a transaction: the statement commits by itself.
             result = await raw.driver_connection.fetch(_PG_WRITE, *args)
+        except BaseException:
+            await self.release_held(invalidate=True)
+            raise
         return {row[0] for row in result}
+
+    async def release_held(self, *, invalidate: bool = False) -> None:
+        """Give the connection kept by `write(hold=True)` back to the pool (or drop it)."""
+        conn, self._held = self._held, None
+        if conn is None:
+            return
+        try:
+            if invalidate:
+                await conn.invalidate()
+            await conn.close()
+        except Exception:  # it is gone either way
+            pass
 
     async def _write_sqlite(
         self,
