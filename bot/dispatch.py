@@ -327,7 +327,10 @@ class Dispatcher:
         while True:
             wait = min(self.policy.sweep_interval, max(0.0, next_heartbeat - time.monotonic()))
             try:
-                await asyncio.wait_for(self._poke.wait(), timeout=wait)
+                # Not wait_for: on 3.11 its inner task could leave this task
+                # cancelling for ever when stop() cancelled it just as a poke came.
+                async with asyncio.timeout(wait):
+                    await self._poke.wait()
             except TimeoutError:
                 self._backlog = True  # periodic look: retries due, leases of dead processes
             self._poke.clear()
