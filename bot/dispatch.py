@@ -129,6 +129,10 @@ class Dispatcher:
             asyncio.create_task(self._worker(), name=f"dispatch-{i}")
             for i in range(self.policy.concurrency)
         ]
+        # Sweep at once: deliveries a previous run left unprocessed must not wait
+        # for the first periodic look.
+        self._backlog = True
+        self._poke.set()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dispatch-sweeper")
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -116,3 +116,23 @@ async def test_installation_events_are_recorded(tmp_path, database_url, store, t
     assert recorded.account_login == payload["installation"]["account"]["login"]
     repos = await store.installations.repositories(installation_id)
     assert sorted(r.full_name for r in repos) == sorted(r["full_name"] for r in payload["repositories"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_restart_processes_what_was_left_at_once(tmp_path, database_url, store, twin):
+    """Deliveries stored but unclaimed (a web-only process took them) are picked up
+    by the next start right away, not at the first periodic sweep."""
+    env = service_env(tmp_path, database_url, twin, DELIVERY_LEASE_SECONDS=30)
+    web = ServiceProcess(tmp_path, env, args=("--no-workers",))
+    await web.start()
+    sent = await burst(web.url, 20)
+    await web.stop()
+    assert await store.deliveries.count("pending") == len(sent)
+    started = asyncio.get_running_loop().time()
+    proc = ServiceProcess(tmp_path, env)
+    await proc.start()
+    try:
+        await wait_processed(store, len(sent), timeout=20)
+    finally:
+        await proc.stop()
+    assert asyncio.get_running_loop().time() - started < 8
