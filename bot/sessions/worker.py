@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,7 +361,7 @@ class SessionWorker:
             co_author=co_author(round_.requested_by or session.triggered_by, context.get("requested_by_id")),
         )
         message = messages.commit_message(session, round_, result)
-        head = await workspace.commit(message, identity, trailers, lambda p: is_forbidden(p, config.forbidden_paths))
+        head = await workspace.commit(message, identity, trailers, self._forbidden(session, config))
         if head is None:
             await self._fail(gh, session, round_, messages.no_changes(round_, result), check, status=FAILED, result=result)
             return
@@ -407,6 +408,15 @@ class SessionWorker:
         await self.store.update_session(session.id, status=AWAITING, head_sha=head, error=None)
         session.head_sha = head
         await self.events.record(session, "round.pushed", round_, head=head, files_changed=files, pr=pr_number)
+
+    @staticmethod
+    def _forbidden(session: SessionRow, config: RepoConfig) -> Callable[[str], bool]:
+        """Paths never pushed: the repo's `forbidden_paths`, and the CLI's own scratch
+        files (aider leaves `.aider.tags.cache.v*` and friends in the worktree)."""
+        patterns = list(config.forbidden_paths)
+        if session.backend == "aider":
+            patterns.append(".aider*")
+        return lambda path: is_forbidden(path, patterns)
 
     async def _fail(
         self,
