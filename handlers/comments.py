@@ -30,15 +30,9 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     number = issue["number"]
     sender = data["sender"]
     config, error = await load_repo_config(gh, owner, name)
-    allowed = await ctx.sessions.may_trigger(gh, repo, sender, config)
-    if allowed is None:
-        return
-    if not allowed:
-        await comment(gh, repo, number, messages.refusal(sender["login"]))
+    if not await ctx.sessions.admit(gh, repo, number, sender, config, error):
         return
     await react(gh, repo, comment_id=data["comment"]["id"])
-    if error:
-        await comment(gh, repo, number, messages.config_invalid(error))
     on_pr = "pull_request" in issue
     store = ctx.store.sessions
     session = await (store.for_pr(repo, number) if on_pr else store.for_issue(repo, number))

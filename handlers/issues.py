@@ -9,8 +9,7 @@ from gidgethub import routing, sansio
 
 from bot.config import load_repo_config, model_label_alias
 from bot.context import Context, needs_github
-from bot.sessions import messages
-from bot.sessions.manager import comment, react
+from bot.sessions.manager import react
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.issues")
@@ -30,15 +29,8 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
     alias = model_label_alias(config, label)
     if label != config.trigger_label and alias is None:
         return
-    allowed = await ctx.sessions.may_trigger(gh, repo, data["sender"], config)
-    if allowed is None:
-        log.info("label by bot %s ignored", data["sender"].get("login"))
+    if not await ctx.sessions.admit(gh, repo, issue["number"], data["sender"], config, error):
         return
-    if not allowed:
-        await comment(gh, repo, issue["number"], messages.refusal(data["sender"]["login"]))
-        return
-    if error:
-        await comment(gh, repo, issue["number"], messages.config_invalid(error))
     await react(gh, repo, issue_number=issue["number"])
     await ctx.sessions.start_task(
         gh,

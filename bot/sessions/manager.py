@@ -66,6 +66,22 @@ class SessionManager:
         owner, name = repo.split("/", 1)
         return can_trigger(await permission(gh, owner, name, login))
 
+    async def admit(
+        self, gh: Any, repo: str, number: int, sender: dict[str, Any], config: RepoConfig, config_error: str | None
+    ) -> bool:
+        """May `sender` start work here? A person without write access gets a polite
+        refusal; a bot nobody allowed is ignored. An invalid config is reported."""
+        allowed = await self.may_trigger(gh, repo, sender, config)
+        if allowed is None:
+            log.info("%s is a bot the repo does not allow; ignored", sender.get("login"))
+            return False
+        if not allowed:
+            await comment(gh, repo, number, messages.refusal(sender["login"]))
+            return False
+        if config_error:
+            await comment(gh, repo, number, messages.config_invalid(config_error))
+        return True
+
     async def start_task(
         self,
         gh: Any,
