@@ -266,7 +266,7 @@ def _record(delivery_id: str, event: str, data: dict[str, Any], body: bytes) -> 
         action=action if isinstance(action, str) else None,
         installation_id=installation.get("id") if isinstance(installation, dict) else None,
         repo=repository.get("full_name") if isinstance(repository, dict) else None,
-        payload=body.decode("utf-8", errors="replace"),
+        payload=body,
     )
 
 

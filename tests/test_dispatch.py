@@ -59,7 +59,7 @@ def record(action: str = "labeled") -> DeliveryRecord:
         action=action,
         installation_id=7,
         repo="o/r",
-        payload=json.dumps(payload),
+        payload=json.dumps(payload).encode(),
     )
 
 

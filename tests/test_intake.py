@@ -125,7 +125,7 @@ async def test_valid_delivery_is_stored_before_the_202(client, service: Service)
     assert stored is not None
     assert (stored.event, stored.action, stored.installation_id) == ("issues", "labeled", 4242)
     assert stored.repo == labeled_payload()["repository"]["full_name"]
-    assert stored.payload.encode() == BODY  # byte for byte, as signed
+    assert stored.payload == BODY  # byte for byte, as signed
     await service.dispatcher.drain()
     stored = await service.store.deliveries.get(delivery)
     assert stored is not None and stored.status == "processed"

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.base import aware, utcnow
+from bot.store.payloads import pack
 from bot.store.schema import deliveries as d
 
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
@@ -32,7 +33,8 @@ class DeliveryRecord:
     action: str | None
     installation_id: int | None
     repo: str | None
-    payload: str
+    # The body exactly as GitHub sent and signed it (JSON, UTF-8).
+    payload: bytes
     attempts: int = 0
     # Handlers that still have to succeed; None means all of them.
     pending_handlers: list[str] | None = None
@@ -187,7 +189,7 @@ class DeliveryStore:
             [r.action for r in records],
             [r.installation_id for r in records],
             [r.repo for r in records],
-            [r.payload for r in records],
+            [r.payload.decode() for r in records],
             claimers,
             [until if c is not None else None for c in claimers],
         )
@@ -246,7 +248,7 @@ class DeliveryStore:
             for r in rows.values():
                 claimer = owner if claim_all or r.claimed else None
                 insert_params += (
-                    r.delivery_id, r.event, r.action, r.installation_id, r.repo, r.payload,
+                    r.delivery_id, r.event, r.action, r.installation_id, r.repo, pack(r.payload),
                     at, at, claimer, claimed_until if claimer is not None else None,
                 )
         async with self.engine.connect() as conn:

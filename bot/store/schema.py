@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -15,8 +17,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     false,
 )
+
+from bot.store.payloads import pack, unpack
+
+
+class Payload(TypeDecorator[bytes]):
+    """A delivery's body as bytes in Python; stored per `bot.store.payloads`."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: bytes | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return pack(value)  # a BLOB in the TEXT column: SQLite keeps it as it is
+        return value.decode()
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else unpack(value)
+
 
 metadata = MetaData()
 
@@ -29,8 +52,9 @@ deliveries = Table(
     Column("action", String(100)),
     Column("installation_id", BigInteger),
     Column("repo", String(300)),
-    # The raw JSON body exactly as signed, so a replay verifies byte for byte.
-    Column("payload", Text, nullable=False),
+    # The raw JSON body exactly as signed, so a replay verifies byte for byte
+    # (lz4-compressed on SQLite: see bot/store/payloads.py).
+    Column("payload", Payload, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     # pending -> processed | failed
     Column("status", String(20), nullable=False, server_default="pending"),
