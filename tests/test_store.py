@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -173,3 +174,50 @@ def test_pack_and_unpack():
     damaged = payloads.pack(BIG_BODY)[:40]
     with pytest.raises(payloads.CorruptPayload, match="does not decompress"):
         payloads.unpack(damaged)
+
+
+# -- SQLite: the intake's writer on the event loop ----------------------------------
+
+
+def _sqlite_path(store: Store) -> str:
+    return store.engine.url.database
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_write_lock_held_by_another_process_never_stops_the_event_loop(store: Store):
+    """The writer's statements run on the loop; waiting for a lock must not."""
+    other = sqlite3.connect(_sqlite_path(store), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (compound receive, say) is writing
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        write = asyncio.create_task(store.deliveries.insert_new([rec("waits")], "p1", lease=30))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # waiting for the lock, in aiosqlite's thread
+        assert ticks >= 10  # while the loop went on
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 10) == {"waits"}
+    finally:
+        ticker.cancel()
+        other.close()
+    assert (await store.deliveries.get("waits")).payload == rec("waits").payload
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(store: Store):
+    async with store.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection._conn
+        raw.execute("BEGIN")
+        raw.execute("DELETE FROM deliveries")
+    await store.deliveries.insert_new([rec("after")], "p1", lease=30)
+    async with store.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection._conn
+        assert not raw.in_transaction
+    assert await store.deliveries.count() == 1

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.store.base import utcnow
-from bot.store.deliveries import DeliveryStore
+from bot.store.deliveries import SQLITE_BUSY_MS, DeliveryStore
 from bot.store.installations import InstallationStore
 from bot.store.sessions import SessionStore
 
@@ -46,8 +46,17 @@ class Store:
             engine_args.setdefault("pool_size", 1)
             engine_args.setdefault("max_overflow", 0)
             engine_args.setdefault("pool_timeout", 60)
+            # Roll back on the way back to the pool only when a transaction is
+            # open: on aiosqlite every rollback is a trip to its thread and
+            # back, and the intake's writer returns the connection after each
+            # batch with nothing open.
+            engine_args.setdefault("pool_reset_on_return", None)
+            # The intake's writer runs its statements on the event loop's thread
+            # (see DeliveryStore._write_sqlite); aiosqlite opens it in its own.
+            engine_args.setdefault("connect_args", {"check_same_thread": False})
             engine = create_async_engine(url, **engine_args)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine.pool, "reset", _sqlite_reset)
         else:
             engine_args.setdefault("pool_size", 10)
             engine_args.setdefault("max_overflow", 10)
@@ -95,13 +104,18 @@ def _upgrade(sync_conn: Any) -> None:
     command.upgrade(cfg, "head")
 
 
+def _sqlite_reset(dbapi_conn: Any, _record: Any, state: Any) -> None:
+    if not state.terminate_only and dbapi_conn.driver_connection.in_transaction:
+        dbapi_conn.rollback()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside the writer; FULL makes every commit durable
     # (group commit in the intake keeps that affordable).
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cur.close()
 
 

@@ -86,6 +86,58 @@ def _sqlite_insert(n: int) -> str:
     return f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} ON CONFLICT (delivery_id) DO NOTHING"
 
 
+# How long a SQLite connection waits for another process's write lock (ms).
+SQLITE_BUSY_MS = 10_000
+
+
+def _sqlite_statements(
+    db: sqlite3.Connection,
+    marks: tuple[str, str] | None,
+    ids: str | None,
+    insert_sql: str | None,
+    insert_params: list[Any],
+) -> list[Any] | None:
+    """On the event loop: open the transaction and run its statements, not the commit.
+
+    They only change pages in SQLite's cache, and on this thread nobody else
+    wants the GIL that each step gives back; in aiosqlite's thread every step
+    had to take it back from the busy event loop (half of what a batch cost).
+    Returns the ids among `ids` (a JSON array) stored before, or None when
+    another process holds the write lock: waiting for it here would stop the
+    loop, so the caller runs the whole transaction in the thread instead.
+    """
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        # IMMEDIATE: the write lock from the start, so no other process stores
+        # one of these ids between the look-up and the insert.
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return None
+    finally:
+        db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    try:
+        if marks is not None:
+            db.execute(_SQLITE_MARK, marks)
+        stored = db.execute(_SQLITE_STORED, (ids,)).fetchall() if ids is not None else []
+        if insert_sql is not None:
+            db.execute(insert_sql, insert_params)
+    except BaseException:
+        db.rollback()
+        raise
+    return stored
+
+
+def _sqlite_commit(db: sqlite3.Connection) -> None:
+    """In aiosqlite's thread: the WAL write, its fsync, and now and then a checkpoint."""
+    try:
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
 def _sqlite_write(
     db: sqlite3.Connection,
     marks: tuple[str, str] | None,
@@ -93,15 +145,8 @@ def _sqlite_write(
     insert_sql: str | None,
     insert_params: list[Any],
 ) -> list[Any]:
-    """Runs in aiosqlite's thread: the whole transaction in one hand-off.
-
-    Returns the ids among `ids` (a JSON array) that were stored before. Few
-    statements and no RETURNING: each step of a statement gives the GIL back
-    and has to take it again from a busy event loop.
-    """
+    """In aiosqlite's thread: the whole transaction, waiting for the write lock if need be."""
     try:
-        # IMMEDIATE: the write lock from the start, so no other process stores
-        # one of these ids between the look-up and the insert.
         db.execute("BEGIN IMMEDIATE")
         if marks is not None:
             db.execute(_SQLITE_MARK, marks)
@@ -254,8 +299,15 @@ class DeliveryStore:
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection  # aiosqlite.Connection
+            db = driver._conn
+            # The pool's one connection is ours until the block ends: aiosqlite's
+            # thread runs nothing else on it meanwhile, so this thread may.
+            stored = _sqlite_statements(db, marks, ids, insert_sql, insert_params)
             # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
-            stored = await driver._execute(_sqlite_write, driver._conn, marks, ids, insert_sql, insert_params)
+            if stored is None:
+                stored = await driver._execute(_sqlite_write, db, marks, ids, insert_sql, insert_params)
+            else:
+                await driver._execute(_sqlite_commit, db)
         return set(rows).difference(row[0] for row in stored)
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[DeliveryRecord]:
