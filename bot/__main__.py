@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database commands", description="Database commands.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply migrations", description="Apply database migrations.")
+    payload = db_sub.add_parser(
+        "payload",
+        help="print a stored delivery's payload",
+        description="Print the payload of a stored delivery exactly as GitHub signed it "
+        "(on SQLite it is stored compressed), e.g. to replay it with `compound receive`.",
+    )
+    payload.add_argument("delivery_id", help="the X-GitHub-Delivery id")
     return parser
 
 
@@ -92,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: _serve(settings, workers=not args.no_workers),
         "worker": lambda: _worker(settings),
         "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id),
-        "db": lambda: _db_upgrade(settings),
+        "db": lambda: _db_payload(settings, args.delivery_id)
+        if args.db_command == "payload"
+        else _db_upgrade(settings),
     }[args.command]
     try:
         return _run(runner())
@@ -239,6 +248,23 @@ async def _db_upgrade(settings: Settings) -> int:
     finally:
         await store.close()
     print("database is up to date")
+    return 0
+
+
+async def _db_payload(settings: Settings, delivery_id: str) -> int:
+    from bot.store import Store
+
+    store = Store.connect(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        record = await store.deliveries.get(delivery_id)
+    finally:
+        await store.close()
+    if record is None:
+        print(f"compound: no delivery {delivery_id!r} is stored", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(record.payload)
+    sys.stdout.flush()
     return 0
 
 

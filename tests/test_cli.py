@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from bot.store import Store
+from bot.store.deliveries import DeliveryRecord
 from tests.conftest import WEBHOOK_SECRET
 from tests.service_process import COMPOUND, ServiceProcess, base_env
 from tests.webhook_examples import example
@@ -21,7 +22,7 @@ def run(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["worker"], ["receive"], ["db"], ["db", "upgrade"]], ids=" ".join
+    "args", [[], ["serve"], ["worker"], ["receive"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
 )
 def test_help(args, tmp_path):
     result = run(*args, "--help", env=base_env(), cwd=tmp_path)
@@ -102,6 +103,20 @@ async def test_receive_runs_a_saved_payload_through_the_handlers(tmp_path, datab
     assert (await store.installations.get(payload["installation"]["id"])) is not None
     again = run("receive", "-e", "installation", "-p", str(path), "--delivery-id", "saved-1", env=env, cwd=tmp_path)
     assert again.returncode == 1 and "received before" in again.stderr
+
+
+async def test_db_payload_prints_a_stored_payload_byte_for_byte(tmp_path, database_url, store):
+    body = json.dumps(example("issues", "labeled"), indent=1).encode()  # as GitHub sent it, spaces and all
+    await store.deliveries.insert_new(
+        [DeliveryRecord("stored-1", "issues", "labeled", 1, "o/r", body)], None, lease=30
+    )
+    env = base_env(DATABASE_URL=database_url, DATA_DIR=tmp_path / "data")
+    result = subprocess.run([*COMPOUND, "db", "payload", "stored-1"], env=env, cwd=tmp_path,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == body
+    missing = run("db", "payload", "nope", env=env, cwd=tmp_path)
+    assert missing.returncode == 1 and "no delivery 'nope' is stored" in missing.stderr
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
