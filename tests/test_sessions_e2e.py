@@ -316,6 +316,20 @@ async def test_the_agent_environment_holds_no_secret(world: World):
                 assert token.encode() not in path.read_bytes(), path
 
 
+async def _queue_report(store, numbers, workers) -> str:
+    """What the queue and the workers were doing, for a test that timed out."""
+    statuses: dict[str, int] = {}
+    for n in numbers:
+        session = await store.sessions.for_issue(REPO, n)
+        for r in await store.sessions.rounds(session.id) if session else []:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+    tails = []
+    for i, worker in enumerate(workers):
+        lines = [line for line in worker.logs().splitlines() if '"level":"info"' not in line]
+        tails.append(f"--- worker {i} (warnings and errors, last 20) ---\n" + "\n".join(lines[-20:]))
+    return f"rounds by status: {statuses}\n" + "\n".join(tails)
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch(world: World, database_url, store):
     """A web process stores deliveries; two `compound worker` processes share the queue."""
@@ -342,7 +356,10 @@ async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch
         sessions = [await store.sessions.for_issue(REPO, n) for n in numbers[:10]]
         for session in sessions:
             await store.sessions.add_round(session.id, kind="command", requested_by="alice", instructions="more")
-        await world.until(lambda: len(world.pulls()) == len(numbers), timeout=120, what="40 pull requests")
+        try:
+            await world.until(lambda: len(world.pulls()) == len(numbers), timeout=120, what="40 pull requests")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{await _queue_report(store, numbers, workers)}") from None
 
         async def all_rounds_finished() -> bool:
             for n in numbers:
