@@ -160,8 +160,11 @@ async def test_label_to_pull_request_with_trailers_and_a_check_run(world: World)
     assert trailers["Agent-Backend"] == "command"
     assert trailers["Agent-Session"].startswith("s-")
     assert trailers["Co-authored-by"].startswith("alice <") and "alice@users.noreply" in trailers["Co-authored-by"]
-    author = world.git("log", "-1", "--format=%an <%ae>|%cn", head)
-    assert author.startswith(f"{world.twin.app_slug}[bot] <") and f"|{world.twin.app_slug}[bot]" in author
+    author = world.git("log", "-1", "--format=%an <%ae>|%cn", head).strip()
+    bot = f"{world.twin.app_slug}[bot]"
+    # The bot user's id in the address: GitHub links the commit to the App's account.
+    bot_id = world.twin.state.users[bot]
+    assert author == f"{bot} <{bot_id}+{bot}@users.noreply.github.com>|{bot}"
     (run,) = world.check_runs(head)
     assert (run.name, run.status, run.conclusion) == ("Compound", "completed", "success")
     assert [a["identifier"] for a in run.actions] == ["retry"]
@@ -512,6 +515,18 @@ async def test_github_errors_during_a_round_are_retried(world: World):
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request despite a 502"))[0]
     assert world.twin.calls("pulls/create")[0].status == 502
+
+
+async def test_a_failed_bot_user_look_up_does_not_hold_up_the_commit(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    await world.start()
+    world.twin.fail_next("GET", r"^/users/", status=404, times=100)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request without the bot's id"))[0]
+    bot = f"{world.twin.app_slug}[bot]"
+    assert world.git("log", "-1", "--format=%ae", pr.pull.head_sha).strip() == f"{bot}@users.noreply.github.com"
+    assert "could not look up the bot user" in world.service.logs()
 
 
 async def test_a_round_that_keeps_crashing_gives_up_with_a_comment(world: World):

@@ -57,10 +57,29 @@ class BotIdentity:
     user_id: int | None = None
 
     @property
+    def login(self) -> str:
+        return f"{self.slug}[bot]"
+
+    @property
     def commit_identity(self) -> CommitIdentity:
-        login = f"{self.slug}[bot]"
         prefix = f"{self.user_id}+" if self.user_id else ""
-        return CommitIdentity(name=login, email=f"{prefix}{login}@users.noreply.github.com")
+        return CommitIdentity(name=self.login, email=f"{prefix}{self.login}@users.noreply.github.com")
+
+    async def resolve(self, gh: Any) -> CommitIdentity:
+        """The identity with the bot user's id, looked up once.
+
+        GitHub links a commit to an account by its noreply address, and a bot's
+        is `<id>+<slug>[bot]@users.noreply.github.com`; without the id the
+        commit shows an unlinked author. A failed look-up is tried again on the
+        next commit and does not hold this one up.
+        """
+        if self.user_id is None:
+            try:
+                user = await gh.getitem("/users/{username}", url_vars={"username": self.login})
+                self.user_id = int(user["id"])
+            except Exception as exc:
+                log.warning("could not look up the bot user %s (%s); committing without its id", self.login, exc)
+        return self.commit_identity
 
 
 def co_author(login: str, user_id: int | None) -> CommitIdentity:
@@ -352,7 +371,7 @@ class SessionWorker:
             )
             return
         await self.store.update_session(session.id, status=PUSHING)
-        identity = self.identity.commit_identity
+        identity = await self.identity.resolve(gh)
         context = round_.context_data()
         trailers = Trailers(
             model=figures.model or "default",

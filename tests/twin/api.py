@@ -32,7 +32,7 @@ APP_JWT = {
     "apps/get-repo-installation",
 }
 NO_AUTH = {"apps/create-from-manifest"}
-ANY_AUTH = {"rate-limit/get"}
+ANY_AUTH = {"rate-limit/get", "users/get-by-username"}
 RATE_LIMIT = 5000
 DEFAULT_FAULT_MESSAGES = {
     403: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
