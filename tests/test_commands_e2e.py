@@ -97,8 +97,20 @@ async def test_invalid_config_is_reported_and_defaults_apply(world: World):
     await world.start()
     await world.label(number)
     await opened(world, number)
-    (report,) = [b for b in world.bot_comments(number) if "compound.yml" in b]
+    (report,) = [b for b in world.bot_comments(number) if "is not valid" in b]
     assert "max_ci_rounds" in report and "unknown_key" in report
+    # Every later trigger reads the config again, but the thread is told once.
+    await world.command(number, "/agent status")
+    await world.until(lambda: any(b.startswith("Session `s-") for b in world.bot_comments(number)), what="status")
+    assert len([b for b in world.bot_comments(number) if "is not valid" in b]) == 1
+    # A different mistake is news, and so is another thread.
+    world.twin.commit(REPO, "main", {".github/compound.yml": "max_ci_rounds: -2\n"}, "still bad")
+    await world.command(number, "/agent help")
+    await world.until(lambda: any("/agent stop" in b for b in world.bot_comments(number)), what="help")
+    assert len([b for b in world.bot_comments(number) if "is not valid" in b]) == 2
+    other = world.twin.add_issue(REPO, title="Another", user="alice")
+    await world.command(other, "/agent help")
+    await world.until(lambda: any("is not valid" in b for b in world.bot_comments(other)), what="the report elsewhere")
 
 
 async def test_bots_do_not_start_work_unless_allowed(world: World):

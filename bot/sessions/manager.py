@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.config import RepoConfig, UnknownModelAlias, load_repo_config, resolve_model
+from bot.config import RepoConfig, UnknownModelAlias, resolve_model
 from bot.events import EventLog
 from bot.github.api import can_trigger, permission
 from bot.sessions import messages
@@ -49,13 +49,22 @@ class SessionManager:
         self.events = events
         self.worker = worker
 
-    async def repo_config(self, gh: Any, repo: str, number: int) -> RepoConfig:
-        """The repo's `.github/compound.yml`; an invalid one is reported and the defaults apply."""
+    async def report_config_error(self, gh: Any, repo: str, number: int, error: str) -> None:
+        """Tell the thread its `.github/compound.yml` is invalid, once per thread and error.
+
+        Every trigger reads the config again; repeating the same report at each
+        one (a label, then `/agent status`, then a follow-up) would bury the
+        conversation. A changed error, or another thread, gets its own report.
+        """
+        body = messages.config_invalid(error)
         owner, name = repo.split("/", 1)
-        config, error = await load_repo_config(gh, owner, name)
-        if error:
-            await comment(gh, repo, number, messages.config_invalid(error))
-        return config
+        async for earlier in gh.getiter(
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            {"owner": owner, "repo": name, "issue_number": number},
+        ):
+            if earlier.get("body") == body and (earlier.get("user") or {}).get("type") == "Bot":
+                return
+        await comment(gh, repo, number, body)
 
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
         """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""
@@ -79,7 +88,7 @@ class SessionManager:
             await comment(gh, repo, number, messages.refusal(sender["login"]))
             return False
         if config_error:
-            await comment(gh, repo, number, messages.config_invalid(config_error))
+            await self.report_config_error(gh, repo, number, config_error)
         return True
 
     async def start_task(
