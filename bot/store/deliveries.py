@@ -90,21 +90,34 @@ def _sqlite_insert(n: int) -> str:
 SQLITE_BUSY_MS = 10_000
 
 
-def _sqlite_statements(
-    db: sqlite3.Connection,
-    marks: tuple[str, str] | None,
-    ids: str | None,
-    insert_sql: str | None,
-    insert_params: list[Any],
-) -> list[Any] | None:
+@dataclass(slots=True)
+class _SqliteBatch:
+    """One write's statements and their parameters, ready to run."""
+
+    marks: tuple[str, str] | None  # (processed_at, JSON array of ids)
+    ids: str | None  # JSON array of the new records' ids
+    insert_sql: str | None
+    insert_params: list[Any]
+
+    def run(self, db: sqlite3.Connection) -> list[Any]:
+        """Inside the open transaction: mark, look up, insert; the ids stored before."""
+        if self.marks is not None:
+            db.execute(_SQLITE_MARK, self.marks)
+        stored = db.execute(_SQLITE_STORED, (self.ids,)).fetchall() if self.ids is not None else []
+        if self.insert_sql is not None:
+            db.execute(self.insert_sql, self.insert_params)
+        return stored
+
+
+def _sqlite_statements(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any] | None:
     """On the event loop: open the transaction and run its statements, not the commit.
 
     They only change pages in SQLite's cache, and on this thread nobody else
     wants the GIL that each step gives back; in aiosqlite's thread every step
     had to take it back from the busy event loop (half of what a batch cost).
-    Returns the ids among `ids` (a JSON array) stored before, or None when
-    another process holds the write lock: waiting for it here would stop the
-    loop, so the caller runs the whole transaction in the thread instead.
+    Returns the ids stored before, or None when another process holds the
+    write lock: waiting for it here would stop the loop, so the caller runs
+    the whole transaction in the thread instead (`_sqlite_write`).
     """
     db.execute("PRAGMA busy_timeout=0")
     try:
@@ -118,15 +131,10 @@ def _sqlite_statements(
     finally:
         db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     try:
-        if marks is not None:
-            db.execute(_SQLITE_MARK, marks)
-        stored = db.execute(_SQLITE_STORED, (ids,)).fetchall() if ids is not None else []
-        if insert_sql is not None:
-            db.execute(insert_sql, insert_params)
+        return batch.run(db)
     except BaseException:
         db.rollback()
         raise
-    return stored
 
 
 def _sqlite_commit(db: sqlite3.Connection) -> None:
@@ -138,21 +146,11 @@ def _sqlite_commit(db: sqlite3.Connection) -> None:
         raise
 
 
-def _sqlite_write(
-    db: sqlite3.Connection,
-    marks: tuple[str, str] | None,
-    ids: str | None,
-    insert_sql: str | None,
-    insert_params: list[Any],
-) -> list[Any]:
+def _sqlite_write(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any]:
     """In aiosqlite's thread: the whole transaction, waiting for the write lock if need be."""
     try:
         db.execute("BEGIN IMMEDIATE")
-        if marks is not None:
-            db.execute(_SQLITE_MARK, marks)
-        stored = db.execute(_SQLITE_STORED, (ids,)).fetchall() if ids is not None else []
-        if insert_sql is not None:
-            db.execute(insert_sql, insert_params)
+        stored = batch.run(db)
         db.commit()
     except BaseException:
         db.rollback()
@@ -302,10 +300,11 @@ class DeliveryStore:
             db = driver._conn
             # The pool's one connection is ours until the block ends: aiosqlite's
             # thread runs nothing else on it meanwhile, so this thread may.
-            stored = _sqlite_statements(db, marks, ids, insert_sql, insert_params)
+            batch = _SqliteBatch(marks, ids, insert_sql, insert_params)
+            stored = _sqlite_statements(db, batch)
             # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
             if stored is None:
-                stored = await driver._execute(_sqlite_write, db, marks, ids, insert_sql, insert_params)
+                stored = await driver._execute(_sqlite_write, db, batch)
             else:
                 await driver._execute(_sqlite_commit, db)
         return set(rows).difference(row[0] for row in stored)
