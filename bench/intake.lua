@@ -5,7 +5,8 @@
 -- are counted by status, and done() writes a JSON summary to BENCH_OUT.
 --
 -- Environment: BENCH_BODY (payload file), BENCH_SIGNATURE, BENCH_RUN (a run
--- id, prefix of the delivery ids), BENCH_PATH, BENCH_OUT.
+-- id), BENCH_PATH, BENCH_OUT, BENCH_IDS (`guid`, the default, or
+-- `sequential`: `<run>-<thread>-<n>`, as before 2026-11-26).
 
 local threads = {}
 local next_id = 1
@@ -30,15 +31,32 @@ function init(args)
     .. "X-GitHub-Event: issues\r\n"
     .. "X-GitHub-Hook-ID: 1\r\n"
     .. "X-Hub-Signature-256: " .. os.getenv("BENCH_SIGNATURE") .. "\r\n"
-    .. "X-GitHub-Delivery: " .. os.getenv("BENCH_RUN") .. "-" .. thread_id .. "-"
+    .. "X-GitHub-Delivery: "
   tail = "\r\n\r\n" .. body
   sent = 0
   statuses = {}
+  run = os.getenv("BENCH_RUN")
+  guids = os.getenv("BENCH_IDS") ~= "sequential"
+  -- A 16-bit tag per run and thread keeps ids of different runs apart.
+  local tag = thread_id
+  for i = 1, #run do tag = (tag * 31 + run:byte(i)) % 65536 end
+  run_tag = tag
+  math.randomseed(os.time() * 1000 + thread_id)
 end
 
+-- GitHub's delivery ids are GUIDs whose first field changes fastest, so they
+-- land at scattered places in the store's primary-key index; so do these.
+-- The last field is this thread's counter: unique within the run.
 function request()
   sent = sent + 1
-  return head .. sent .. tail
+  local id
+  if guids then
+    id = string.format("%04x%04x-%04x-11f0-%04x-%012x",
+      math.random(0, 65535), math.random(0, 65535), math.random(0, 65535), run_tag, sent)
+  else
+    id = run .. "-" .. thread_id .. "-" .. sent
+  end
+  return head .. id .. tail
 end
 
 function response(status, headers, body)

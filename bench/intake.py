@@ -247,7 +247,8 @@ def run_wrk(server: Server, args: argparse.Namespace, body_path: Path, signature
         "-s", str(BENCH / "intake.lua"), f"http://127.0.0.1:{server.port}{WEBHOOK_PATH}",
     ]
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_SIGNATURE": signature,
-           "BENCH_RUN": run_id, "BENCH_PATH": WEBHOOK_PATH, "BENCH_OUT": str(out)}
+           "BENCH_RUN": run_id, "BENCH_PATH": WEBHOOK_PATH, "BENCH_OUT": str(out),
+           "BENCH_IDS": args.ids}
     rows_before = server.count()[0] if server.stores else 0
     cpu_before = server.cpu_seconds()
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -400,6 +401,11 @@ def main() -> int:
     parser.add_argument("--src", type=Path, default=ROOT,
                         help="the Compound source tree to run (default: this checkout)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--ids", choices=("guid", "sequential"), default="guid",
+        help="delivery ids: GUIDs scattered like GitHub's (default), or <run>-<thread>-<n> "
+        "(sorted close together; what runs before 2026-11-26 used)",
+    )
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/intake-*.json)")
     args = parser.parse_args()
 
