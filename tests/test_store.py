@@ -221,3 +221,12 @@ async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(stor
         raw = (await conn.get_raw_connection()).driver_connection._conn
         assert not raw.in_transaction
     assert await store.deliveries.count() == 1
+
+
+def test_an_sqlite_too_old_for_the_writer_is_a_clear_setting_error(monkeypatch, tmp_path):
+    from bot.settings import SettingsError
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: SQLite 3\.35\.0 or newer is needed and this Python has 3\.31\.1"):
+        Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")

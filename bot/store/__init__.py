@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.settings import SettingsError
 from bot.store.base import utcnow
 from bot.store.deliveries import SQLITE_BUSY_MS, DeliveryStore
 from bot.store.installations import InstallationStore
 from bot.store.sessions import SessionStore
 
+# The intake's writer uses INSERT … RETURNING (3.35).
+MIN_SQLITE = (3, 35, 0)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same in every Compound process.
 _MIGRATION_LOCK = 0x0C0B0D
@@ -39,6 +43,11 @@ class Store:
         """Build a store from an async SQLAlchemy URL (see Settings.resolved_database_url)."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
+            if sqlite3.sqlite_version_info < MIN_SQLITE:
+                raise SettingsError(
+                    f"DATABASE_URL: SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed and this "
+                    f"Python has {sqlite3.sqlite_version}; use a newer Python build, or PostgreSQL"
+                )
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # One connection: SQLite has one writer anyway, and two connections of

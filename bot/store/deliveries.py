@@ -78,12 +78,15 @@ _SQLITE_MARK = (
     f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} "
     "WHERE delivery_id IN (SELECT value FROM json_each(?))"
 )
-_SQLITE_STORED = f"SELECT delivery_id FROM {d.name} WHERE delivery_id IN (SELECT value FROM json_each(?))"
 
 
 def _sqlite_insert(n: int) -> str:
     values = ", ".join([_SQLITE_ROW] * n)
-    return f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} ON CONFLICT (delivery_id) DO NOTHING"
+    # RETURNING gives the ids really inserted (SQLite 3.35+): one statement, no look-up.
+    return (
+        f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} "
+        "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+    )
 
 
 # How long a SQLite connection waits for another process's write lock (ms).
@@ -95,18 +98,16 @@ class _SqliteBatch:
     """One write's statements and their parameters, ready to run."""
 
     marks: tuple[str, str] | None  # (processed_at, JSON array of ids)
-    ids: str | None  # JSON array of the new records' ids
     insert_sql: str | None
     insert_params: list[Any]
 
     def run(self, db: sqlite3.Connection) -> list[Any]:
-        """Inside the open transaction: mark, look up, insert; the ids stored before."""
+        """Inside the open transaction: mark, insert; the rows of the ids really inserted."""
         if self.marks is not None:
             db.execute(_SQLITE_MARK, self.marks)
-        stored = db.execute(_SQLITE_STORED, (self.ids,)).fetchall() if self.ids is not None else []
-        if self.insert_sql is not None:
-            db.execute(self.insert_sql, self.insert_params)
-        return stored
+        if self.insert_sql is None:
+            return []
+        return db.execute(self.insert_sql, self.insert_params).fetchall()
 
 
 def _sqlite_statements(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any] | None:
@@ -115,14 +116,14 @@ def _sqlite_statements(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any]
     They only change pages in SQLite's cache, and on this thread nobody else
     wants the GIL that each step gives back; in aiosqlite's thread every step
     had to take it back from the busy event loop (half of what a batch cost).
-    Returns the ids stored before, or None when another process holds the
+    Returns the ids inserted, or None when another process holds the
     write lock: waiting for it here would stop the loop, so the caller runs
     the whole transaction in the thread instead (`_sqlite_write`).
     """
     db.execute("PRAGMA busy_timeout=0")
     try:
-        # IMMEDIATE: the write lock from the start, so no other process stores
-        # one of these ids between the look-up and the insert.
+        # IMMEDIATE: the write lock now, where not getting it at once is
+        # handled, not at the first write, where the loop would wait for it.
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
@@ -279,12 +280,11 @@ class DeliveryStore:
     ) -> set[str]:
         at = self._bind_time(now)
         claimed_until = self._bind_time(until)
-        marks = ids = insert_sql = None
+        marks = insert_sql = None
         insert_params: list[Any] = []
         if done:
             marks = (at, orjson.dumps(done).decode())
         if rows:
-            ids = orjson.dumps(list(rows)).decode()
             insert_sql = self._sqlite_inserts.get(len(rows))
             if insert_sql is None:
                 insert_sql = self._sqlite_inserts.setdefault(len(rows), _sqlite_insert(len(rows)))
@@ -300,14 +300,14 @@ class DeliveryStore:
             db = driver._conn
             # The pool's one connection is ours until the block ends: aiosqlite's
             # thread runs nothing else on it meanwhile, so this thread may.
-            batch = _SqliteBatch(marks, ids, insert_sql, insert_params)
-            stored = _sqlite_statements(db, batch)
+            batch = _SqliteBatch(marks, insert_sql, insert_params)
+            inserted = _sqlite_statements(db, batch)
             # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
-            if stored is None:
-                stored = await driver._execute(_sqlite_write, db, batch)
+            if inserted is None:
+                inserted = await driver._execute(_sqlite_write, db, batch)
             else:
                 await driver._execute(_sqlite_commit, db)
-        return set(rows).difference(row[0] for row in stored)
+        return {row[0] for row in inserted}
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[DeliveryRecord]:
         """Claim pending deliveries nobody holds and whose retry time has come."""
