@@ -322,11 +322,18 @@ async def test_the_agent_environment_holds_no_secret(world: World):
 async def _queue_report(store, numbers, workers) -> str:
     """What the queue and the workers were doing, for a test that timed out."""
     statuses: dict[str, int] = {}
+    unfinished = []
     for n in numbers:
         session = await store.sessions.for_issue(REPO, n)
         for r in await store.sessions.rounds(session.id) if session else []:
             statuses[r.status] = statuses.get(r.status, 0) + 1
-    tails = []
+            if r.status != "done":
+                unfinished.append(
+                    f"  #{n} {session.id} session {session.status} runner {session.runner} "
+                    f"error {(session.error or '')[:300]!r}; round {r.number} {r.kind} {r.status} "
+                    f"attempts {r.attempts}"
+                )
+    tails = ["rounds not done:", *unfinished[:20]]
     for i, worker in enumerate(workers):
         lines = [line for line in worker.logs().splitlines() if '"level":"info"' not in line]
         tails.append(f"--- worker {i} (warnings and errors, last 20) ---\n" + "\n".join(lines[-20:]))
@@ -371,9 +378,14 @@ async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch
                     return False
             return True
 
-        async with asyncio.timeout(120):
-            while not await all_rounds_finished():
-                await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(120):
+                while not await all_rounds_finished():
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out waiting for every round to finish\n{await _queue_report(store, numbers, workers)}"
+            ) from None
     finally:
         for worker in workers:
             await worker.stop()
