@@ -62,8 +62,7 @@ class BotIdentity:
 
     @property
     def commit_identity(self) -> CommitIdentity:
-        prefix = f"{self.user_id}+" if self.user_id else ""
-        return CommitIdentity(name=self.login, email=f"{prefix}{self.login}@users.noreply.github.com")
+        return co_author(self.login, self.user_id)
 
     async def resolve(self, gh: Any) -> CommitIdentity:
         """The identity with the bot user's id, looked up once.
@@ -83,6 +82,7 @@ class BotIdentity:
 
 
 def co_author(login: str, user_id: int | None) -> CommitIdentity:
+    """A GitHub account as git identity: its noreply address, with the id when known."""
     prefix = f"{user_id}+" if user_id else ""
     return CommitIdentity(name=login, email=f"{prefix}{login}@users.noreply.github.com")
 
