@@ -166,16 +166,14 @@ async def _wait_for_signal() -> None:
 
 
 async def _serve(settings: Settings, *, workers: bool) -> int:
-    from aiohttp import web
-
+    from bot.front import listen
     from bot.service import Service
 
     service = Service(settings, run_workers=workers)
     await service.start()
-    runner = web.AppRunner(service.web_app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
-    await site.start()
+    listener = await listen(
+        service.web_app(), service.intake, host=settings.host, port=settings.port, path=settings.webhook_path
+    )
     # What start-up built lives as long as the process: keep the collector off
     # it, and let it run less often (each delivery allocates a lot, briefly).
     gc.collect()
@@ -192,7 +190,7 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
         await _wait_for_signal()
     finally:
         log.info("shutting down")
-        await runner.cleanup()
+        await listener.close()
         await service.stop()
     return 0
 

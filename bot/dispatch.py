@@ -31,6 +31,60 @@ from bot.store.deliveries import DeliveryRecord, DeliveryStore
 log = logging.getLogger("compound.dispatch")
 
 
+class StoredEvent(sansio.Event):
+    """A delivery for the handlers; its payload is parsed the first time `data` is read.
+
+    Routing needs only the event and the action, which the intake stored
+    beside the payload: a delivery nobody handles, or whose handlers return
+    before they look (no App registered yet), never builds the payload's objects.
+    """
+
+    def __init__(self, record: DeliveryRecord, data: dict[str, Any] | None = None) -> None:
+        # Not sansio.Event.__init__: it would assign `data`, which is read-only here.
+        self.event = record.event
+        self.delivery_id = record.delivery_id
+        self._record = record
+        self._data = data
+
+    @property
+    def data(self) -> Any:  # type: ignore[override]
+        if self._data is None:
+            self._data = orjson.loads(self._record.payload)
+        return self._data
+
+    @property
+    def parsed(self) -> dict[str, Any] | None:
+        """The payload if a handler has read it, else None."""
+        return self._data
+
+
+class _RoutingView:
+    """What gidgethub's Router.fetch reads of `event.data`, without parsing for `action`."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: StoredEvent) -> None:
+        self._event = event
+
+    def __contains__(self, key: str) -> bool:
+        if key == "action":
+            return self._event._record.action is not None
+        return key in self._event.data
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "action":
+            return self._event._record.action
+        return self._event.data[key]
+
+
+class _Routing:
+    __slots__ = ("event", "data")
+
+    def __init__(self, event: StoredEvent) -> None:
+        self.event = event.event
+        self.data = _RoutingView(event)
+
+
 def handler_name(callback: Callable[..., Any]) -> str:
     return f"{callback.__module__}.{callback.__qualname__}"
 
@@ -202,9 +256,8 @@ class Dispatcher:
             installation=record.installation_id,
             repo=record.repo,
         ):
-            if data is None:
-                data = orjson.loads(record.payload)
-            failed, error = await self._run_handlers(record, data)
+            event = StoredEvent(record, data)
+            failed, error = await self._run_handlers(record, event)
             if not failed:
                 marks = self._marks
                 if marks is not None and marks.running:
@@ -252,11 +305,11 @@ class Dispatcher:
             if self._closing:
                 return False
             loop = asyncio.get_running_loop()
-            handle = loop.call_later(delay, self._retry_now, record, data)
+            handle = loop.call_later(delay, self._retry_now, record, event.parsed)
             self._retries.add(handle)
             return True
 
-    def _retry_now(self, record: DeliveryRecord, data: dict[str, Any]) -> None:
+    def _retry_now(self, record: DeliveryRecord, data: dict[str, Any] | None) -> None:
         self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
         if not self._closing:
             self._queue.put_nowait((record, data))
@@ -267,9 +320,8 @@ class Dispatcher:
             name = self._names[callback] = handler_name(callback)
         return name
 
-    async def _run_handlers(self, record: DeliveryRecord, data: dict[str, Any]) -> tuple[list[str], str]:
-        event = sansio.Event(data, event=record.event, delivery_id=record.delivery_id)
-        found = self.router.fetch(event)  # a frozenset
+    async def _run_handlers(self, record: DeliveryRecord, event: StoredEvent) -> tuple[list[str], str]:
+        found = self.router.fetch(_Routing(event))  # type: ignore[arg-type]  # a frozenset
         if not found:
             return [], ""
         callbacks = sorted(found, key=self._name) if len(found) > 1 else list(found)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy import text
 
 from bot.dispatch import DispatchPolicy
+from bot.front import Listener, listen
 from bot.logs import install_record_context
 from bot.service import Service
 from bot.settings import Settings, load_settings
@@ -103,3 +106,31 @@ async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
         yield svc
     finally:
         await svc.stop()
+
+
+
+
+@asynccontextmanager
+async def serving(service: Service) -> AsyncIterator[Listener]:
+    """`service` behind the front on a free loopback port, as `compound serve` serves it."""
+    listener = await listen(
+        service.web_app(), service.intake, host="127.0.0.1", port=0, path=service.settings.webhook_path
+    )
+    try:
+        yield listener
+    finally:
+        await listener.close(grace=1.0)
+
+
+@pytest.fixture
+async def http(service: Service) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client for the started `service` served as `compound serve` serves it."""
+    async with serving(service) as listener, aiohttp.ClientSession(base_url=listener.url) as session:
+        yield session
+
+
+@pytest.fixture
+async def webhook_url(service: Service) -> AsyncIterator[str]:
+    """Where the started `service` takes deliveries, served as `compound serve` serves it."""
+    async with serving(service) as listener:
+        yield listener.url + service.settings.webhook_path

@@ -233,3 +233,42 @@ async def test_handler_errors_reach_sentry(store: Store, aiohttp_server):
     assert raw, "nothing reached the Sentry endpoint"
     assert "flaky handler failed" in text
     assert r.delivery_id in text
+
+
+async def test_the_payload_is_parsed_only_when_a_handler_reads_it(store: Store):
+    """Routing reads the stored action; the payload's objects are built on first use of `data`."""
+    router = routing.Router()
+    seen: list[object] = []
+
+    @router.register("issues", action="labeled")
+    async def reads(event, gh, ctx):
+        seen.append(event.data["issue"]["number"])
+
+    @router.register("issues", action="closed")
+    async def looks_away(event, gh, ctx):
+        seen.append("no data needed")
+
+    rec = Recorder()
+    rec.router = router
+    d = dispatcher(store, rec, max_attempts=1)
+    # Well-formed JSON that orjson refuses (a number past a double's range): it
+    # can only be processed if nobody parses it.
+    unparsable = b'{"action": "%s", "issue": {"number": 1e999}}'
+    records = {}
+    for action in ("opened", "closed", "labeled"):
+        r = record(action)
+        r.payload = unparsable % action.encode()
+        records[action] = r
+        await store.deliveries.insert_new([r], d.owner, POLICY.lease)
+        await d.process(r, None)
+    statuses = {a: (await store.deliveries.get(r.delivery_id)).status for a, r in records.items()}
+    # Nobody routed (opened) or nobody reading (closed): processed. A reader: its error, parked.
+    assert statuses == {"opened": "processed", "closed": "processed", "labeled": "failed"}
+    assert seen == ["no data needed"]
+    failed = await store.deliveries.get(records["labeled"].delivery_id)
+    assert "JSONDecodeError" in (failed.last_error or "")
+    # A readable payload is parsed when read.
+    good = record("labeled")
+    await store.deliveries.insert_new([good], d.owner, POLICY.lease)
+    await d.process(good, None)
+    assert seen == ["no data needed", 1]

@@ -15,7 +15,6 @@ from bot.service import Service
 from tests.conftest import WEBHOOK_SECRET
 from tests.webhook_examples import all_published, example
 
-PATH = "/api/github/webhooks"
 ROOT = Path(__file__).resolve().parent.parent
 APP_YML = yaml.safe_load((ROOT / "app.yml").read_text())
 # GitHub sends these to every App, subscribed or not.
@@ -47,9 +46,8 @@ def test_app_yml_asks_for_the_permissions_the_design_needs():
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("event", SUBSCRIBED)
-async def test_every_published_example_is_accepted_and_routed(event, service: Service, aiohttp_client, twin):
-    client = await aiohttp_client(service.web_app())
-    url = str(client.make_url(PATH))
+async def test_every_published_example_is_accepted_and_routed(event, service: Service, webhook_url, twin):
+    url = webhook_url
     payloads = all_published([event])
     assert payloads, f"no published example for {event}"
     statuses = Counter()
@@ -66,9 +64,8 @@ async def test_every_published_example_is_accepted_and_routed(event, service: Se
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_installation_lifecycle_is_recorded(service: Service, aiohttp_client, twin):
-    client = await aiohttp_client(service.web_app())
-    url = str(client.make_url(PATH))
+async def test_installation_lifecycle_is_recorded(service: Service, webhook_url, twin):
+    url = webhook_url
     created = example("installation", "created")
     iid = created["installation"]["id"]
     await twin.deliver(url, "installation", created, secret=WEBHOOK_SECRET)

@@ -6,11 +6,12 @@ import io
 import json
 import uuid
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
 from bot.service import Service
-from tests.conftest import WEBHOOK_SECRET, make_settings
+from tests.conftest import WEBHOOK_SECRET, make_settings, serving
 from tests.twin.webhooks import delivery_headers, signature_headers
 from tests.webhook_examples import example
 
@@ -35,9 +36,14 @@ def handler_runs(svc: Service, handler: str) -> float:
     return value or 0.0
 
 
-@pytest.fixture
-async def client(service: Service, aiohttp_client):
-    return await aiohttp_client(service.web_app())
+@pytest.fixture(params=["front", "aiohttp"])
+async def client(request, service: Service, aiohttp_client):
+    """The front (what `compound serve` listens with), and the aiohttp route behind it."""
+    if request.param == "aiohttp":
+        yield await aiohttp_client(service.web_app())
+        return
+    async with serving(service) as listener, aiohttp.ClientSession(base_url=listener.url) as session:
+        yield session
 
 
 BODY = json.dumps(labeled_payload()).encode()
@@ -56,6 +62,12 @@ BAD_INPUT = {
     "signature of another body": ("POST", signed("issues", b"{}"), BODY, 401),
     "non-JSON body": ("POST", signed("issues", b"not json {"), b"not json {", 400),
     "JSON that is not an object": ("POST", signed("issues", b"[1, 2]"), b"[1, 2]", 400),
+    "JSON with something after it": ("POST", signed("issues", b'{"a": 1} {}'), b'{"a": 1} {}', 400),
+    "a string that is not UTF-8": ("POST", signed("issues", b'{"a": "\xff"}'), b'{"a": "\xff"}', 400),
+    "malformed deep inside": (
+        "POST", signed("issues", b'{"action": "labeled", "x": [{"y": tru}]}'),
+        b'{"action": "labeled", "x": [{"y": tru}]}', 400,
+    ),
     "form-encoded body": (
         "POST",
         {
@@ -130,6 +142,17 @@ async def test_valid_delivery_is_stored_before_the_202(client, service: Service)
     stored = await service.store.deliveries.get(delivery)
     assert stored is not None and stored.status == "processed"
     assert handler_runs(service, "handlers.issues.on_issues_labeled") == 1
+
+
+async def test_odd_shapes_of_the_fields_read_before_the_202_are_stored_without_them(client, service: Service):
+    payload = {**labeled_payload(), "installation": "4242", "repository": ["not", "an", "object"]}
+    body = json.dumps(payload).encode()
+    delivery = str(uuid.uuid4())
+    response = await client.post(PATH, data=body, headers=signed("issues", body, delivery))
+    assert response.status == 202
+    stored = await service.store.deliveries.get(delivery)
+    assert stored is not None
+    assert (stored.action, stored.installation_id, stored.repo) == ("labeled", None, None)
 
 
 async def test_redelivery_is_answered_200_and_processed_once(client, service: Service):

@@ -1,0 +1,333 @@
+"""The listening socket (DESIGN §4): deliveries on a lean path, everything else to aiohttp.
+
+A webhook delivery is one `POST {WEBHOOK_PATH}` with a Content-Length, and
+aiohttp's request machinery (request and response objects, stream reader,
+handler task) costs two to three times what storing the delivery costs. So the
+front reads those requests itself: httptools (Node's llhttp) parses and
+validates the head, the body is the next Content-Length bytes, and
+`Intake.receive` gives the answer, written back as a small HTTP/1.1 response.
+
+Anything else hands the connection, from the first byte of that request on, to
+aiohttp's handler for the web app, which serves it to the end: another path or
+method, a chunked body, `Expect: 100-continue`, an upgrade, a body over the
+25 MB cap, a head llhttp rejects. Both paths answer through `Intake.receive`,
+so a delivery gets the same answer either way.
+
+One request per connection is answered at a time, in order (pipelined requests
+wait in the buffer; reading pauses when a lot is waiting). A connection with
+nothing in progress for `keepalive_timeout` seconds is closed, as aiohttp does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+
+import httptools
+from aiohttp import web
+
+from bot.intake import MAX_BODY, Intake
+
+log = logging.getLogger("compound.web")
+
+MAX_HEAD = 64 * 1024  # longer heads go to aiohttp, which answers 400 or 431
+READ_PAUSE = 1 << 20  # stop reading while answering once this much is waiting
+_HANDED_OVER = (b"transfer-encoding", b"expect", b"upgrade")
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class Front:
+    """Serves `POST {path}` deliveries itself and hands other connections to `fallback`."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        fallback: Callable[[], asyncio.Protocol],
+        *,
+        path: str,
+        keepalive_timeout: float = 75.0,
+    ) -> None:
+        self.intake = intake
+        self.fallback = fallback
+        self.path = path.encode()
+        self.prefix = b"POST " + self.path
+        self.keepalive_timeout = keepalive_timeout
+        self.closing = False
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._date = b""
+        self._date_second = 0
+
+    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, backlog=backlog, reuse_address=True
+        )
+        self._reaper = loop.create_task(self._reap(), name="front-reaper")
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def host(self) -> str:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[0]
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop listening, close idle connections, let answers in progress finish (up to `grace`)."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+        deadline = time.monotonic() + grace
+        while True:
+            for conn in list(self.connections):
+                if not conn.busy:
+                    conn.close()
+            if not self.connections or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.close(abort=True)
+
+    def response(self, status: int, body: bytes, keep_alive: bool, http10: bool) -> bytes:
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            self._date = formatdate(second, usegmt=True).encode()
+        if not keep_alive:
+            connection = b"Connection: close\r\n"
+        else:
+            connection = b"Connection: keep-alive\r\n" if http10 else b""
+        return (
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s"
+            % (status, _REASONS.get(status, b""), len(body), self._date, connection, body)
+        )
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = max(0.05, min(5.0, self.keepalive_timeout / 3))
+        while True:
+            await asyncio.sleep(every)
+            idle_since = loop.time() - self.keepalive_timeout
+            for conn in list(self.connections):
+                if not conn.busy and conn.last < idle_since:
+                    conn.close()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection while the front serves it."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False  # a request is being answered
+        self.paused = False
+        self.eof = False
+        self.last = 0.0  # loop time of the last bytes in or answer out
+        self._task: asyncio.Task[None] | None = None
+        # The head of the request in the buffer, once parsed, while its body arrives.
+        self._head: tuple[int, int, dict[bytes, bytes], bool, bool] | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._loop = asyncio.get_running_loop()
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.last = self._loop.time()
+        self.front.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.last = self._loop.time()
+        if not self.busy:
+            self._next()
+        elif len(self.buffer) > READ_PAUSE and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        # Keep the write side open for an answer in progress; a request cut short is dropped.
+        self.eof = True
+        return self.busy
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.setdefault(name.lower(), value)
+
+    # -- serving ---------------------------------------------------------------
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def _next(self) -> None:
+        """Start answering the request at the front of the buffer, or hand the connection over."""
+        if self._head is None:
+            head = self._parse_head()
+            if head is None:
+                return
+            self._head = head
+        total, head_length, headers, keep_alive, http10 = self._head
+        if len(self.buffer) < total:
+            return  # the rest of the body is on its way
+        self._head = None
+        body = bytes(self.buffer[head_length:total])
+        del self.buffer[:total]
+        self.busy = True
+        self._task = self._loop.create_task(self._answer(body, headers, keep_alive, http10))
+
+    def _parse_head(self) -> tuple[int, int, dict[bytes, bytes], bool, bool] | None:
+        """The parsed head of a delivery, None to wait for more bytes (or when handed over)."""
+        buffer, front = self.buffer, self.front
+        if not buffer.startswith(front.prefix):
+            if len(buffer) < len(front.prefix) and front.prefix.startswith(buffer):
+                return None
+            self._hand_over()
+            return None
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD or b"\n\n" in buffer:
+                self._hand_over()
+            return None
+        head_length = end + 4
+        self._url = b""
+        self._headers = {}
+        parser = httptools.HttpRequestParser(self)
+        try:
+            parser.feed_data(bytes(buffer[:head_length]))
+        except httptools.HttpParserError:
+            self._hand_over()  # aiohttp answers 400 the way it always does
+            return None
+        headers = self._headers
+        length = headers.get(b"content-length")
+        if (
+            self._url.partition(b"?")[0] != front.path
+            or parser.get_http_version() not in ("1.1", "1.0")
+            or length is None
+            or any(name in headers for name in _HANDED_OVER)
+            or int(length) > MAX_BODY
+        ):
+            self._hand_over()
+            return None
+        http10 = parser.get_http_version() == "1.0"
+        return head_length + int(length), head_length, headers, parser.should_keep_alive(), http10
+
+    def _hand_over(self) -> None:
+        """From here on aiohttp serves this connection, starting with what is buffered."""
+        transport = self.transport
+        self.front.connections.discard(self)
+        if transport is None:
+            return
+        protocol = self.front.fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self.transport = None
+        if data:
+            protocol.data_received(data)
+        if self.eof:
+            protocol.eof_received()
+
+    async def _answer(self, body: bytes, headers: dict[bytes, bytes], keep_alive: bool, http10: bool) -> None:
+        def text(name: bytes) -> str:
+            value = headers.get(name)
+            return value.decode("latin-1") if value is not None else ""
+
+        try:
+            status, answer = await self.front.intake.receive(
+                body,
+                signature=text(b"x-hub-signature-256"),
+                event=text(b"x-github-event"),
+                delivery_id=text(b"x-github-delivery"),
+                content_type=text(b"content-type"),
+            )
+        except Exception:
+            log.exception("webhook request failed")
+            status, answer, keep_alive = 500, b'{"error":"internal error"}', False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away; the delivery, if stored, is processed all the same
+        keep_alive = keep_alive and not self.front.closing
+        transport.write(self.front.response(status, answer, keep_alive, http10))
+        self.busy = False
+        self.last = self._loop.time()
+        if not keep_alive:
+            transport.close()
+            return
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        if self.buffer:
+            self._next()
+        if self.eof and not self.busy and self.transport is not None:
+            transport.close()  # the client sent all it will send
+
+
+async def listen(
+    app: web.Application,
+    intake: Intake,
+    *,
+    host: str,
+    port: int,
+    path: str,
+    keepalive_timeout: float = 75.0,
+) -> Listener:
+    """Serve `app` on host:port, deliveries to `path` through the front."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=keepalive_timeout)
+    await runner.setup()
+    assert runner.server is not None
+    front = Front(intake, runner.server, path=path, keepalive_timeout=keepalive_timeout)
+    try:
+        await front.start(host, port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return Listener(front, runner)
+
+
+class Listener:
+    """The front and the aiohttp runner behind it, closed together."""
+
+    def __init__(self, front: Front, runner: web.AppRunner) -> None:
+        self.front = front
+        self.runner = runner
+
+    @property
+    def port(self) -> int:
+        return self.front.port
+
+    @property
+    def url(self) -> str:
+        """http://host:port of the first socket listened on."""
+        host = self.front.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def close(self, grace: float = 10.0) -> None:
+        await self.front.close(grace)
+        await self.runner.cleanup()
