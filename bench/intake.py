@@ -343,11 +343,15 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
             summary[target]["all_processed"] = all(r["all_processed"] for r in mine)
             # Paired: each run against the Probot run(s) of the same round.
             ratios = []
+            p99s_at_reference = []
             for r in mine:
                 peers = [p["deliveries_per_s"] for p in runs
                          if p["target"] == "probot" and p["round"] == r["round"]]
                 if peers:
                     ratios.append(r["deliveries_per_s"] / statistics.mean(peers))
+                    # At a fixed number of connections latency goes as 1/throughput
+                    # (Little's law): the p99 on a machine where Probot takes 5,600/s.
+                    p99s_at_reference.append(r["p99_ms"] * statistics.mean(peers) / PROBOT_REFERENCE)
             summary[target]["ratio_to_probot"] = (
                 round(statistics.median(ratios), 3) if ratios else None
             )
@@ -357,9 +361,11 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
             # the design's machine.
             if ratios:
                 at_reference = statistics.median(ratios) * PROBOT_REFERENCE
+                p99_at_reference = statistics.median(p99s_at_reference)
                 summary[target]["at_probot_reference"] = round(at_reference)
+                summary[target]["p99_ms_at_probot_reference"] = round(p99_at_reference, 2)
                 summary[target]["floor_met"] = bool(
-                    at_reference >= FLOOR_PER_S and summary[target]["p99_ms"] <= FLOOR_P99_MS
+                    at_reference >= FLOOR_PER_S and p99_at_reference <= FLOOR_P99_MS
                     and summary[target]["nothing_lost"]
                 )
     return summary
@@ -367,21 +373,23 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
 
 def print_table(summary: dict[str, dict[str, Any]]) -> None:
     print(f"\n{'target':<20}{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/d':>10}"
-          f"{'ratio':>8}{'range':>12}{'at 5,600':>10}  nothing lost  all processed")
+          f"{'ratio':>8}{'range':>12}{'at 5,600':>10}{'p99 there':>11}  nothing lost  all processed")
     for target, s in summary.items():
         ratio = s.get("ratio_to_probot")
         spread = s.get("ratio_range")
         at_reference = s.get("at_probot_reference")
+        p99_there = s.get("p99_ms_at_probot_reference")
         lost = s.get("nothing_lost")
         print(f"{target:<20}{s['deliveries_per_s']:>10.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
               f"{s['cpu_us_per_delivery']:>10.0f}{'' if ratio is None else f'{ratio:.2f}':>8}"
               f"{'' if spread is None else f'{spread[0]:.2f}–{spread[1]:.2f}':>12}"
-              f"{'' if at_reference is None else at_reference:>10}  "
+              f"{'' if at_reference is None else at_reference:>10}"
+              f"{'' if p99_there is None else f'{p99_there:.2f}':>11}  "
               f"{'-' if lost is None else ('yes' if lost else 'NO'):<14}"
               f"{'-' if lost is None else ('yes' if s['all_processed'] else 'NO')}")
     verdicts = {t: s["floor_met"] for t, s in summary.items() if "floor_met" in s}
     if verdicts:
-        print(f"\nfloor (≥ {FLOOR_PER_S:,}/s with Probot at {PROBOT_REFERENCE:,}/s, p99 ≤ {FLOOR_P99_MS:g} ms, "
+        print(f"\nfloor (≥ {FLOOR_PER_S:,}/s and p99 ≤ {FLOOR_P99_MS:g} ms where Probot takes {PROBOT_REFERENCE:,}/s, "
               "nothing lost): " + ", ".join(f"{t} {'met' if ok else 'NOT met'}" for t, ok in verdicts.items()))
 
 

@@ -38,6 +38,9 @@ MAX_HEAD = 64 * 1024  # longer heads go to aiohttp, which answers 400 or 431
 READ_PAUSE = 1 << 20  # stop reading while answering once this much is waiting
 _HANDED_OVER = (b"transfer-encoding", b"expect", b"upgrade")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# A delivery's head: (request length, head length, headers, keep-alive, HTTP/1.0).
+_Head = tuple[int, int, dict[bytes, bytes], bool, bool]
+_HAND_OVER: _Head = (-1, -1, {}, False, False)  # the request is aiohttp's
 
 
 class Front:
@@ -136,7 +139,7 @@ class _Connection(asyncio.Protocol):
         self.last = 0.0  # loop time of the last bytes in or answer out
         self._task: asyncio.Task[None] | None = None
         # The head of the request in the buffer, once parsed, while its body arrives.
-        self._head: tuple[int, int, dict[bytes, bytes], bool, bool] | None = None
+        self._head: _Head | None = None
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._loop = asyncio.get_running_loop()
@@ -153,13 +156,29 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
         self.last = self._loop.time()
-        if not self.busy:
-            self._next()
-        elif len(self.buffer) > READ_PAUSE and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
+        if self.busy or self.buffer or self._head is not None:
+            self.buffer += data
+            if not self.busy:
+                self._next()
+            elif len(self.buffer) > READ_PAUSE and not self.paused and self.transport is not None:
+                self.paused = True
+                self.transport.pause_reading()
+            return
+        # The usual case: a whole request in one read. Slice it from `data`
+        # without going through the buffer (12 KB copied once, not three times).
+        head = self._parse_head(data)
+        if head is None or head is _HAND_OVER or len(data) < head[0]:
+            self.buffer += data
+            if head is _HAND_OVER:
+                self._hand_over()
+            elif head is not None:
+                self._head = head
+            return
+        total = head[0]
+        if len(data) > total:  # pipelined: the next request waits in the buffer
+            self.buffer += memoryview(data)[total:]
+        self._start(data[head[1] : total], head)
 
     def eof_received(self) -> bool:
         # Keep the write side open for an answer in progress; a request cut short is dropped.
@@ -186,54 +205,60 @@ class _Connection(asyncio.Protocol):
     def _next(self) -> None:
         """Start answering the request at the front of the buffer, or hand the connection over."""
         if self._head is None:
-            head = self._parse_head()
-            if head is None:
+            head = self._parse_head(self.buffer)
+            if head is _HAND_OVER:
+                self._hand_over()
+            if head is None or head is _HAND_OVER:
                 return
             self._head = head
-        total, head_length, headers, keep_alive, http10 = self._head
+        total, head_length = self._head[0], self._head[1]
         if len(self.buffer) < total:
             return  # the rest of the body is on its way
-        self._head = None
+        head, self._head = self._head, None
         body = bytes(self.buffer[head_length:total])
         del self.buffer[:total]
+        self._start(body, head)
+
+    def _start(self, body: bytes, head: _Head) -> None:
         self.busy = True
+        _, _, headers, keep_alive, http10 = head
         self._task = self._loop.create_task(self._answer(body, headers, keep_alive, http10))
 
-    def _parse_head(self) -> tuple[int, int, dict[bytes, bytes], bool, bool] | None:
-        """The parsed head of a delivery, None to wait for more bytes (or when handed over)."""
-        buffer, front = self.buffer, self.front
+    def _parse_head(self, buffer: bytes | bytearray) -> _Head | None:
+        """The parsed head of a delivery at the start of `buffer`; None: wait for more bytes.
+
+        `_HAND_OVER` when aiohttp is to serve it.
+        """
+        front = self.front
         if not buffer.startswith(front.prefix):
             if len(buffer) < len(front.prefix) and front.prefix.startswith(buffer):
                 return None
-            self._hand_over()
-            return None
+            return _HAND_OVER
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(buffer) > MAX_HEAD or b"\n\n" in buffer:
-                self._hand_over()
+                return _HAND_OVER
             return None
         head_length = end + 4
         self._url = b""
         self._headers = {}
         parser = httptools.HttpRequestParser(self)
         try:
-            parser.feed_data(bytes(buffer[:head_length]))
+            parser.feed_data(buffer[:head_length])
         except httptools.HttpParserError:
-            self._hand_over()  # aiohttp answers 400 the way it always does
-            return None
+            return _HAND_OVER  # aiohttp answers 400 the way it always does
         headers = self._headers
         length = headers.get(b"content-length")
+        version = parser.get_http_version()
         if (
             self._url.partition(b"?")[0] != front.path
-            or parser.get_http_version() not in ("1.1", "1.0")
+            or version not in ("1.1", "1.0")
             or length is None
             or any(name in headers for name in _HANDED_OVER)
             or int(length) > MAX_BODY
         ):
-            self._hand_over()
-            return None
-        http10 = parser.get_http_version() == "1.0"
-        return head_length + int(length), head_length, headers, parser.should_keep_alive(), http10
+            return _HAND_OVER
+        return head_length + int(length), head_length, headers, parser.should_keep_alive(), version == "1.0"
 
     def _hand_over(self) -> None:
         """From here on aiohttp serves this connection, starting with what is buffered."""

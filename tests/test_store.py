@@ -126,9 +126,18 @@ BIG_BODY = json.dumps(
 
 
 async def _raw_payload(store: Store, delivery_id: str):
+    """The stored body as the database holds it, wherever it is."""
     async with store.engine.connect() as conn:
+        inline, body_id = (
+            await conn.execute(
+                text("SELECT payload, payload_id FROM deliveries WHERE delivery_id = :i"), {"i": delivery_id}
+            )
+        ).one()
+        if body_id is None:
+            return inline
+        assert store.dialect == "sqlite" and inline == b""  # the row carries no body of its own
         return (
-            await conn.execute(text("SELECT payload FROM deliveries WHERE delivery_id = :i"), {"i": delivery_id})
+            await conn.execute(text("SELECT payload FROM delivery_payloads WHERE id = :i"), {"i": body_id})
         ).scalar_one()
 
 
@@ -160,10 +169,41 @@ async def test_payloads_stored_as_text_before_compression_are_still_read(store: 
     await store.deliveries.insert_new([rec("old")], "p1", lease=30)
     async with store.engine.begin() as conn:
         await conn.execute(
-            text("UPDATE deliveries SET payload = :p WHERE delivery_id = 'old'"), {"p": '{"n": "old ✓"}'}
+            text("UPDATE deliveries SET payload = :p, payload_id = NULL WHERE delivery_id = 'old'"),
+            {"p": '{"n": "old ✓"}'},
         )
     stored = await store.deliveries.get("old")
     assert stored.payload == '{"n": "old ✓"}'.encode()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_keeps_bodies_apart_one_per_stored_delivery(store: Store):
+    """Bodies live in delivery_payloads; duplicates leave none behind; the mark leaves them alone."""
+    first = [DeliveryRecord(f"d{i}", "issues", "labeled", 1, "o/r", BIG_BODY + b" " * i) for i in range(3)]
+    assert await store.deliveries.insert_new(first, "p1", lease=30) == {"d0", "d1", "d2"}
+    # One batch with two old ids, a new one, and the new one twice.
+    again = [first[0], DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}'), first[2],
+             DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}')]
+    assert await store.deliveries.insert_new(again, "p1", lease=30) == {"d3"}
+
+    async def bodies() -> list[tuple]:
+        async with store.engine.connect() as conn:
+            return (await conn.execute(text("SELECT id, payload FROM delivery_payloads ORDER BY id"))).all()
+
+    before = await bodies()
+    assert len(before) == 4  # one per stored delivery
+    await store.deliveries.mark_processed(["d0", "d1", "d2", "d3"])
+    assert await bodies() == before
+    for r in first:
+        assert (await store.deliveries.get(r.delivery_id)).payload == r.payload
+    assert (await store.deliveries.get("d3")).payload == b'{"n": 3}'
+    # A row written before migration 0004 (its compressed body in the row) reads as before.
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE deliveries SET payload = :p, payload_id = NULL WHERE delivery_id = 'd1'"),
+            {"p": payloads.pack(BIG_BODY)},
+        )
+    assert (await store.deliveries.get("d1")).payload == BIG_BODY
 
 
 def test_pack_and_unpack():

@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.base import aware, utcnow
 from bot.store.payloads import pack
+from bot.store.schema import Payload
 from bot.store.schema import deliveries as d
+from bot.store.schema import delivery_payloads as body_table
 
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
 
@@ -72,7 +74,11 @@ FROM unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::bigint[], $7::varch
 ON CONFLICT (delivery_id) DO NOTHING
 RETURNING delivery_id
 """
-_SQLITE_ROW = f"(?, ?, ?, ?, ?, ?, ?, '{PENDING}', 0, ?, ?, ?)"
+# SQLite keeps the body in delivery_payloads (schema.py): the row gets an
+# empty `payload` and the number of its body.
+_SQLITE_ROW = f"(?, ?, ?, ?, ?, x'', ?, '{PENDING}', 0, ?, ?, ?, ?)"
+_SQLITE_STRIDE = 10  # parameters per row
+_SQLITE_NEXT_BODY = f"SELECT coalesce(max(id), 0) + 1 FROM {body_table.name}"
 # The ids as one JSON array: one statement whatever their number.
 _SQLITE_MARK = (
     f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} "
@@ -84,9 +90,13 @@ def _sqlite_insert(n: int) -> str:
     values = ", ".join([_SQLITE_ROW] * n)
     # RETURNING gives the ids really inserted (SQLite 3.35+): one statement, no look-up.
     return (
-        f"INSERT INTO {d.name} ({_COLUMNS}) VALUES {values} "
+        f"INSERT INTO {d.name} ({_COLUMNS}, payload_id) VALUES {values} "
         "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
     )
+
+
+def _sqlite_insert_bodies(n: int) -> str:
+    return f"INSERT INTO {body_table.name} (id, payload) VALUES " + ", ".join(["(?, ?)"] * n)
 
 
 # How long a SQLite connection waits for another process's write lock (ms).
@@ -99,7 +109,8 @@ class _SqliteBatch:
 
     marks: tuple[str, str] | None  # (processed_at, JSON array of ids)
     insert_sql: str | None
-    insert_params: list[Any]
+    insert_params: list[Any]  # _SQLITE_STRIDE a row, the body's number last (set by run)
+    bodies: list[bytes]  # packed, in the rows' order
 
     def run(self, db: sqlite3.Connection) -> list[Any]:
         """Inside the open transaction: mark, insert; the rows of the ids really inserted."""
@@ -107,7 +118,25 @@ class _SqliteBatch:
             db.execute(_SQLITE_MARK, self.marks)
         if self.insert_sql is None:
             return []
-        return db.execute(self.insert_sql, self.insert_params).fetchall()
+        # The bodies' numbers: the write lock is ours, so nobody else takes these.
+        first = db.execute(_SQLITE_NEXT_BODY).fetchone()[0]
+        params, bodies = self.insert_params, self.bodies
+        for i in range(len(bodies)):
+            params[i * _SQLITE_STRIDE + _SQLITE_STRIDE - 1] = first + i
+        inserted = db.execute(self.insert_sql, params).fetchall()
+        # Bodies for the rows really inserted; a duplicate's number stays unused.
+        if len(inserted) == len(bodies):
+            numbered = [(first + i, body) for i, body in enumerate(bodies)]
+        else:
+            new = {row[0] for row in inserted}
+            numbered = [
+                (first + i, body)
+                for i, body in enumerate(bodies)
+                if params[i * _SQLITE_STRIDE] in new
+            ]
+        if numbered:
+            db.execute(_sqlite_insert_bodies(len(numbered)), [v for pair in numbered for v in pair])
+        return inserted
 
 
 def _sqlite_statements(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any] | None:
@@ -283,6 +312,7 @@ class DeliveryStore:
         claimed_until = self._bind_time(until)
         marks = insert_sql = None
         insert_params: list[Any] = []
+        bodies: list[bytes] = []
         if done:
             marks = (at, orjson.dumps(done).decode())
         if rows:
@@ -292,16 +322,17 @@ class DeliveryStore:
             for r in rows.values():
                 claimer = owner if claim_all or r.claimed else None
                 insert_params += (
-                    r.delivery_id, r.event, r.action, r.installation_id, r.repo, pack(r.payload),
-                    at, at, claimer, claimed_until if claimer is not None else None,
+                    r.delivery_id, r.event, r.action, r.installation_id, r.repo,
+                    at, at, claimer, claimed_until if claimer is not None else None, None,
                 )
+                bodies.append(pack(r.payload))
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection  # aiosqlite.Connection
             db = driver._conn
             # The pool's one connection is ours until the block ends: aiosqlite's
             # thread runs nothing else on it meanwhile, so this thread may.
-            batch = _SqliteBatch(marks, insert_sql, insert_params)
+            batch = _SqliteBatch(marks, insert_sql, insert_params, bodies)
             inserted = _sqlite_statements(db, batch)
             # aiosqlite's own queue to its thread (SQLAlchemy's adapter uses it too).
             if inserted is None:
@@ -401,13 +432,20 @@ class DeliveryStore:
             return (await conn.execute(stmt)).scalar_one()
 
 
+# The body: in delivery_payloads (SQLite rows since migration 0004), else in the row.
+_PAYLOAD = func.coalesce(
+    select(body_table.c.payload).where(body_table.c.id == d.c.payload_id).scalar_subquery(),
+    d.c.payload,
+    type_=Payload,
+).label("payload")
+
 _RECORD_COLUMNS = (
     d.c.delivery_id,
     d.c.event,
     d.c.action,
     d.c.installation_id,
     d.c.repo,
-    d.c.payload,
+    _PAYLOAD,
     d.c.attempts,
     d.c.pending_handlers,
     d.c.status,

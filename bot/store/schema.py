@@ -53,7 +53,9 @@ deliveries = Table(
     Column("installation_id", BigInteger),
     Column("repo", String(300)),
     # The raw JSON body exactly as signed, so a replay verifies byte for byte
-    # (lz4-compressed on SQLite: see bot/store/payloads.py).
+    # (lz4-compressed on SQLite: see bot/store/payloads.py). SQLite rows
+    # written since migration 0004 keep it in `delivery_payloads` instead
+    # (`payload_id`; `payload` is empty): see bot/store/deliveries.py.
     Column("payload", Payload, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     # pending -> processed | failed
@@ -67,8 +69,21 @@ deliveries = Table(
     Column("pending_handlers", Text),
     Column("last_error", Text),
     Column("processed_at", DateTime(timezone=True)),
+    Column("payload_id", BigInteger),
 )
 Index("ix_deliveries_status_next", deliveries.c.status, deliveries.c.next_attempt_at)
+
+# SQLite: the bodies, apart from the rows that change after the insert, so the
+# processed mark rewrites a 200-byte row instead of one carrying a 2.7 KB body.
+# Keyed by an integer that only grows (SQLite's rowid), so it is appended to,
+# never searched when written. Unused on PostgreSQL, whose TOAST already keeps
+# large values out of the row.
+delivery_payloads = Table(
+    "delivery_payloads",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False),
+    Column("payload", Payload, nullable=False),
+)
 
 installations = Table(
     "installations",
