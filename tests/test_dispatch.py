@@ -272,3 +272,24 @@ async def test_the_payload_is_parsed_only_when_a_handler_reads_it(store: Store):
     await store.deliveries.insert_new([good], d.owner, POLICY.lease)
     await d.process(good, None)
     assert seen == ["no data needed", 1]
+
+
+async def test_routes_on_other_fields_than_action_still_work(store: Store):
+    """gidgethub routes on any top-level field; for one other than `action` the payload is read."""
+    router = routing.Router()
+    seen: list[str] = []
+
+    @router.register("issues", state="open")
+    async def by_state(event, gh, ctx):
+        seen.append(event.delivery_id)
+
+    rec = Recorder()
+    rec.router = router
+    d = dispatcher(store, rec)
+    hits, misses = record("edited"), record("edited")
+    hits.payload = b'{"action": "edited", "state": "open"}'
+    misses.payload = b'{"action": "edited", "state": "closed"}'
+    for r in (hits, misses):
+        await store.deliveries.insert_new([r], d.owner, POLICY.lease)
+        await d.process(r, None)
+    assert seen == [hits.delivery_id]
