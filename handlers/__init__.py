@@ -1,4 +1,10 @@
-"""All webhook handlers, composed into one router (bedevere's layout)."""
+"""All webhook handlers, composed into one router (bedevere's layout).
+
+A handler gets `(event, gh, ctx)`. `event.data` is the payload as a dict,
+parsed the first time it is read (bot/dispatch.py's StoredEvent): a handler
+that can decide from `event.event`, the action it was routed on, or `gh` /
+`ctx` alone should return before reading it.
+"""
 
 from __future__ import annotations
 
