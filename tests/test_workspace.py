@@ -142,6 +142,61 @@ async def test_two_processes_share_one_mirror(setup: Setup) -> None:
         assert git(f"--git-dir={first}", "rev-parse", "refs/remotes/origin/HEAD") == sha
 
 
+class _WorktreeChanges:
+    """Which worktree-changing git commands run at this moment, across Workspaces."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []
+        self.met: list[tuple[str, ...]] = []
+
+    def watch(self, workspaces: Workspaces) -> None:
+        inner = workspaces.git
+        changes = self
+
+        class Watched:
+            def __getattr__(self, name: str):
+                return getattr(inner, name)
+
+            async def __call__(self, *args, **kwargs):
+                what = " ".join(args[:2])
+                if what not in ("worktree add", "worktree remove", "worktree prune"):
+                    return await inner(*args, **kwargs)
+                if changes.running:
+                    changes.met.append((what, *changes.running))
+                changes.running.append(what)
+                try:
+                    return await inner(*args, **kwargs)
+                finally:
+                    changes.running.remove(what)
+
+        workspaces.git = Watched()
+
+
+async def test_two_processes_never_change_worktrees_of_one_mirror_at_once(setup: Setup) -> None:
+    """`worktree prune` beside `worktree add` deletes the entry being made.
+
+    Prune removes an entry whose files are not written yet, which is how a
+    worktree being added looks for a moment; the adding git then dies with
+    "could not open … for writing" (it broke the two-worker e2e test now and
+    then). Two Workspaces on one DATA_DIR stand for two processes.
+    """
+    await setup.workspaces.sync_mirror("octo-org/app", setup.token)
+    processes = (setup.workspaces, Workspaces(setup.data, setup.twin.git_url))
+    changes = _WorktreeChanges()
+    for workspaces in processes:
+        changes.watch(workspaces)
+
+    async def session(workspaces: Workspaces, n: int) -> None:
+        for _ in range(2):
+            ws = await workspaces.open("octo-org/app", f"s-{n}", f"compound/issue-{n}", setup.token)
+            assert (ws.path / "README.md").exists()
+            await workspaces.close(ws)
+
+    await asyncio.gather(*(session(processes[n % 2], n) for n in range(8)))
+    assert changes.met == []
+    assert not list((setup.data / "mirrors" / "octo-org" / "app.git" / "worktrees").glob("*"))
+
+
 # --- committing --------------------------------------------------------------
 
 

@@ -27,6 +27,8 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.workspace.git import Git, GitError, write_mirror_config
@@ -73,20 +75,34 @@ class Workspaces:
         """Create the repo's mirror (first time) or fetch into it; its path."""
         return await self._sync(repo, token)
 
-    async def _sync(self, repo: str, token: str, also: tuple[str, ...] = ()) -> Path:
-        mirror = self.mirror_path(repo)
+    @asynccontextmanager
+    async def _mirror_lock(self, mirror: Path) -> AsyncIterator[None]:
+        """One change to the mirror at a time: this process's tasks, and other
+        processes of the machine sharing DATA_DIR (a file lock).
+
+        Fetches take it (so none trips over another's ref locks), and so do
+        worktree changes: `git worktree prune` deletes an entry whose files are
+        not written yet, which is how a worktree being added looks for a moment,
+        and the adding git then dies with "could not open … for writing".
+        """
         lock = self._locks.setdefault(str(mirror), asyncio.Lock())
         async with lock:
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            # Processes of one machine sharing DATA_DIR take turns too (a file lock),
-            # so none of them trips over another's ref locks mid-fetch.
             with open(mirror.parent / f".{mirror.name}.lock", "a+b") as held:
                 await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
-                if not (mirror / "HEAD").exists():
-                    await self._create(repo, mirror, token, also)
-                else:
-                    await self._fetch(repo, mirror, token, also)
+                yield
+
+    async def _sync(self, repo: str, token: str, also: tuple[str, ...] = ()) -> Path:
+        mirror = self.mirror_path(repo)
+        async with self._mirror_lock(mirror):
+            await self._sync_locked(repo, mirror, token, also)
         return mirror
+
+    async def _sync_locked(self, repo: str, mirror: Path, token: str, also: tuple[str, ...]) -> None:
+        if not (mirror / "HEAD").exists():
+            await self._create(repo, mirror, token, also)
+        else:
+            await self._fetch(repo, mirror, token, also)
 
     def _refspecs(self, also: tuple[str, ...]) -> list[str]:
         specs = [f"+HEAD:{REMOTE}HEAD", f"+refs/heads/{SESSION_PREFIX}*:{REMOTE}{SESSION_PREFIX}*"]
@@ -140,19 +156,23 @@ class Workspaces:
         for name in (branch, start_from):
             if name is not None:
                 await self._check_branch(name)
-        mirror = await self._sync(repo, token, (start_from,) if start_from else ())
+        mirror = self.mirror_path(repo)
         path = self.workspaces / session_id
-        await self._remove_worktree(mirror, path)
+        async with self._mirror_lock(mirror):
+            await self._sync_locked(repo, mirror, token, (start_from,) if start_from else ())
+            await self._remove_worktree(mirror, path)
 
-        start = f"{REMOTE}{start_from}" if start_from else f"{REMOTE}HEAD"
-        base_sha = await self._resolve(mirror, start)
-        if base_sha is None:
-            raise GitError(f"git rev-parse {start}", 1, f"{repo} has no branch {start_from or 'HEAD'}")
-        remote_sha = await self._resolve(mirror, f"{REMOTE}{branch}")
-        await self._evict_branch(mirror, branch, path)
+            start = f"{REMOTE}{start_from}" if start_from else f"{REMOTE}HEAD"
+            base_sha = await self._resolve(mirror, start)
+            if base_sha is None:
+                raise GitError(f"git rev-parse {start}", 1, f"{repo} has no branch {start_from or 'HEAD'}")
+            remote_sha = await self._resolve(mirror, f"{REMOTE}{branch}")
+            await self._evict_branch(mirror, branch, path)
 
-        self.workspaces.mkdir(parents=True, exist_ok=True)
-        await self.git("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), base_sha, git_dir=mirror)
+            self.workspaces.mkdir(parents=True, exist_ok=True)
+            await self.git(
+                "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), base_sha, git_dir=mirror
+            )
         log.info("workspace %s for %s on %s at %s", path, repo, branch, base_sha[:12], extra={"repo": repo})
         return Workspace(
             path=path,
@@ -168,12 +188,16 @@ class Workspaces:
 
     async def close(self, workspace: Workspace) -> None:
         """Remove the session's worktree and its local branch; safe to call twice."""
-        await self._remove_worktree(workspace.mirror, workspace.path)
-        # Refused (and left alone) if another worktree has the branch checked out.
-        await self.git("branch", "--quiet", "-D", workspace.branch, git_dir=workspace.mirror, check=False)
+        async with self._mirror_lock(workspace.mirror):
+            await self._remove_worktree(workspace.mirror, workspace.path)
+            # Refused (and left alone) if another worktree has the branch checked out.
+            await self.git("branch", "--quiet", "-D", workspace.branch, git_dir=workspace.mirror, check=False)
 
     async def _remove_worktree(self, mirror: Path, path: Path) -> None:
-        """Remove a worktree, registered or not (a crashed run's leftovers included)."""
+        """Remove a worktree, registered or not (a crashed run's leftovers included).
+
+        Only with the mirror's lock held (`_mirror_lock`).
+        """
         if path.exists():
             await self.git("worktree", "remove", "--force", "--force", str(path), git_dir=mirror, check=False)
             shutil.rmtree(path, ignore_errors=True)
