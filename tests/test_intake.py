@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from bot.service import Service
 from tests.conftest import WEBHOOK_SECRET, make_settings, serving
-from tests.twin.webhooks import delivery_headers, signature_headers
+from tests.twin.webhooks import delivery_headers
 from tests.webhook_examples import example
 
 PATH = "/api/github/webhooks"

@@ -8,6 +8,7 @@ restart) once the lease runs out.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -86,6 +87,7 @@ _SQLITE_MARK = (
 )
 
 
+@functools.cache  # n is at most the writer's batch size
 def _sqlite_insert(n: int) -> str:
     values = ", ".join([_SQLITE_ROW] * n)
     # RETURNING gives the ids really inserted (SQLite 3.35+): one statement, no look-up.
@@ -95,6 +97,7 @@ def _sqlite_insert(n: int) -> str:
     )
 
 
+@functools.cache
 def _sqlite_insert_bodies(n: int) -> str:
     return f"INSERT INTO {body_table.name} (id, payload) VALUES " + ", ".join(["(?, ?)"] * n)
 
@@ -196,7 +199,6 @@ class DeliveryStore:
         timestamp = d.c.received_at.type.dialect_impl(engine.dialect)
         # How SQLAlchemy binds a datetime on this dialect (SQLite: its text format).
         self._bind_time = timestamp.bind_processor(engine.dialect) or (lambda value: value)
-        self._sqlite_inserts: dict[int, str] = {}
         # PostgreSQL: the intake's writer keeps one connection between its
         # batches; a checkout per batch costs a round trip (the pre-ping).
         self._held: AsyncConnection | None = None
@@ -316,9 +318,7 @@ class DeliveryStore:
         if done:
             marks = (at, orjson.dumps(done).decode())
         if rows:
-            insert_sql = self._sqlite_inserts.get(len(rows))
-            if insert_sql is None:
-                insert_sql = self._sqlite_inserts.setdefault(len(rows), _sqlite_insert(len(rows)))
+            insert_sql = _sqlite_insert(len(rows))
             for r in rows.values():
                 claimer = owner if claim_all or r.claimed else None
                 insert_params += (
