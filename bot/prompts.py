@@ -26,7 +26,7 @@ import jinja2
 
 from bot.config import RepoConfig
 
-KINDS = ("task", "ci_fix", "review_fix", "command")
+KINDS = ("task", "ci_fix", "review_fix", "rebase", "command")
 DEFAULT_VARIANT = "default"
 SUFFIX = ".md.j2"
 
@@ -41,6 +41,8 @@ MAX_FAILURES = 10
 MAX_ANNOTATIONS = 30
 ANNOTATION_LIMIT = 500
 MAX_REVIEW_COMMENTS = 50
+DIFF_HUNK_LIMIT = 2_000
+MAX_CONFLICTS = 100
 LESSON_LIMIT = 500
 LABEL_LIMIT = 200
 
@@ -56,6 +58,11 @@ class Comment:
     body: str
     path: str | None = None
     line: int | None = None
+    # Review comments: the diff lines the comment is on, and the thread's
+    # earlier comment it answers (`in_reply_to_id`), quoted as data too.
+    diff_hunk: str = ""
+    in_reply_to: Comment | None = None
+    id: int | None = None
 
 
 @dataclass
@@ -66,6 +73,9 @@ class CheckFailure:
     text: str = ""
     annotations: list[str] = field(default_factory=list)
     log_tail: str = ""
+    # lint, type, test, build, timeout, infra or other (bot/ci/classify.py)
+    category: str = "other"
+    url: str = ""
 
 
 @dataclass
@@ -83,6 +93,9 @@ class PromptContext:
     lessons: list[str] = field(default_factory=list)
     failures: list[CheckFailure] = field(default_factory=list)
     review_comments: list[Comment] = field(default_factory=list)
+    # rebase rounds: the base branch merged in, and the files git could not merge
+    base_branch: str | None = None
+    conflicts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -157,6 +170,7 @@ class Prompts:
             omitted_comments=len(context.comments) - len(bounded.comments),
             omitted_failures=len(context.failures) - len(bounded.failures),
             omitted_review_comments=len(context.review_comments) - len(bounded.review_comments),
+            omitted_conflicts=len(context.conflicts) - len(bounded.conflicts),
         )
         # Trailing blank lines only: a block ends with its fence, so none is cut.
         text = template.render(values).rstrip() + "\n"
@@ -207,9 +221,18 @@ def bound(context: PromptContext) -> PromptContext:
         lessons=[truncate_head(lesson, LESSON_LIMIT) for lesson in context.lessons],
         failures=failures,
         review_comments=[
-            replace(c, body=truncate_head(c.body, COMMENT_LIMIT))
+            replace(
+                c,
+                body=truncate_head(c.body, COMMENT_LIMIT),
+                diff_hunk=truncate_tail(c.diff_hunk, DIFF_HUNK_LIMIT),
+                in_reply_to=(
+                    replace(c.in_reply_to, body=truncate_head(c.in_reply_to.body, COMMENT_LIMIT))
+                    if c.in_reply_to is not None else None
+                ),
+            )
             for c in context.review_comments[:MAX_REVIEW_COMMENTS]
         ],
+        conflicts=context.conflicts[:MAX_CONFLICTS],
     )
 
 
@@ -226,6 +249,11 @@ def _untrusted_texts(context: PromptContext) -> Iterable[str]:
         yield c.author
         yield c.body
         yield c.path or ""
+        yield c.diff_hunk
+        if c.in_reply_to is not None:
+            yield c.in_reply_to.author
+            yield c.in_reply_to.body
+    yield from context.conflicts
     for f in context.failures:
         yield from (f.name, f.conclusion, f.summary, f.text, f.log_tail, *f.annotations)
 

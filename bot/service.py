@@ -126,6 +126,7 @@ class Service:
         from bot.workspace import Workspaces
 
         events = EventLog(self.settings.events_path, self.store.sessions)
+        identity = BotIdentity(slug=app.get("slug") or "compound")
         if self.run_workers:
             self.worker = SessionWorker(
                 settings=self.settings,
@@ -135,11 +136,13 @@ class Service:
                 prompts=Prompts(),
                 events=events,
                 owner=self.owner,
-                identity=BotIdentity(slug=app.get("slug") or "compound"),
+                identity=identity,
                 lease=self.policy.lease,
             )
             self.worker.start()
-        self.context.sessions = SessionManager(self.settings, self.store.sessions, events, self.worker)
+        self.context.sessions = SessionManager(
+            self.settings, self.store.sessions, events, self.worker, bot_login=identity.login,
+        )
 
     async def stop(self) -> None:
         if self.worker is not None:

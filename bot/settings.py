@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     agent_timeout: float = Field(default=3600, gt=0, alias="AGENT_TIMEOUT")
     max_ci_rounds: int = Field(default=3, ge=0, alias="MAX_CI_ROUNDS")
     max_review_rounds: int = Field(default=3, ge=0, alias="MAX_REVIEW_ROUNDS")
+    # Not in DESIGN §3 (docs/healing.md): tries of the agent within one round
+    # before Compound gives up on the round and escalates.
+    agent_attempts: int = Field(default=2, ge=1, le=10, alias="AGENT_ATTEMPTS")
+    # How long a CI round waits after a failing check for the rest of the
+    # suite, and at most for checks still running before it works with what failed.
+    ci_quiet_seconds: float = Field(default=5, ge=0, alias="CI_QUIET_SECONDS")
+    ci_settle_timeout: float = Field(default=1800, ge=0, alias="CI_SETTLE_TIMEOUT")
+    # A review's comments arrive one event each: the round waits this long for them.
+    review_quiet_seconds: float = Field(default=3, ge=0, alias="REVIEW_QUIET_SECONDS")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", alias="LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
     sentry_dsn: SecretStr | None = Field(default=None, alias="SENTRY_DSN")

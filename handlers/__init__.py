@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from gidgethub import routing
 
-from handlers import checks, comments, installations, issues, pulls, reviews, workflows
+from handlers import checks, comments, installations, issues, pulls, push, reviews, statuses, workflows
 
-MODULES = (installations, issues, comments, pulls, reviews, checks, workflows)
+MODULES = (installations, issues, comments, pulls, push, reviews, checks, workflows, statuses)
 
 router = routing.Router(*(module.router for module in MODULES))
 
@@ -31,5 +31,7 @@ EVENTS = frozenset(
         "check_suite",
         "workflow_run",
         "workflow_job",
+        "push",
+        "status",
     }
 )

@@ -1,4 +1,11 @@
-"""Check runs and suites: CI failures start fix rounds; Compound's buttons (later issues)."""
+"""Check runs and suites: a failure on a session PR's head starts a CI fix round;
+Compound's own check run carries its Retry and Stop buttons.
+
+Deciding costs no API call: the head is looked up in the store, and the round
+itself (bot/sessions/preflight.py) reads what failed once the suite settled.
+CI results count whoever sent them (Actions, other Apps, Compound's own push
+started the CI), except Compound's own check run.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,47 @@ from gidgethub import routing, sansio
 from bot.checks import CHECK_NAME
 from bot.config import RepoConfig
 from bot.context import Context, needs_github
+from bot.sessions.ci import is_failing, is_own_run
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.checks")
 
 
+async def ci_result(ctx: Context, repo: str, head: str | None, *, failed: bool, settled: bool, event: str) -> None:
+    """What every CI event comes down to: a result for a head (shared with workflows and statuses)."""
+    if not head:
+        return
+    session = await ctx.store.sessions.for_head(repo, head)
+    if session is None:
+        return
+    if failed:
+        await ctx.sessions.ci_failed(session, head, event=event, settled=settled)
+    elif settled:
+        await ctx.sessions.ci_settled(session, head)
+
+
 @router.register("check_run", action="completed")
+@needs_github
 async def on_check_run_completed(event: sansio.Event, gh: Any, ctx: Context) -> None:
     run = event.data["check_run"]
-    log.debug("check run %r on %s: %s", run.get("name"), run.get("head_sha"), run.get("conclusion"))
+    if is_own_run(run, ctx.settings.app_id):
+        return
+    await ci_result(
+        ctx, event.data["repository"]["full_name"], run.get("head_sha"),
+        failed=is_failing(run.get("conclusion")), settled=False, event="check_run",
+    )
+
+
+@router.register("check_suite", action="completed")
+@needs_github
+async def on_check_suite_completed(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    suite = event.data["check_suite"]
+    if (suite.get("app") or {}).get("id") == ctx.settings.app_id:
+        return  # Compound's own suite holds only its own check runs
+    await ci_result(
+        ctx, event.data["repository"]["full_name"], suite.get("head_sha"),
+        failed=is_failing(suite.get("conclusion")), settled=True, event="check_suite",
+    )
 
 
 async def _own_session(event: sansio.Event, gh: Any, ctx: Context) -> Any:
@@ -46,7 +85,7 @@ async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Conte
     if action == "stop":
         await ctx.sessions.stop(session)
     elif action == "retry":
-        await ctx.sessions.retry(session, event.data["sender"])
+        await ctx.sessions.retry(session, event.data["sender"], gh)
 
 
 @router.register("check_run", action="rerequested")
@@ -54,10 +93,4 @@ async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Conte
 async def on_check_run_rerequested(event: sansio.Event, gh: Any, ctx: Context) -> None:
     session = await _own_session(event, gh, ctx)
     if session is not None:
-        await ctx.sessions.retry(session, event.data["sender"])
-
-
-@router.register("check_suite", action="completed")
-async def on_check_suite_completed(event: sansio.Event, gh: Any, ctx: Context) -> None:
-    suite = event.data["check_suite"]
-    log.debug("check suite on %s: %s", suite.get("head_sha"), suite.get("conclusion"))
+        await ctx.sessions.retry(session, event.data["sender"], gh)

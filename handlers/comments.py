@@ -50,7 +50,7 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
         what = "Stopping the agent" if running else "No agent is running"
         await comment(gh, repo, number, f"{what}; {cancelled} queued round(s) cancelled.")
     elif command.name == "retry":
-        retried = await ctx.sessions.retry(session, sender) if session else None
+        retried = await ctx.sessions.retry(session, sender, gh) if session else None
         await comment(
             gh, repo, number,
             f"Retrying round {retried.number - 1}'s work as round {retried.number}." if retried
@@ -67,15 +67,19 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
             return
         await comment(gh, repo, number, f"From the next round on, this session uses `{model}`.")
     elif command.name == "fix-ci":
-        await comment(
-            gh, repo, number,
-            "`/agent fix-ci` needs CI fix rounds, which this version of Compound does not run yet.",
-        )
+        if session is None or session.pr_number is None or session.outcome is not None:
+            await comment(gh, repo, number, "There is no open Compound pull request here whose CI could be fixed.")
+            return
+        if await store.has_pending_round(session.id):
+            await comment(gh, repo, number, "A round of this session is already queued or running; it will see the CI too.")
+            return
+        round_ = await ctx.sessions.fix_ci(gh, session, sender)
+        await comment(gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {session.head_sha[:7]}.")
     elif on_pr:
         if session is None:
             await comment(gh, repo, number, "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.")
             return
-        await ctx.sessions.follow_up(session, kind="command", sender=sender, instructions=command.argument)
+        await ctx.sessions.command(gh, session, sender, command.argument)
     else:
         await ctx.sessions.start_task(
             gh,

@@ -9,6 +9,7 @@ from gidgethub import routing, sansio
 
 from bot.config import load_repo_config, model_label_alias
 from bot.context import Context, needs_github
+from bot.sessions.escalation import LABEL
 from bot.sessions.manager import react
 
 router = routing.Router()
@@ -42,3 +43,14 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
         sender=data["sender"],
         alias=alias,
     )
+
+
+@router.register("issues", action="unlabeled")
+@needs_github
+async def on_issues_unlabeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    """Removing `agent:needs-human` from the issue resumes its escalated session."""
+    data = event.data
+    if (data.get("label") or {}).get("name") != LABEL or "pull_request" in data["issue"]:
+        return
+    session = await ctx.store.sessions.for_issue(data["repository"]["full_name"], data["issue"]["number"])
+    await ctx.sessions.unlabeled(gh, session, data["sender"])

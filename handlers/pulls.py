@@ -1,4 +1,5 @@
-"""`pull_request.closed` on a session PR ends the session with its outcome."""
+"""Session PRs: closing ends the session; a push by someone else makes Compound stand
+back; removing `agent:needs-human` resumes an escalated session."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.context import Context
+from bot.context import Context, needs_github
+from bot.sessions.escalation import LABEL
 from bot.store.sessions import DONE
 
 router = routing.Router()
@@ -19,7 +21,7 @@ async def on_pull_request_closed(event: sansio.Event, gh: Any, ctx: Context) -> 
     pr = event.data["pull_request"]
     repo = event.data["repository"]["full_name"]
     session = await ctx.store.sessions.for_pr(repo, pr["number"])
-    if session is None:
+    if session is None or session.outcome is not None:
         return
     if session.active:
         # A round still queued or running has nothing left to work on.
@@ -31,3 +33,28 @@ async def on_pull_request_closed(event: sansio.Event, gh: Any, ctx: Context) -> 
     if ctx.sessions is not None:
         await ctx.sessions.events.record(session, "session.closed", outcome=outcome)
     log.info("session %s %s with PR #%s", session.id, outcome, pr["number"])
+
+
+@router.register("pull_request", action="synchronize")
+@needs_github
+async def on_pull_request_synchronize(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    data = event.data
+    pr = data["pull_request"]
+    head = (pr.get("head") or {}).get("sha") or data.get("after")
+    session = await ctx.store.sessions.for_pr(data["repository"]["full_name"], pr["number"])
+    if session is None or session.outcome is not None or not head or head == session.head_sha:
+        return
+    login = data["sender"].get("login", "")
+    if ctx.sessions.is_compound(login):
+        return  # Compound's own push, seen before its round recorded the new head
+    await ctx.sessions.human_pushed(session, head=head, login=login)
+
+
+@router.register("pull_request", action="unlabeled")
+@needs_github
+async def on_pull_request_unlabeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    data = event.data
+    if (data.get("label") or {}).get("name") != LABEL:
+        return
+    session = await ctx.store.sessions.for_pr(data["repository"]["full_name"], data["pull_request"]["number"])
+    await ctx.sessions.unlabeled(gh, session, data["sender"])

@@ -41,6 +41,8 @@ def test_app_yml_asks_for_the_permissions_the_design_needs():
         "issues": "write",
         "metadata": "read",
         "pull_requests": "write",
+        # the `status` event and combined statuses, for CI services that report with them
+        "statuses": "read",
     }
 
 

@@ -165,7 +165,7 @@ def test_every_template_renders_every_section(prompts, kind, variant):
         assert data["check tests (3.11): summary"].content == "2 tests failed"
         assert data["check tests (3.11): details"].content == "test_parse_empty failed"
         assert data["check tests (3.11): annotations"].content == "tests/test_parse.py:7: AssertionError"
-        assert data["check tests (3.11): end of the log"].content == "E   IndexError: string index out of range"
+        assert data["check tests (3.11): error lines of the log"].content == "E   IndexError: string index out of range"
     if kind == "review_fix":
         assert "#34" in prose
         assert data["review comment by carol on src/parse.py line 10"].content == "Please rename `x` to `count`."
@@ -240,7 +240,7 @@ def test_a_malicious_issue_body_stays_inside_its_block(prompts, kind, variant):
     if kind == "review_fix":
         assert data["review comment by eve on a b.py line 3"].content == expected
     if kind == "ci_fix":
-        for part in ("summary", "details", "annotations", "end of the log"):
+        for part in ("summary", "details", "annotations", "error lines of the log"):
             assert data[f"check ci : {part}"].content == expected
     # Nothing of it leaked into the prose around the blocks.
     prose = outside_blocks(prompt.text)
@@ -284,7 +284,7 @@ def test_a_long_issue_body_is_truncated(prompts):
 def test_a_long_log_keeps_its_tail(prompts):
     log = "x" * 15_000 + "y" * LOG_TAIL_LIMIT
     prompt = prompts.render(full_context("ci_fix", failures=[CheckFailure("tests", "failure", log_tail=log)]))
-    content = data_blocks(prompt)["check tests: end of the log"].content
+    content = data_blocks(prompt)["check tests: error lines of the log"].content
     assert content == "[… truncated: 15,000 earlier characters …]\n" + "y" * LOG_TAIL_LIMIT
 
 

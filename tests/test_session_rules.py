@@ -8,7 +8,8 @@ import pytest
 
 from bot.config import RepoConfig
 from bot.sessions.commands import Command, parse_command
-from bot.sessions.worker import BotIdentity, SessionWorker, co_author
+from bot.sessions.rounds import RoundRunner
+from bot.sessions.worker import BotIdentity, co_author
 
 
 @pytest.mark.parametrize(
@@ -37,8 +38,8 @@ def test_parse_command(body, expected):
 
 def test_forbidden_paths_and_cli_scratch_files():
     config = RepoConfig(forbidden_paths=["secrets/**", "*.pem"])
-    aider = SessionWorker._forbidden(SimpleNamespace(backend="aider"), config)
-    command = SessionWorker._forbidden(SimpleNamespace(backend="command"), config)
+    aider = RoundRunner._forbidden(SimpleNamespace(backend="aider"), config)
+    command = RoundRunner._forbidden(SimpleNamespace(backend="command"), config)
     assert aider(".aider.tags.cache.v4/cache.db") and not command(".aider.tags.cache.v4/cache.db")
     for rule in (aider, command):
         assert rule("secrets/prod/key.txt") and rule("deploy/server.pem")

@@ -90,3 +90,101 @@ async def test_lookups_and_events(store: Store):
     assert await store.sessions.events(session.id) == [
         ("session.created", {"model": "m"}), ("round.started", {"round": 1}),
     ]
+
+
+# -- healing rounds: triggers, waiting, budgets -----------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from bot.store.base import utcnow  # noqa: E402
+from bot.store.sessions import ESCALATED, R_DONE  # noqa: E402
+
+
+async def awaiting_pr(store: Store, issue: int = 1):
+    session, first = await new(store, issue=issue)
+    await store.sessions.update_round(first.id, status=R_DONE)
+    await store.sessions.update_session(session.id, status=AWAITING, pr_number=100 + issue, head_sha="a" * 40,
+                                        base_branch="main")
+    return await store.sessions.get(session.id)
+
+
+async def test_an_event_trigger_queues_its_round_once(store: Store):
+    session = await awaiting_pr(store)
+    key = f"ci:{'a' * 40}"
+    first = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key=key, trigger={"head": "a" * 40})
+    assert first is not None and first.automatic and first.trigger_data() == {"head": "a" * 40}
+    for _ in range(10):  # GitHub's several events per failure, and its redeliveries
+        assert await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key=key, trigger={}) is None
+    rounds = await store.sessions.rounds(session.id)
+    assert [r.kind for r in rounds] == ["task", "ci_fix"]
+    # An event's round leaves the session as it was until it is sure to run.
+    assert (await store.sessions.get(session.id)).status == AWAITING
+
+
+async def test_concurrent_triggers_race_to_one_round(store: Store):
+    session = await awaiting_pr(store)
+    results = await asyncio.gather(*(
+        store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:x", trigger={})
+        for _ in range(6)
+    ))
+    assert sum(r is not None for r in results) == 1
+    assert len([r for r in await store.sessions.rounds(session.id) if r.kind == "ci_fix"]) == 1
+
+
+async def test_a_newer_trigger_replaces_the_queued_one_of_its_kind(store: Store):
+    session = await awaiting_pr(store)
+    old = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:old", trigger={})
+    review = await store.sessions.queue_automatic(session.id, kind="review_fix", trigger_key="review:1", trigger={})
+    new_ = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:new", trigger={})
+    statuses = {r.id: r.status for r in await store.sessions.rounds(session.id)}
+    assert statuses[old.id] == R_CANCELLED
+    assert statuses[review.id] == R_QUEUED and statuses[new_.id] == R_QUEUED
+
+
+async def test_a_waiting_round_is_not_claimed_until_its_time(store: Store):
+    session = await awaiting_pr(store)
+    later = utcnow() + timedelta(seconds=60)
+    await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:a", trigger={}, not_before=later)
+    assert await store.sessions.claim("w", lease=30) == []
+    # The suite completed: a second event for the same head brings it forward.
+    await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:a", trigger={}, not_before=utcnow())
+    ((claimed, round_),) = await store.sessions.claim("w", lease=30)
+    assert round_.kind == "ci_fix" and round_.attempts == 1
+    # Deferred (CI still running): back in the queue, the wait not counted as a try.
+    await store.sessions.defer(round_.id, 60)
+    await store.sessions.release(session.id, "w")
+    assert await store.sessions.claim("w", lease=30) == []
+    again = await store.sessions.round(round_.id)
+    assert again.status == R_QUEUED and again.attempts == 0
+
+
+async def test_sessions_found_by_head_branch_and_base(store: Store):
+    session = await awaiting_pr(store)
+    assert (await store.sessions.for_head("o/r", "a" * 40)).id == session.id
+    assert await store.sessions.for_head("o/r", "b" * 40) is None
+    assert (await store.sessions.for_branch("o/r", "compound/issue-1")).id == session.id
+    assert [s.id for s in await store.sessions.with_base("o/r", "main")] == [session.id]
+    assert await store.sessions.with_base("o/r", "develop") == []
+    # Escalated with its PR open: still found (events are told it is escalated), and
+    # the issue cannot get a second session on the same branch.
+    await store.sessions.update_session(session.id, status=ESCALATED)
+    assert (await store.sessions.for_head("o/r", "a" * 40)).id == session.id
+    assert await store.sessions.create(
+        repo="o/r", installation_id=1, issue_number=1, issue_title="t", branch="compound/issue-1",
+        backend="command", model=None, triggered_by="bob", config={},
+    ) is None
+    await store.sessions.update_session(session.id, status="done", outcome="merged")
+    assert await store.sessions.for_head("o/r", "a" * 40) is None
+
+
+async def test_budget_and_runs_per_head(store: Store):
+    session = await awaiting_pr(store)
+    await store.sessions.bump_budget(session.id, "ci_fix")
+    await store.sessions.bump_budget(session.id, "ci_fix")
+    await store.sessions.bump_budget(session.id, "review_fix")
+    got = await store.sessions.get(session.id)
+    assert (got.ci_rounds, got.review_rounds) == (2, 1)
+    round_ = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:a", trigger={})
+    assert await store.sessions.count_runs(session.id, "ci_fix", "a" * 40) == 0
+    await store.sessions.update_round(round_.id, status=R_DONE, head_before="a" * 40)
+    assert await store.sessions.count_runs(session.id, "ci_fix", "a" * 40) == 1

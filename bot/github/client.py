@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import cachetools
+import gidgethub
 import gidgethub.aiohttp
+import gidgethub.sansio
 
 from bot.github.auth import TOKEN_SAFETY_MARGIN, AppAuth, InstallationTokens
 from bot.metrics import Metrics
@@ -159,6 +162,40 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
 
     async def sleep(self, seconds: float) -> None:
         await self._github.sleep(seconds)
+
+    async def download(
+        self, url: str, url_vars: Mapping[str, Any], *, chunk_size: int = 64 * 1024
+    ) -> AsyncIterator[bytes]:
+        """Stream a file GitHub serves through a redirect (job logs, archives).
+
+        GitHub answers such endpoints with a 302 to a short-lived, signed URL on
+        another host (a blob store). That request must not carry the
+        installation token, so the redirect is followed here, by hand, without
+        any credentials; the body is yielded in chunks and never held whole.
+        """
+        target = gidgethub.sansio.format_url(url, url_vars, base_url=self.base_url)
+        authorization, _ = await self._credentials()
+        headers = {"authorization": authorization, "user-agent": REQUESTER, "accept": "application/vnd.github+json"}
+        timeout = self._github.timeout
+        async with self._session.get(target, headers=headers, allow_redirects=False, timeout=timeout) as first:
+            self._github.metrics.github_calls.labels("GET", str(first.status)).inc()
+            if first.status in (301, 302, 303, 307, 308):
+                location = first.headers.get("location")
+                if not location:
+                    raise aiohttp.ClientResponseError(first.request_info, (), status=first.status, message="redirect without a Location")
+            elif first.status == 200:
+                async for chunk in first.content.iter_chunked(chunk_size):
+                    yield chunk
+                return
+            else:
+                raise gidgethub.BadRequest(http.HTTPStatus(first.status)) if first.status < 500 else gidgethub.GitHubBroken(http.HTTPStatus(first.status))
+        # A fresh request: no Authorization, not even one aiohttp might carry over.
+        plain = {"user-agent": REQUESTER}
+        download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+        async with self._session.get(location, headers=plain, timeout=download_timeout) as blob:
+            blob.raise_for_status()
+            async for chunk in blob.content.iter_chunked(chunk_size):
+                yield chunk
 
     async def _credentials(self) -> tuple[str, str | None]:
         """The Authorization header value, and the installation token in it."""

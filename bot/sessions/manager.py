@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from bot.config import RepoConfig, UnknownModelAlias, resolve_model
 from bot.events import EventLog
 from bot.github.api import can_trigger, permission
-from bot.sessions import messages
+from bot.sessions import escalation, messages
 from bot.settings import Settings
+from bot.store.base import utcnow
 from bot.store.sessions import (
+    ESCALATED,
     R_FAILED,
     R_QUEUED,
     R_RUNNING,
@@ -43,11 +46,19 @@ async def react(gh: Any, repo: str, *, issue_number: int | None = None, comment_
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, store: SessionStore, events: EventLog, worker: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, store: SessionStore, events: EventLog, worker: Any = None,
+        bot_login: str | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.events = events
         self.worker = worker
+        self.bot_login = bot_login
+
+    def is_compound(self, login: str) -> bool:
+        """Whether a login is Compound's own bot user (its pushes, comments, check runs)."""
+        return bool(self.bot_login) and login.lower() == (self.bot_login or "").lower()
 
     async def report_config_error(self, gh: Any, repo: str, number: int, error: str) -> None:
         """Tell the thread its `.github/compound.yml` is invalid, once per thread and error.
@@ -145,6 +156,7 @@ class SessionManager:
         sender: dict[str, Any],
         instructions: str = "",
         context: dict[str, Any] | None = None,
+        trigger: dict[str, Any] | None = None,
     ) -> RoundRow:
         round_ = await self.store.add_round(
             session.id,
@@ -153,6 +165,7 @@ class SessionManager:
             instructions=instructions,
             context={"requested_by_id": sender.get("id"), **(context or {})},
             model=session.model,
+            trigger=trigger,
         )
         await self.events.record(session, "round.queued", round_)
         self._poke()
@@ -165,18 +178,143 @@ class SessionManager:
         await self.events.record(session, "session.stop_requested", running=running, cancelled=cancelled)
         return running is not None, cancelled
 
-    async def retry(self, session: SessionRow, sender: dict[str, Any]) -> RoundRow | None:
+    async def retry(self, session: SessionRow, sender: dict[str, Any], gh: Any = None) -> RoundRow | None:
         """Queue the last failed or stopped round again; None if there is nothing to retry."""
         rounds = await self.store.rounds(session.id)
         if any(r.status in (R_QUEUED, R_RUNNING) for r in rounds):
             return None
         last = next((r for r in reversed(rounds) if r.status in (R_FAILED, R_STOPPED)), None)
-        if last is None:
+        escalated = session.status == ESCALATED
+        if last is None and not (escalated and session.pr_number is not None):
             return None
+        if escalated:
+            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+        if last is None:  # escalated after its fix rounds: one more look at CI
+            return await self.fix_ci(None, session, sender)
         return await self.follow_up(
             session, kind=last.kind, sender=sender, instructions=last.instructions,
-            context=last.context_data(),
+            context=last.context_data(), trigger=last.trigger_data(),
         )
+
+    # -- healing: what events ask for ---------------------------------------------
+
+    def _may_heal(self, session: SessionRow, what: str) -> bool:
+        """Whether an event may start a round by itself on this session now."""
+        if session.status == ESCALATED:
+            log.info("session %s is escalated: no %s round by itself", session.id, what)
+            return False
+        if session.held:
+            log.info("session %s: %s is someone else's head; no %s round", session.id, session.head_sha, what)
+            return False
+        return True
+
+    async def _queue(
+        self, session: SessionRow, *, kind: str, key: str, trigger: dict[str, Any], delay: float,
+        requested_by: str | None = None, context: dict[str, Any] | None = None,
+    ) -> RoundRow | None:
+        round_ = await self.store.queue_automatic(
+            session.id, kind=kind, trigger_key=key, trigger=trigger,
+            not_before=utcnow() + timedelta(seconds=delay), requested_by=requested_by,
+            context=context, model=session.model,
+        )
+        if round_ is not None:
+            await self.events.record(session, "round.queued", round_, trigger=trigger, automatic=True)
+        # Also when the round existed: its wait may have been brought forward.
+        self._poke()
+        return round_
+
+    async def ci_failed(self, session: SessionRow, head: str, *, event: str, settled: bool) -> RoundRow | None:
+        """A check failed on the session PR's current head: one `ci_fix` round per head.
+
+        The round waits for the suite to settle (`CI_QUIET_SECONDS` after a lone
+        check run; at once after a whole suite or workflow completed) and then
+        reads every failing check itself, so many events make one round.
+        """
+        if head != session.head_sha or not self._may_heal(session, "CI"):
+            return None
+        delay = 0.0 if settled else self.settings.ci_quiet_seconds
+        return await self._queue(
+            session, kind="ci_fix", key=f"ci:{head}", trigger={"event": event, "head": head}, delay=delay,
+        )
+
+    async def ci_settled(self, session: SessionRow, head: str) -> None:
+        """A suite completed without failing: a CI round waiting on this head need wait no longer."""
+        if head == session.head_sha:
+            await self.store.queue_automatic(
+                session.id, kind="ci_fix", trigger_key=f"ci:{head}", trigger={}, not_before=utcnow(),
+                only_existing=True,
+            )
+            self._poke()
+
+    async def review_feedback(
+        self, session: SessionRow, *, review_id: int, reviewer: dict[str, Any], event: str, state: str = "commented"
+    ) -> RoundRow | None:
+        """A review (or one of its comments) from someone with write access: one round per review."""
+        if session.status == ESCALATED:
+            log.info("session %s is escalated: no review round by itself", session.id)
+            return None
+        # The review's own event means its comments are all there; a lone
+        # comment event waits a moment for its siblings.
+        delay = 0.0 if event == "pull_request_review" else self.settings.review_quiet_seconds
+        return await self._queue(
+            session, kind="review_fix", key=f"review:{review_id}",
+            trigger={"event": event, "review_id": review_id, "reviewer": reviewer.get("login"), "state": state},
+            delay=delay, requested_by=reviewer.get("login"), context={"requested_by_id": reviewer.get("id")},
+        )
+
+    async def base_moved(self, session: SessionRow, *, base_sha: str) -> RoundRow | None:
+        """The PR's base branch moved: a `rebase` round, which first asks GitHub
+        whether the PR still merges (and does nothing if it does)."""
+        if not self._may_heal(session, "rebase"):
+            return None
+        return await self._queue(
+            session, kind="rebase", key=f"rebase:{base_sha}:{session.head_sha}",
+            trigger={"event": "push", "base_sha": base_sha, "base_branch": session.base_branch},
+            delay=2.0,  # GitHub computes mergeability after the push, not with it
+        )
+
+    async def human_pushed(self, session: SessionRow, *, head: str, login: str) -> None:
+        """Someone else pushed to the session branch: stand back for that head."""
+        await self.store.update_session(session.id, head_sha=head, hold_head=head)
+        session.head_sha = session.hold_head = head
+        await self.events.record(session, "session.held", head=head, pusher=login)
+
+    async def fix_ci(self, gh: Any, session: SessionRow, sender: dict[str, Any]) -> RoundRow:
+        """`/agent fix-ci`: one CI round on the current head, whatever the budget or escalation."""
+        if session.status == ESCALATED:
+            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+        return await self.follow_up(
+            session, kind="ci_fix", sender=sender, trigger={"event": "command", "head": session.head_sha},
+        )
+
+    async def unlabeled(self, gh: Any, session: SessionRow | None, sender: dict[str, Any]) -> None:
+        """`agent:needs-human` came off the issue or the PR: resume, if a maintainer did it."""
+        if session is None or session.status != ESCALATED or self.is_compound(sender.get("login", "")):
+            return
+        config = RepoConfig.model_validate(session.config_data())
+        if not await self.may_trigger(gh, session.repo, sender, config):
+            log.info("%s removed the escalation label but may not resume %s", sender.get("login"), session.id)
+            return
+        await self.label_removed(gh, session, sender)
+
+    async def command(self, gh: Any, session: SessionRow, sender: dict[str, Any], instructions: str) -> RoundRow:
+        """`/agent <instructions>` on the session PR: a follow-up round, resuming an escalated session."""
+        if session.status == ESCALATED:
+            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+        return await self.follow_up(session, kind="command", sender=sender, instructions=instructions)
+
+    async def label_removed(self, gh: Any, session: SessionRow, sender: dict[str, Any]) -> None:
+        """`agent:needs-human` removed by a maintainer: Compound carries on by itself,
+        with its rounds anew, starting with a look at the head's CI."""
+        if session.status != ESCALATED:
+            return
+        await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=True)
+        if session.pr_number is not None and session.head_sha:
+            await self.store.queue_automatic(
+                session.id, kind="ci_fix", trigger_key=f"resume:{utcnow().isoformat()}",
+                trigger={"event": "resume", "head": session.head_sha}, model=session.model,
+            )
+            self._poke()
 
     async def set_model(self, session: SessionRow, config: RepoConfig, alias: str) -> str:
         model = resolve_model(config, self.settings.agent_model, [], alias)

@@ -19,6 +19,7 @@ HELP = """\
 | `/agent stop` | stop the running agent and cancel queued rounds |
 | `/agent retry` | run the last failed or stopped round again |
 | `/agent model <alias>` | use another model (an alias from `models` in `.github/compound.yml`) from the next round on |
+| `/agent fix-ci` | one CI fix round on the PR's current head, even after Compound escalated |
 | `/agent help` | this help |
 
 Labelling an issue with the trigger label (`agent` unless `.github/compound.yml` says otherwise) starts a task too; a label `agent:<alias>` picks the model. Only people with write access can start work.
@@ -35,9 +36,28 @@ def _fence(text: str) -> str:
     return f"{fence}\n{clip(text, 6000)}\n{fence}"
 
 
-def round_intro(session: SessionRow, round_: RoundRow) -> str:
-    who = f" for @{round_.requested_by}" if round_.requested_by else ""
-    return f"The agent is working on round {round_.number} ({round_.kind}){who} of session `{session.id}`."
+def round_title(round_: RoundRow, status: str) -> str:
+    """A check run's title: the round, its kind and its cause, then how it stands."""
+    return f"Round {round_.number} ({round_.kind}): {status}"
+
+
+def round_intro(session: SessionRow, round_: RoundRow, plan: Any = None) -> str:
+    who = f" for @{round_.requested_by}" if round_.requested_by and not round_.automatic else ""
+    text = (
+        f"The agent is working on round {round_.number} ({round_.kind}){who} of session `{session.id}`.\n\n"
+        f"Trigger: {trigger_text(round_)}"
+    )
+    return text + _plan_details(plan)
+
+
+def _plan_details(plan: Any) -> str:
+    if plan is None:
+        return ""
+    if getattr(plan, "failures", None):
+        return "\n\n### Failing checks\n\n" + ci_summary(plan.failures, plan.more_failures)
+    if getattr(plan, "review_comments", None):
+        return f"\n\nReview by @{plan.reviewer}: {len(plan.review_comments)} comments to address."
+    return ""
 
 
 def commit_message(session: SessionRow, round_: RoundRow, result: Any) -> str:
@@ -71,17 +91,21 @@ def pr_opened(session: SessionRow, pr: dict[str, Any]) -> str:
     )
 
 
-def round_done(round_: RoundRow, result: Any, figures: RoundFigures, head: str) -> str:
+def round_done(round_: RoundRow, result: Any, figures: RoundFigures, head: str, plan: Any = None) -> str:
     summary = (result.final_message or "").strip()
     return (
         f"Round {round_.number} ({round_.kind}) pushed {head[:7]}: "
-        f"{figures.files_changed} files changed.\n\n{clip(summary, 4000, keep='head')}"
+        f"{figures.files_changed} files changed. Trigger: {trigger_text(round_)}.\n\n"
+        f"{clip(summary, 4000, keep='head')}"
     )
 
 
-def check_summary(round_: RoundRow, result: Any, figures: RoundFigures) -> str:
+def check_summary(round_: RoundRow, result: Any, figures: RoundFigures, plan: Any = None) -> str:
     summary = (result.final_message or "").strip()
-    return f"{figures.table()}\n\n{clip(summary, 30000, keep='head')}"
+    return (
+        f"{figures.table()}\n\nTrigger: {trigger_text(round_)}{_plan_details(plan)}\n\n"
+        f"{clip(summary, 30000, keep='head')}"
+    )
 
 
 def log_text(result: Any) -> str:
@@ -93,7 +117,8 @@ def stopped(round_: RoundRow) -> str:
     return f"Compound stopped round {round_.number} ({round_.kind}){who}. Nothing was pushed. `/agent retry` runs it again."
 
 
-def agent_failed(result: Any, settings: Settings) -> str:
+def agent_failed(result: Any, settings: Settings, attempts: int = 1) -> str:
+    tries = f" (on each of {attempts} tries)" if attempts > 1 else ""
     if result.timed_out:
         why = f"the agent was still running after {result.duration:.0f} s (the limit) and was stopped"
     elif result.exit_code is None:
@@ -101,7 +126,7 @@ def agent_failed(result: Any, settings: Settings) -> str:
     else:
         why = f"the agent exited with status {result.exit_code}"
     return (
-        f"Compound could not finish this: {why}. Nothing was pushed.\n\n"
+        f"Compound could not finish this: {why}{tries}. Nothing was pushed.\n\n"
         f"<details><summary>Last lines of the agent's output</summary>\n\n{_fence(_tail(result.log_tail or ''))}\n\n</details>\n\n"
         "`/agent retry` tries again."
     )
@@ -161,4 +186,123 @@ def config_invalid(error: str) -> str:
     return (
         "`.github/compound.yml` is not valid, so Compound uses its defaults for now:\n\n"
         f"{_fence(error)}"
+    )
+
+
+# -- healing rounds --------------------------------------------------------------
+
+ESCALATION_MARK = "<!-- compound:escalation {id} -->"
+KIND_NAMES = {
+    "task": "task",
+    "command": "follow-up",
+    "ci_fix": "CI fix",
+    "review_fix": "review fix",
+    "rebase": "merge of the base branch",
+}
+
+
+def trigger_text(round_: RoundRow) -> str:
+    """What started a round, in a few words (Markdown)."""
+    trigger = round_.trigger_data()
+    if round_.kind == "ci_fix":
+        checks = trigger.get("checks") or []
+        failed = ", ".join(f"{c['name']} ({c['category']})" for c in checks[:5]) or "failing CI"
+        head = (trigger.get("head") or "")[:7]
+        how = "CI failed" if round_.automatic else f"`/agent fix-ci` by @{round_.requested_by}"
+        return f"{how} on {head}: {failed}" if head else f"{how}: {failed}"
+    if round_.kind == "review_fix":
+        who = trigger.get("reviewer") or round_.requested_by or "a reviewer"
+        count = trigger.get("comments")
+        return f"review by @{who}" + (f" ({count} comments)" if count else "")
+    if round_.kind == "rebase":
+        base = trigger.get("base_branch") or "the base branch"
+        return f"`{base}` moved to {(trigger.get('base_sha') or '')[:7]}"
+    who = round_.requested_by
+    return f"asked by @{who}" if who else round_.kind
+
+
+def _round_result(round_: RoundRow) -> str:
+    if round_.status == "done" and round_.head_after:
+        return f"pushed {round_.head_after[:7]}" + (
+            f" ({round_.files_changed} files)" if round_.files_changed is not None else ""
+        )
+    return {"failed": "failed", "stopped": "stopped", "cancelled": "not needed", "queued": "queued",
+            "running": "running"}.get(round_.status, round_.status)
+
+
+def escalation(session: SessionRow, rounds: list[RoundRow], why: str) -> str:
+    ran = [r for r in rounds if r.status != "cancelled"]
+    lines = [
+        f"**Compound needs a human here.** {why.strip()}",
+        "",
+        "| round | kind | trigger | failure categories | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in ran[-30:]:
+        categories = ", ".join(r.category_list()) or "—"
+        lines.append(
+            f"| {r.number} | {KIND_NAMES.get(r.kind, r.kind)} | {_cell(trigger_text(r))} | {categories} | {_round_result(r)} |"
+        )
+    lines += [
+        "",
+        "Compound starts no round on its own while this session is escalated. "
+        "Comment `/agent fix-ci` for one more CI round, `/agent retry` to run the last round again, "
+        "`/agent <instructions>` to steer it, or remove the `agent:needs-human` label to let it carry on by itself.",
+        "",
+        ESCALATION_MARK.format(id=session.id),
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def ci_summary(checks: list[Any], more: int = 0) -> str:
+    """The failing checks a CI round works on, for its check run and comments."""
+    lines = ["| check | conclusion | category |", "| --- | --- | --- |"]
+    for f in checks:
+        name = f"[{_cell(f.name)}]({f.url})" if f.url else _cell(f.name)
+        lines.append(f"| {name} | {f.conclusion} | {f.category} |")
+    if more:
+        lines.append(f"| … and {more} more | | |")
+    return "\n".join(lines)
+
+
+def ci_limit_reached(limit: int, categories: list[str]) -> str:
+    what = f" ({', '.join(categories)})" if categories else ""
+    return f"CI still fails{what} after {limit} CI fix round{'s' if limit != 1 else ''}, the limit for this repository."
+
+
+def review_limit_reached(limit: int) -> str:
+    return f"Reviewers still ask for changes after {limit} review round{'s' if limit != 1 else ''}, the limit for this repository."
+
+
+def ci_not_failing(head: str) -> str:
+    return f"CI is not failing on {head[:7]}, so there is nothing for `/agent fix-ci` to fix."
+
+
+def review_reply(round_: RoundRow, head: str, result: Any) -> str:
+    said = (result.final_message or "").strip()
+    quoted = f"\n\n> {clip(said, 1500, keep='head').replace(chr(10), chr(10) + '> ')}" if said else ""
+    return (
+        f"Compound's round {round_.number} pushed {head} for this review; please take another look."
+        f"{quoted}"
+    )
+
+
+def review_reply_failed(round_: RoundRow, why: str) -> str:
+    first = why.strip().splitlines()[0] if why.strip() else "the round failed"
+    return f"Compound could not address this in round {round_.number}: {clip(first, 500, keep='head')}"
+
+
+def conflict_unresolved(paths: list[str]) -> str:
+    shown = ", ".join(f"`{p}`" for p in paths[:10]) + (" …" if len(paths) > 10 else "")
+    return f"The agent left conflict markers in {shown}, so Compound did not push the merge."
+
+
+def human_pushed(login: str, head: str) -> str:
+    return (
+        f"@{login} pushed {head[:7]} to this branch, so Compound stands back: it starts no round by itself "
+        "on that commit. `/agent <instructions>` or `/agent fix-ci` asks it to carry on from there."
     )

@@ -135,6 +135,9 @@ sessions = Table(
     Column("runner_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # A head someone other than Compound pushed: no automatic round on it.
+    Column("hold_head", String(64)),
+    Column("escalated_at", DateTime(timezone=True)),
 )
 
 rounds = Table(
@@ -165,6 +168,13 @@ rounds = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    # What started the round (migration 0005): a key unique per session for
+    # event-started rounds, so a redelivered or repeated event queues it once.
+    Column("trigger_key", String(200)),
+    Column("trigger", Text, nullable=False, server_default="{}"),
+    Column("not_before", DateTime(timezone=True)),
+    Column("categories", Text),
+    Column("automatic", Boolean, nullable=False, server_default=false()),
 )
 
 session_events = Table(

@@ -15,7 +15,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.base import aware, utcnow
@@ -57,6 +58,13 @@ class SessionRow:
     runner_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    hold_head: str | None
+    escalated_at: datetime | None
+
+    @property
+    def held(self) -> bool:
+        """Someone else pushed the current head: Compound stands back until asked."""
+        return self.hold_head is not None and self.hold_head == self.head_sha
 
     @property
     def owner_name(self) -> tuple[str, str]:
@@ -98,9 +106,20 @@ class RoundRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    trigger_key: str | None
+    trigger: str
+    not_before: datetime | None
+    categories: str | None
+    automatic: bool
 
     def context_data(self) -> dict[str, Any]:
         return json.loads(self.context or "{}")
+
+    def trigger_data(self) -> dict[str, Any]:
+        return json.loads(self.trigger or "{}")
+
+    def category_list(self) -> list[str]:
+        return json.loads(self.categories or "[]")
 
 
 def _row(cls: type, row: Any) -> Any:
@@ -114,8 +133,25 @@ def _row(cls: type, row: Any) -> Any:
     return cls(**values)
 
 
+def _busy() -> Any:
+    """An issue's session that a new one must not overlap: active, or escalated
+    with its PR still open (it resumes; a second session would fight over the branch)."""
+    return or_(
+        s.c.status.not_in(TERMINAL),
+        and_(s.c.status == ESCALATED, s.c.pr_number.is_not(None), s.c.outcome.is_(None)),
+    )
+
+
 def new_session_id() -> str:
     return "s-" + uuid.uuid4().hex[:12]
+
+
+def _runnable(now: datetime) -> Any:
+    """A round to run now: queued and not waiting, or running but orphaned."""
+    return or_(
+        r.c.status == R_RUNNING,
+        and_(r.c.status == R_QUEUED, or_(r.c.not_before.is_(None), r.c.not_before <= now)),
+    )
 
 
 class SessionStore:
@@ -145,9 +181,7 @@ class SessionStore:
         session_id = new_session_id()
         async with self.engine.begin() as conn:
             busy = await conn.execute(
-                select(s.c.id).where(
-                    s.c.repo == repo, s.c.issue_number == issue_number, s.c.status.not_in(TERMINAL)
-                )
+                select(s.c.id).where(s.c.repo == repo, s.c.issue_number == issue_number, _busy())
             )
             if busy.first() is not None:
                 return None
@@ -180,7 +214,82 @@ class SessionStore:
         instructions: str = "",
         context: dict[str, Any] | None = None,
         model: str | None = None,
+        trigger: dict[str, Any] | None = None,
     ) -> RoundRow:
+        """Queue a round a person asked for (`/agent …`, Retry)."""
+        got = await self._insert_round(
+            session_id, kind=kind, requested_by=requested_by, instructions=instructions,
+            context=context, model=model, trigger=trigger,
+        )
+        assert got is not None
+        return got
+
+    async def queue_automatic(
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        trigger_key: str,
+        trigger: dict[str, Any],
+        not_before: datetime | None = None,
+        requested_by: str | None = None,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+        only_existing: bool = False,
+    ) -> RoundRow | None:
+        """Queue a round an event started, once per `trigger_key`; None if it was already.
+
+        At most one automatic round of a kind waits at a time: a queued one with
+        another key (a CI round for a head that has since moved) is cancelled
+        in favour of this one. A second event for the same key may only bring
+        the round's start forward (`not_before`), never queue another.
+        """
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            same = (
+                await conn.execute(
+                    select(r.c.id, r.c.status, r.c.not_before)
+                    .where(r.c.session_id == session_id, r.c.trigger_key == trigger_key)
+                )
+            ).first()
+            if same is not None:
+                if same.status == R_QUEUED and not_before is not None and (
+                    same.not_before is None or aware(same.not_before) > not_before
+                ):
+                    await conn.execute(update(r).where(r.c.id == same.id).values(not_before=not_before))
+                return None
+            if only_existing:
+                return None
+            await conn.execute(
+                update(r)
+                .where(
+                    r.c.session_id == session_id, r.c.kind == kind, r.c.status == R_QUEUED,
+                    r.c.automatic.is_(True),
+                )
+                .values(status=R_CANCELLED, finished_at=now)
+            )
+        try:
+            return await self._insert_round(
+                session_id, kind=kind, requested_by=requested_by, context=context, model=model,
+                trigger=trigger, trigger_key=trigger_key, not_before=not_before, automatic=True,
+            )
+        except IntegrityError:  # another process queued the same trigger a moment ago
+            return None
+
+    async def _insert_round(
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        requested_by: str | None,
+        instructions: str = "",
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+        trigger: dict[str, Any] | None = None,
+        trigger_key: str | None = None,
+        not_before: datetime | None = None,
+        automatic: bool = False,
+    ) -> RoundRow | None:
         now = utcnow()
         async with self.engine.begin() as conn:
             number = (
@@ -194,16 +303,17 @@ class SessionStore:
                     session_id=session_id, number=number, kind=kind, status=R_QUEUED,
                     instructions=instructions, context=json.dumps(context or {}),
                     requested_by=requested_by, model=model, created_at=now,
+                    trigger=json.dumps(trigger or {}), trigger_key=trigger_key,
+                    not_before=not_before, automatic=automatic,
                 )
                 .returning(r.c.id)
             )
             round_id = result.scalar_one()
-            await conn.execute(
-                update(s).where(s.c.id == session_id).values(status=QUEUED, updated_at=now, error=None)
-            )
-        got = await self.round(round_id)
-        assert got is not None
-        return got
+            if not automatic:  # an event's round shows as queued only once it is sure to run
+                await conn.execute(
+                    update(s).where(s.c.id == session_id).values(status=QUEUED, updated_at=now, error=None)
+                )
+        return await self.round(round_id)
 
     # -- reading --------------------------------------------------------------
 
@@ -231,6 +341,36 @@ class SessionStore:
             row = (await conn.execute(stmt)).first()
         return _row(SessionRow, row) if row else None
 
+    async def for_head(self, repo: str, head_sha: str) -> SessionRow | None:
+        """The session whose PR's current head is `head_sha` (escalated ones included)."""
+        stmt = (
+            select(s).where(
+                s.c.repo == repo, s.c.head_sha == head_sha, s.c.pr_number.is_not(None), _busy()
+            )
+            .order_by(s.c.created_at.desc()).limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _row(SessionRow, row) if row else None
+
+    async def for_branch(self, repo: str, branch: str) -> SessionRow | None:
+        """The session working on `branch` (its PR's head branch)."""
+        stmt = (
+            select(s).where(s.c.repo == repo, s.c.branch == branch, s.c.pr_number.is_not(None), _busy())
+            .order_by(s.c.created_at.desc()).limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _row(SessionRow, row) if row else None
+
+    async def with_base(self, repo: str, base_branch: str) -> list[SessionRow]:
+        """Sessions whose open PR targets `base_branch`: a push there may conflict with them."""
+        stmt = select(s).where(
+            s.c.repo == repo, s.c.base_branch == base_branch, s.c.pr_number.is_not(None), _busy()
+        )
+        async with self.engine.connect() as conn:
+            return [_row(SessionRow, row) for row in (await conn.execute(stmt)).all()]
+
     async def rounds(self, session_id: str) -> list[RoundRow]:
         stmt = select(r).where(r.c.session_id == session_id).order_by(r.c.number)
         async with self.engine.connect() as conn:
@@ -253,9 +393,7 @@ class SessionStore:
     async def claim(self, owner: str, lease: float, limit: int = 1) -> list[tuple[SessionRow, RoundRow]]:
         """Take sessions with a round to run (queued, or orphaned by a dead process)."""
         now = utcnow()
-        has_work = exists().where(
-            r.c.session_id == s.c.id, r.c.status.in_((R_QUEUED, R_RUNNING))
-        )
+        has_work = exists().where(r.c.session_id == s.c.id, _runnable(now))
         candidates = (
             select(s.c.id)
             .where(or_(s.c.runner.is_(None), s.c.runner_until < now), has_work)
@@ -288,7 +426,7 @@ class SessionStore:
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
-                    select(r).where(r.c.session_id == session_id, r.c.status.in_((R_RUNNING, R_QUEUED)))
+                    select(r).where(r.c.session_id == session_id, _runnable(now))
                     .order_by((r.c.status == R_RUNNING).desc(), r.c.number).limit(1)
                 )
             ).first()
@@ -314,6 +452,11 @@ class SessionStore:
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
 
+    async def has_pending_round(self, session_id: str) -> bool:
+        stmt = select(r.c.id).where(r.c.session_id == session_id, r.c.status.in_((R_QUEUED, R_RUNNING))).limit(1)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
     async def has_queued(self) -> bool:
         stmt = select(r.c.id).where(r.c.status == R_QUEUED).limit(1)
         async with self.engine.connect() as conn:
@@ -329,6 +472,27 @@ class SessionStore:
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(r).where(r.c.id == round_id).values(**values))
+
+    async def defer(self, round_id: int, seconds: float) -> None:
+        """Put a claimed round back to wait (its suite has not settled yet); not an attempt."""
+        await self.update_round(
+            round_id, status=R_QUEUED, not_before=utcnow() + timedelta(seconds=seconds),
+            attempts=r.c.attempts - 1,
+        )
+
+    async def count_runs(self, session_id: str, kind: str, head: str) -> int:
+        """Rounds of `kind` that ran the agent on `head` (done or failed)."""
+        stmt = select(func.count()).select_from(r).where(
+            r.c.session_id == session_id, r.c.kind == kind, r.c.head_before == head,
+            r.c.status.in_((R_DONE, R_FAILED)),
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).scalar_one()
+
+    async def bump_budget(self, session_id: str, kind: str) -> None:
+        column = s.c.ci_rounds if kind == "ci_fix" else s.c.review_rounds
+        async with self.engine.begin() as conn:
+            await conn.execute(update(s).where(s.c.id == session_id).values({column: column + 1}))
 
     async def request_stop(self, session_id: str) -> tuple[int | None, int]:
         """Flag the running round to stop and cancel queued ones: (running round id, cancelled)."""

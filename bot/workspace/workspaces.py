@@ -144,22 +144,24 @@ class Workspaces:
     # --- worktrees ---------------------------------------------------------
 
     async def open(
-        self, repo: str, session_id: str, branch: str, token: str, *, start_from: str | None = None
+        self, repo: str, session_id: str, branch: str, token: str, *, start_from: str | None = None,
+        also: tuple[str, ...] = (),
     ) -> Workspace:
         """A fresh worktree for the session on local ``branch``.
 
         It starts at the remote default branch's head, or at the remote branch
-        ``start_from`` for a follow-up round on an existing branch.
+        ``start_from`` for a follow-up round on an existing branch. Branches in
+        ``also`` are fetched too (a PR's base, for a merge).
         """
         if not _SESSION_RE.match(session_id):
             raise ValueError(f"not a usable session id: {session_id!r}")
-        for name in (branch, start_from):
+        for name in (branch, start_from, *also):
             if name is not None:
                 await self._check_branch(name)
         mirror = self.mirror_path(repo)
         path = self.workspaces / session_id
         async with self._mirror_lock(mirror):
-            await self._sync_locked(repo, mirror, token, (start_from,) if start_from else ())
+            await self._sync_locked(repo, mirror, token, ((start_from,) if start_from else ()) + also)
             await self._remove_worktree(mirror, path)
 
             start = f"{REMOTE}{start_from}" if start_from else f"{REMOTE}HEAD"

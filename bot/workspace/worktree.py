@@ -48,6 +48,14 @@ class Trailers:
         return [f"--trailer={key}: {' '.join(value.split())}" for key, value in pairs]
 
 
+def _is_marker(line: bytes) -> bool:
+    """A line git writes around a conflict: `<<<<<<< ours`, `=======`, `>>>>>>> theirs`."""
+    line = line.rstrip(b"\r")
+    if line == b"=======":
+        return True
+    return (line.startswith(b"<<<<<<<") or line.startswith(b">>>>>>>")) and (len(line) == 7 or line[7:8] == b" ")
+
+
 def _paths(out: bytes) -> list[str]:
     return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
 
@@ -152,13 +160,16 @@ class Workspace:
     async def _staged_changes(self) -> list[str]:
         return _paths(await self._run("diff", "--cached", "--name-only", "-z", "--no-renames", self.base_sha))
 
-    async def _restore(self, changed: list[str], is_forbidden: Callable[[str], bool]) -> None:
+    async def _restore(
+        self, changed: list[str], is_forbidden: Callable[[str], bool], base: str | None = None
+    ) -> None:
         """Put forbidden paths back as they were at the base, in the index and on disk."""
         forbidden = [p for p in changed if is_forbidden(p)]
         if not forbidden:
             return
-        await self._run("update-index", "-z", "--index-info", stdin=await self._base_entries(forbidden))
-        in_base = set(_paths(await self._run("ls-tree", "-z", "--full-tree", "--name-only", self.base_sha, "--", *forbidden)))
+        base = base or self.base_sha
+        await self._run("update-index", "-z", "--index-info", stdin=await self._base_entries(forbidden, base))
+        in_base = set(_paths(await self._run("ls-tree", "-z", "--full-tree", "--name-only", base, "--", *forbidden)))
         if in_base:
             await self._run("checkout-index", "--force", "-z", "--stdin", stdin=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in in_base))
         root = self.path.resolve()
@@ -168,9 +179,9 @@ class Workspace:
             if target.parent.resolve().is_relative_to(root) and (target.is_symlink() or target.is_file()):
                 target.unlink()
 
-    async def _base_entries(self, paths: list[str]) -> bytes:
+    async def _base_entries(self, paths: list[str], base: str | None = None) -> bytes:
         """`update-index --index-info` input: removals first, then the base's entries."""
-        listed = await self._run("ls-tree", "-z", "--full-tree", self.base_sha, "--", *paths)
+        listed = await self._run("ls-tree", "-z", "--full-tree", base or self.base_sha, "--", *paths)
         entries = {}
         for record in listed.split(b"\0"):
             if record:
@@ -194,6 +205,82 @@ class Workspace:
             git_dir=self.git_dir, env=identity, stdin=with_trailers,
         )
         return out.decode().strip()
+
+    # --- merging the base -----------------------------------------------------
+
+    async def resolve(self, ref: str) -> str | None:
+        code, out, _ = await self.git(
+            "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", git_dir=self.mirror, check=False
+        )
+        return out.decode().strip() if code == 0 else None
+
+    async def merge(self, other: str, author: CommitIdentity) -> list[str]:
+        """Start merging commit ``other`` into the branch, without committing.
+
+        The working tree then holds the merge; the answer is the paths git could
+        not merge (left with conflict markers), empty when the merge is clean.
+        """
+        write_mirror_config(self.mirror)
+        identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+                    "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        code, _, err = await self.git(
+            "merge", "--no-commit", "--no-ff", "--no-edit", "--no-verify", other,
+            cwd=self.path, git_dir=self.git_dir, work_tree=self.path, env=identity, check=False,
+        )
+        conflicted = _paths(await self._run("diff", "--name-only", "-z", "--diff-filter=U"))
+        if code != 0 and not conflicted:
+            raise GitError(f"git merge {other[:12]}", code, err.decode(errors="replace"))
+        return conflicted
+
+    async def markers_left(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` that still hold a conflict marker line."""
+        root = self.path.resolve()
+        left = []
+        for name in paths:
+            target = self.path / name
+            try:
+                if not target.resolve().is_relative_to(root) or not target.is_file():
+                    continue
+                data = target.read_bytes()
+            except OSError:
+                continue
+            if any(_is_marker(line) for line in data.splitlines()):
+                left.append(name)
+        return left
+
+    async def commit_merge(
+        self,
+        message: str,
+        author: CommitIdentity,
+        trailers: Trailers,
+        is_forbidden: Callable[[str], bool],
+        other: str,
+    ) -> str:
+        """Commit the working tree as the merge of the branch and ``other``; the new head.
+
+        Forbidden paths take ``other``'s version (the base's), so the pull
+        request never changes them, whatever the agent did while resolving.
+        """
+        write_mirror_config(self.mirror)
+        identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+                    "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        await self._run("add", "--all")
+        changed = _paths(await self._run("diff", "--cached", "--name-only", "-z", "--no-renames", other))
+        await self._restore(changed, is_forbidden, base=other)
+        tree = await self._out("write-tree")
+        text = message.rstrip("\n") + "\n"
+        with_trailers = await self._run(
+            "interpret-trailers", "--no-divider", "--if-exists=addIfDifferent", *trailers.arguments(),
+            stdin=text.encode(),
+        )
+        _, out, _ = await self.git(
+            "commit-tree", tree, "-p", self.base_sha, "-p", other, "-F", "-",
+            git_dir=self.git_dir, env=identity, stdin=with_trailers,
+        )
+        head = out.decode().strip()
+        await self._run("update-ref", "-m", "compound: merge", f"refs/heads/{self.branch}", head)
+        await self._run("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
+        return head
 
     # --- push --------------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""A review's comments for the agent, and Compound's answers in the review threads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gidgethub
+
+from bot.prompts import Comment
+from bot.store.sessions import SessionRow
+
+log = logging.getLogger("compound.sessions")
+
+
+async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[Comment]:
+    """The review's text and its inline comments, each with the thread comment it answers.
+
+    Everything here was written by the reviewer, whom the handler checked for
+    write access; the earlier comment a reply answers may be anyone's and is
+    quoted as data only.
+    """
+    owner, name = session.owner_name
+    where = {"owner": owner, "repo": name, "pull_number": session.pr_number}
+    review: dict[str, Any] | None = None
+    async for r in gh.getiter("/repos/{owner}/{repo}/pulls/{pull_number}/reviews?per_page=100", where):
+        if r.get("id") == review_id:
+            review = r
+    found: list[Comment] = []
+    if review is not None and (review.get("body") or "").strip():
+        author = (review.get("user") or {}).get("login") or "reviewer"
+        found.append(Comment(author=author, body=review["body"]))
+    inline = [
+        c async for c in gh.getiter(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments?per_page=100",
+            {**where, "review_id": review_id},
+        )
+    ]
+    parents: dict[int, dict[str, Any]] = {}
+    if any(c.get("in_reply_to_id") for c in inline):
+        async for c in gh.getiter("/repos/{owner}/{repo}/pulls/{pull_number}/comments?per_page=100", where):
+            parents[c["id"]] = c
+    for c in inline:
+        parent = parents.get(c.get("in_reply_to_id") or 0)
+        found.append(
+            Comment(
+                author=(c.get("user") or {}).get("login") or "reviewer",
+                body=c.get("body") or "",
+                path=c.get("path"),
+                line=c.get("line") or c.get("original_line"),
+                diff_hunk=c.get("diff_hunk") or "",
+                id=c.get("id"),
+                in_reply_to=Comment(
+                    author=(parent.get("user") or {}).get("login") or "someone", body=parent.get("body") or "",
+                ) if parent else None,
+            )
+        )
+    return found
+
+
+def thread_roots(comments: list[Comment]) -> list[int]:
+    """One comment id per review thread the round answers (replies join their thread)."""
+    roots: list[int] = []
+    for c in comments:
+        if c.id is not None and c.id not in roots:
+            roots.append(c.id)
+    return roots
+
+
+async def reply(gh: Any, session: SessionRow, comment_ids: list[int], body: str) -> int:
+    """One reply in each thread; how many were posted (a thread deleted since is skipped)."""
+    owner, name = session.owner_name
+    posted = 0
+    for comment_id in comment_ids:
+        try:
+            await gh.post(
+                "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
+                {"owner": owner, "repo": name, "pull_number": session.pr_number, "comment_id": comment_id},
+                data={"body": body},
+            )
+            posted += 1
+        except gidgethub.BadRequest as exc:
+            log.warning("could not reply to review comment %s: %s", comment_id, exc)
+    return posted
+
+
+async def request_rereview(gh: Any, session: SessionRow, reviewer: str | None) -> None:
+    if not reviewer:
+        return
+    owner, name = session.owner_name
+    try:
+        await gh.post(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+            {"owner": owner, "repo": name, "pull_number": session.pr_number},
+            data={"reviewers": [reviewer]},
+        )
+    except gidgethub.BadRequest as exc:  # e.g. the reviewer is no longer a collaborator
+        log.warning("could not request a review from %s: %s", reviewer, exc)
