@@ -67,6 +67,7 @@ EVENTS = (
     "installation",
     "installation_repositories",
     "push",
+    "status",
     "ping",
 )
 

@@ -352,6 +352,15 @@ def fix_workflow_job_fields(event: str, payload: dict[str, Any]) -> bool:
     )
 
 
+def fix_commit_verified_at(event: str, payload: dict[str, Any]) -> bool:
+    """Commit verifications captured before `verified_at` existed lack it: add null."""
+    commit = payload.get("commit")
+    if event != "status" or not isinstance(commit, dict):
+        return False
+    verification = (commit.get("commit") or {}).get("verification")
+    return isinstance(verification, dict) and _set_missing(verification, {"verified_at": None})
+
+
 DRIFT_FIXES: tuple[Callable[[str, dict[str, Any]], bool], ...] = (
     fix_repository_has_discussions,
     fix_repository_topics_visibility,
@@ -371,6 +380,7 @@ DRIFT_FIXES: tuple[Callable[[str, dict[str, Any]], bool], ...] = (
     fix_check_run_ids,
     fix_workflow_run_actor_path,
     fix_workflow_job_fields,
+    fix_commit_verified_at,
 )
 """The schema drift fixes, in the order applied. Each edits in place; True if it changed."""
 
