@@ -30,6 +30,11 @@ Plan: {"steps": [step, ...]}, each step an object with one action key:
                                           output to /dev/null (as Claude Code runs its tools)
     {"ignore_sigterm": true}              ignore SIGTERM from here on (only SIGKILL ends us)
     {"exit": code}                        exit now with that code
+    {"nth": "counterfile", "plans": [[step, ...], ...]}
+                                          the steps of plans[n] on the agent's n-th run
+                                          (0-based, counted in counterfile), the last
+                                          plan once they run out: a different script
+                                          for each round of one kind
 
 Any path may use {workspace}, replaced by the working directory.
 """
@@ -112,6 +117,15 @@ def run_step(step: dict, stdin: str) -> int | None:  # noqa: C901 - one branch p
         path(step["spawn"]).write_text(str(child.pid))
     elif "ignore_sigterm" in step:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif "nth" in step:
+        counter = path(step["nth"])
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        plans = step["plans"]
+        for inner in plans[min(n, len(plans) - 1)]:
+            code = run_step(inner, stdin)
+            if code is not None:
+                return code
     elif "exit" in step:
         sys.stdout.flush()
         return int(step["exit"])
