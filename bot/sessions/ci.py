@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.checks import CHECK_NAME
+from bot.ci.classify import classify
+from bot.ci.logs import excerpt_stream
 from bot.prompts import ANNOTATION_LIMIT, LOG_TAIL_LIMIT, MAX_ANNOTATIONS, MAX_FAILURES, CheckFailure
 
 log = logging.getLogger("compound.sessions.ci")
@@ -23,18 +25,6 @@ log = logging.getLogger("compound.sessions.ci")
 FAILING = frozenset({"failure", "timed_out", "startup_failure"})
 FAILING_STATES = frozenset({"failure", "error"})  # commit statuses
 ACTIONS_APP = "github-actions"
-
-
-def classify(name: str, conclusion: str, annotations: list[str], log: str) -> str:
-    from bot.ci.classify import classify as rules
-
-    return rules(name, conclusion, annotations, log)
-
-
-async def excerpt_stream(chunks: Any, limit: int) -> str:
-    from bot.ci.logs import excerpt_stream as excerpt
-
-    return await excerpt(chunks, limit=limit)
 
 
 def is_failing(conclusion: str | None) -> bool:

@@ -1,0 +1,1 @@
+"""CI output made useful to an agent: log excerpts (`logs`) and failure categories (`classify`)."""
