@@ -26,16 +26,21 @@ _ERROR = re.compile(
     r"|\bfailed\b|AssertionError|npm ERR!|\bfatal:|\bpanic:|exit code [1-9]|Found \d+ errors?"
     r"|^\S+:\d+:\d+: [A-Z]+\d+|^\S+\.\w+:\d+:(?:\d+:)? (?:error|warning)|\berror TS\d+|--- FAIL|\berror\[E\d+\]",
 )
+# Most lines of a big log are noise; this cheap look-out (literal words, no
+# backtracking) spares them the full pattern above.
+_MAYBE = re.compile(r"err|fail|FAIL|Trace|fatal|panic|exit code|Found|^E   |:\d+:|--- ", re.I)
 _NOT_ERROR = re.compile(r"\b0 (?:errors?|failed)\b|no issues found|All checks passed")
 
 
 def clean(line: str) -> str | None:
     """One log line as the agent should read it; None to drop it."""
-    line = _TIMESTAMP.sub("", line.rstrip("\n"))
+    if line[:2] == "20" and line[10:11] == "T":
+        line = _TIMESTAMP.sub("", line)
     if "\r" in line:  # progress bars overwrite themselves: the last state counts
         line = line.rstrip("\r").rsplit("\r", 1)[-1]
-    line = _ANSI.sub("", line)
-    line = _TIMESTAMP.sub("", line)
+        line = _TIMESTAMP.sub("", line)
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
     if line.startswith("##[endgroup]"):
         return None
     if line.startswith("##[group]"):
@@ -48,7 +53,7 @@ def clean(line: str) -> str | None:
 
 
 def is_error(line: str) -> bool:
-    return bool(_ERROR.search(line)) and not _NOT_ERROR.search(line)
+    return bool(_MAYBE.search(line)) and bool(_ERROR.search(line)) and not _NOT_ERROR.search(line)
 
 
 class LogExcerpt:
