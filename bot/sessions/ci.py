@@ -54,8 +54,14 @@ def is_own_run(run: dict[str, Any], app_id: int | None) -> bool:
     return run.get("name") == CHECK_NAME and (app_id is None or app.get("id") == app_id)
 
 
-async def ci_state(gh: Any, repo: str, head: str, *, app_id: int | None, details: bool = True) -> CiState:
-    """The head's CI: which checks are still running, and (with `details`) what failed."""
+async def ci_state(
+    gh: Any, repo: str, head: str, *, app_id: int | None, details: bool = True, settled_only: bool = True
+) -> CiState:
+    """The head's CI: which checks are still running, and (with `details`) what failed.
+
+    With `settled_only` (the default) a head whose checks are still running
+    gets no details: the round waits, and reads them once.
+    """
     owner, name = repo.split("/", 1)
     where = {"owner": owner, "repo": name, "ref": head}
     state = CiState(head)
@@ -76,6 +82,8 @@ async def ci_state(gh: Any, repo: str, head: str, *, app_id: int | None, details
             state.pending.append(status.get("context") or "?")
         elif status.get("state") in FAILING_STATES:
             failing_statuses.append(status)
+    if state.pending and settled_only:
+        return state  # not settled: the details wait until it is
     everything = len(failing_runs) + len(failing_statuses)
     state.more = max(everything - MAX_FAILURES, 0)
     for run in failing_runs[:MAX_FAILURES]:

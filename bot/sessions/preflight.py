@@ -91,10 +91,13 @@ class Preflight:
 
     async def _ci(self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig) -> Decision:
         assert session.head_sha is not None
-        state = await ci_state(gh, session.repo, session.head_sha, app_id=self.settings.app_id, details=False)
+        state = await ci_state(gh, session.repo, session.head_sha, app_id=self.settings.app_id)
         waited = (utcnow() - round_.created_at).total_seconds()
-        if not state.settled and waited < self.settings.ci_settle_timeout:
-            return Decision("defer", f"waiting for {', '.join(state.pending[:5])}")
+        if not state.settled:
+            if waited < self.settings.ci_settle_timeout:
+                return Decision("defer", f"waiting for {', '.join(state.pending[:5])}")
+            # Waited long enough: work with what has failed so far.
+            state = await ci_state(gh, session.repo, session.head_sha, app_id=self.settings.app_id, settled_only=False)
         if not state.failures:
             comment = None if round_.automatic else messages.ci_not_failing(session.head_sha)
             return Decision("cancel", "nothing fails on the head", comment=comment)
@@ -104,8 +107,6 @@ class Preflight:
         if limit is not None:
             categories = sorted({f.category for f in state.failures})
             return Decision("escalate", messages.ci_limit_reached(limit, categories))
-        # Settled and failing: now the details (annotations, logs) of what failed.
-        state = await ci_state(gh, session.repo, session.head_sha, app_id=self.settings.app_id)
         return Decision.run(Plan(failures=state.failures, more_failures=state.more))
 
     async def _review(self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig) -> Decision:
@@ -138,6 +139,7 @@ class Preflight:
             if waited < MERGEABILITY_WAIT:
                 return Decision("defer", "GitHub is still computing mergeability")
             log.info("mergeability of #%s still unknown after %.0f s; merging the base anyway", session.pr_number, waited)
-        elif pr.get("mergeable") and pr.get("mergeable_state") != "dirty":
+        elif pr.get("mergeable") and pr.get("mergeable_state") not in ("dirty", "behind"):
+            # "behind": branch protection wants the branch up to date with its base.
             return Decision("cancel", "the pull request still merges cleanly")
         return Decision.run(Plan(base_branch=base))

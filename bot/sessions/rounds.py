@@ -373,7 +373,8 @@ class RoundRunner:
             # The new head first: CI's events for it may arrive while the rest is posted.
             await self.store.update_session(session.id, head_sha=head, hold_head=None)
             session.head_sha = head
-            await self._comment(gh, session, pr_number, messages.round_done(round_, result, figures, head, plan))
+            if not round_.automatic:  # a person asked: answer in the conversation (CI rounds show in Checks)
+                await self._comment(gh, session, pr_number, messages.round_done(round_, result, figures, head, plan))
         else:
             pr = await gh.post(
                 "/repos/{owner}/{repo}/pulls",
