@@ -148,8 +148,11 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
             twin.rate_limits.spend(bucket)
         return answer(exc.status, shapes.error(exc.status, exc.message, **exc.extra))
 
+    content_type: str | None
     if reply.text is not None:
         data, content_type = reply.text.encode(), "text/plain; charset=utf-8"
+    elif reply.body is None:  # 204, or a redirect (job logs): no body at all
+        data, content_type = b"", None
     else:
         data, content_type = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
     headers = dict(reply.headers)
@@ -167,7 +170,9 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         problems = spec.response_errors(match, reply.status, data) if reply.text is None else []
         twin.response_problems.extend(f"{request.method} {path} ({op_id}): {p}" for p in problems)
     record.status = reply.status
-    headers = {**twin.rate_limits.headers(bucket), **headers, "Content-Type": content_type}
+    headers = {**twin.rate_limits.headers(bucket), **headers}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     return web.Response(status=reply.status, body=data, headers=headers)
 
 

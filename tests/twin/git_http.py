@@ -61,7 +61,7 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         after = await gitrepo.refs(repo.bare_path)
         for ref, sha in after.items():
             if before.get(ref) != sha:
-                await twin._fire_push(repo.full_name, ref, sha)
+                await twin._fire_push(repo.full_name, ref, sha, before.get(ref))
     return response
 
 

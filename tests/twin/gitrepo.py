@@ -94,9 +94,24 @@ class Commit:
     message: str
 
 
+COMMIT_FORMAT = "%H%n%T%n%P%n%an%n%ae%n%aI%n%cn%n%ce%n%cI%n%B"
+
+
 async def commit(bare: Path, sha: str) -> Commit:
-    fmt = "%H%n%T%n%P%n%an%n%ae%n%aI%n%cn%n%ce%n%cI%n%B"
-    lines = (await git(bare, "show", "-s", f"--format={fmt}", sha)).decode().split("\n", 9)
+    return _parse_commit(await git(bare, "show", "-s", f"--format={COMMIT_FORMAT}", sha))
+
+
+def commit_sync(bare: Path, sha: str) -> Commit:
+    """:func:`commit`, blocking (webhook payload builders are synchronous)."""
+    out = subprocess.run(
+        ["git", f"--git-dir={bare}", "show", "-s", f"--format={COMMIT_FORMAT}", sha],
+        env={**os.environ, **GIT_ENV}, capture_output=True, check=True,
+    )
+    return _parse_commit(out.stdout)
+
+
+def _parse_commit(out: bytes) -> Commit:
+    lines = out.decode().split("\n", 9)
     return Commit(
         sha=lines[0],
         tree=lines[1],
@@ -222,3 +237,54 @@ def commit_files(
     sha = run("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message)
     run("update-ref", f"refs/heads/{branch}", sha)
     return sha
+
+
+def refs_sync(bare: Path) -> dict[str, str]:
+    """:func:`refs`, blocking."""
+    out = subprocess.run(
+        ["git", f"--git-dir={bare}", "for-each-ref", "--format=%(refname) %(objectname)"],
+        env={**os.environ, **GIT_ENV}, capture_output=True, check=True,
+    ).stdout
+    pairs = (line.split(" ", 1) for line in out.decode().splitlines())
+    return {name: sha for name, sha in pairs}
+
+
+def branch_of(bare: Path, sha: str) -> str | None:
+    """A branch whose tip is ``sha`` (the default one first), or None."""
+    heads = [n.removeprefix("refs/heads/") for n, s in refs_sync(bare).items()
+             if s == sha and n.startswith("refs/heads/")]
+    return heads[0] if heads else None
+
+
+async def merges_cleanly(bare: Path, base: str, head: str) -> bool | None:
+    """Whether ``head`` merges into ``base`` without conflicts (real ``git merge-tree``).
+
+    None when git cannot tell (no common history, a missing commit).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        "git", f"--git-dir={bare}", "merge-tree", "--write-tree", "--name-only", base, head,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **GIT_ENV},
+    )
+    code = await proc.wait()
+    return {0: True, 1: False}.get(code)
+
+
+async def export_tree(bare: Path, sha: str, dest: Path) -> None:
+    """The files of commit ``sha`` into ``dest`` (``git archive | tar -x``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    read, write = os.pipe()
+    try:
+        archive = await asyncio.create_subprocess_exec(
+            "git", f"--git-dir={bare}", "archive", "--format=tar", sha,
+            stdout=write, env={**os.environ, **GIT_ENV},
+        )
+    finally:
+        os.close(write)
+    try:
+        untar = await asyncio.create_subprocess_exec("tar", "-x", "-C", str(dest), stdin=read)
+    finally:
+        os.close(read)
+    codes = (await archive.wait(), await untar.wait())
+    if codes != (0, 0):
+        raise GitError(f"exporting {sha}: git archive {codes[0]}, tar {codes[1]}")

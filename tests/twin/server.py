@@ -15,21 +15,14 @@ import jwt
 from aiohttp import web
 
 from . import api, git_http, gitrepo, webhooks
+from .blobs import PREFIX as BLOB_PREFIX
+from .blobs import Blobs
+from .ci import SimulatedCI
 from .api import Fault, RateLimits, RecordedRequest
 from .auth import TokenStore, app_private_key_pem
-from .state import (
-    APP_SLUG,
-    Comment,
-    PERMISSIONS,
-    Installation,
-    Issue,
-    Label,
-    Pull,
-    Repo,
-    Review,
-    ReviewComment,
-    State,
-)
+from .setup_checks import CheckSetup
+from .setup_pulls import PullSetup, follow_ref
+from .state import APP_SLUG, PERMISSIONS, Comment, Installation, Issue, Label, Repo, State
 from .validation import load_spec
 
 log = logging.getLogger(__name__)
@@ -44,8 +37,8 @@ DEFAULT_PERMISSIONS = {
 }
 
 
-class GitHubTwin:
-    """GitHub for tests: REST under /api/v3, git at /<owner>/<repo>.git."""
+class GitHubTwin(PullSetup, CheckSetup):
+    """GitHub for tests: REST under /api/v3, git at /<owner>/<repo>.git, blobs at localhost."""
 
     def __init__(self, root: Path, *, validate_responses: bool = True) -> None:
         self.root = Path(root)
@@ -66,11 +59,15 @@ class GitHubTwin:
         self.unimplemented: list[str] = []
         self.auth_failures: list[str] = []
         self.push_errors: list[str] = []
+        # (full_name, ref, before, after) of every ref a push created or updated
+        self.pushes: list[tuple[str, str, str, str]] = []
         self._faults: list[Fault] = []
         self._push_callbacks: list[PushCallback] = []
         self._expecting_violations = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.blobs = Blobs(self)
+        self.ci = SimulatedCI(self)
 
     # --- lifecycle -------------------------------------------------------
 
@@ -79,6 +76,7 @@ class GitHubTwin:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/api/v3{tail:(/.*)?}", self._api)
         app.router.add_route("*", "/{owner}/{name}.git/{service:.+}", self._git)
+        app.router.add_get(BLOB_PREFIX + "{key}", self.blobs.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -89,6 +87,7 @@ class GitHubTwin:
         await site.start()
 
     async def stop(self) -> None:
+        await self.ci.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -96,6 +95,11 @@ class GitHubTwin:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_downloads(self) -> list[dict[str, object]]:
+        """Every request to the blob host: path, authorization (present?), status."""
+        return self.blobs.downloads
 
     @property
     def api_url(self) -> str:
@@ -181,65 +185,9 @@ class GitHubTwin:
         is set-up, not a push: ``on_push`` callbacks do not fire.
         """
         repo = self._repo(full_name)
-        return gitrepo.commit_files(repo.bare_path, branch, files, message, start or repo.default_branch)
-
-    def add_pull(
-        self,
-        full_name: str,
-        head: str,
-        base: str | None = None,
-        title: str = "Change",
-        body: str | None = None,
-        user: str = "octocat",
-        draft: bool = False,
-    ) -> int:
-        """A pull request from existing branch ``head``; its number."""
-        repo = self._repo(full_name)
-        base = base or repo.default_branch
-        head_sha = gitrepo.resolve_sync(repo.bare_path, f"refs/heads/{head}")
-        base_sha = gitrepo.resolve_sync(repo.bare_path, f"refs/heads/{base}")
-        if head_sha is None or base_sha is None:
-            raise KeyError(f"{full_name} has no branch {head if head_sha is None else base}")
-        number = repo.next_number()
-        pull = Pull(number, self.state.next_id(), head, head_sha, base, base_sha, draft=draft)
-        self.state.user_id(user)
-        repo.issues[number] = Issue(number, self.state.next_id(), title, body, user, pull=pull)
-        return number
-
-    def add_review(
-        self, full_name: str, pull_number: int, user: str, state: str = "COMMENTED", body: str = ""
-    ) -> int:
-        """A submitted review (APPROVED, CHANGES_REQUESTED, COMMENTED); its id."""
-        repo = self._repo(full_name)
-        pull = repo.issues[pull_number].pull
-        assert pull is not None, f"#{pull_number} is not a pull request"
-        review = Review(self.state.next_id(), pull_number, user, state, body, pull.head_sha)
-        self.state.user_id(user)
-        repo.reviews[review.id] = review
-        return review.id
-
-    def add_review_comment(
-        self,
-        full_name: str,
-        pull_number: int,
-        user: str,
-        body: str,
-        path: str,
-        line: int = 1,
-        review_id: int | None = None,
-        in_reply_to: int | None = None,
-    ) -> int:
-        """A review comment on a line of the pull's head; its id."""
-        repo = self._repo(full_name)
-        pull = repo.issues[pull_number].pull
-        assert pull is not None, f"#{pull_number} is not a pull request"
-        comment = ReviewComment(
-            self.state.next_id(), pull_number, body, user, path, pull.head_sha, line,
-            review_id=review_id, in_reply_to_id=in_reply_to, diff_hunk=f"@@ -{line},1 +{line},1 @@",
-        )
-        self.state.user_id(user)
-        repo.review_comments[comment.id] = comment
-        return comment.id
+        sha = gitrepo.commit_files(repo.bare_path, branch, files, message, start or repo.default_branch)
+        follow_ref(repo, f"refs/heads/{branch}", sha)
+        return sha
 
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str | None = None) -> None:
         repo = self._repo(full_name)
@@ -305,13 +253,12 @@ class GitHubTwin:
         """Call ``await callback(repo_full_name, ref, new_sha)`` for each ref a push updates."""
         self._push_callbacks.append(callback)
 
-    async def _fire_push(self, full_name: str, ref: str, sha: str) -> None:
-        # Open pull requests follow their head branch at once, as on GitHub.
+    async def _fire_push(self, full_name: str, ref: str, sha: str, before: str | None = None) -> None:
+        self.pushes.append((full_name, ref, before or "0" * 40, sha))
         owner, _, name = full_name.partition("/")
         repo = self.state.repo(owner, name)
-        for issue in repo.issues.values() if repo else ():
-            if issue.pull is not None and issue.state == "open" and ref == f"refs/heads/{issue.pull.head_ref}":
-                issue.pull.head_sha = sha
+        if repo is not None:
+            follow_ref(repo, ref, sha)
         for callback in self._push_callbacks:
             try:
                 await callback(full_name, ref, sha)

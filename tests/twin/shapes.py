@@ -345,58 +345,17 @@ def review(twin: GitHubTwin, repo: Repo, r: Review) -> dict[str, Any]:
 
 
 def check_suite(twin: GitHubTwin, repo: Repo, s: CheckSuite, head_commit: dict[str, Any]) -> dict[str, Any]:
-    runs = [r for r in repo.check_runs.values() if r.suite_id == s.id]
-    return {
-        "id": s.id,
-        "node_id": node_id("CheckSuite", s.id),
-        "head_branch": s.head_branch,
-        "head_sha": s.head_sha,
-        "status": s.status,
-        "conclusion": s.conclusion,
-        "url": f"{twin.api_url}/repos/{repo.full_name}/check-suites/{s.id}",
-        "before": None,
-        "after": s.head_sha,
-        "pull_requests": [],
-        "app": app(twin),
-        "repository": repository(twin, repo),
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-        "head_commit": head_commit,
-        "latest_check_runs_count": len(runs),
-        "check_runs_url": f"{twin.api_url}/repos/{repo.full_name}/check-suites/{s.id}/check-runs",
-        "rerequestable": True,
-        "runs_rerequestable": True,
-    }
+    """See shapes_checks.check_suite (checks, Actions and statuses live there)."""
+    from .shapes_checks import check_suite as build
+
+    return build(twin, repo, s, head_commit)
 
 
 def check_run(twin: GitHubTwin, repo: Repo, r: CheckRun) -> dict[str, Any]:
-    api = f"{twin.api_url}/repos/{repo.full_name}/check-runs/{r.id}"
-    output = {
-        "title": r.output.get("title"),
-        "summary": r.output.get("summary"),
-        "text": r.output.get("text"),
-        "annotations_count": len(r.annotations),
-        "annotations_url": f"{api}/annotations",
-    }
-    return {
-        "id": r.id,
-        "node_id": node_id("CheckRun", r.id),
-        "head_sha": r.head_sha,
-        "external_id": r.external_id,
-        "url": api,
-        "html_url": f"{twin.git_url}/{repo.full_name}/runs/{r.id}",
-        "details_url": r.details_url,
-        "status": r.status,
-        "conclusion": r.conclusion,
-        "started_at": r.started_at,
-        "completed_at": r.completed_at,
-        "output": output,
-        "name": r.name,
-        "check_suite": {"id": r.suite_id},
-        "app": app(twin),
-        "pull_requests": [],
-        "actions": list(r.actions),
-    }
+    """See shapes_checks.check_run."""
+    from .shapes_checks import check_run as build
+
+    return build(twin, repo, r)
 
 
 def error(status: int, message: str, **extra: Any) -> dict[str, Any]:

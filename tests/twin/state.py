@@ -12,11 +12,25 @@ from typing import Any
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 # The App's bot user, as GitHub names it.
 APP_SLUG = "compound-twin"
+# GitHub Actions, as GitHub knows it; other Apps get ids from OTHER_APP_IDS up.
+ACTIONS_SLUG = "github-actions"
+ACTIONS_APP_ID = 15368
+OTHER_APP_IDS = 90001
 
 
 def now_iso(at: float | None = None) -> str:
     moment = datetime.fromtimestamp(at if at is not None else time.time(), UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class App:
+    """A GitHub App that owns check suites and runs (the twin's App, GitHub Actions, a CI)."""
+
+    id: int
+    slug: str
+    name: str
+    owner: str = "octo-org"
 
 
 @dataclass
@@ -114,6 +128,9 @@ class Pull:
     draft: bool = False
     merged: bool = False
     maintainer_can_modify: bool = False
+    requested_reviewers: list[str] = field(default_factory=list)
+    # GETs still to answer `mergeable: null` (GitHub computes it in the background).
+    mergeability_pending: int = 0
 
 
 @dataclass
@@ -121,6 +138,8 @@ class CheckSuite:
     id: int
     head_sha: str
     head_branch: str | None
+    app: str = APP_SLUG
+    before: str | None = None
     status: str = "queued"
     conclusion: str | None = None
     created_at: str = field(default_factory=now_iso)
@@ -133,15 +152,68 @@ class CheckRun:
     name: str
     head_sha: str
     suite_id: int
+    app: str = APP_SLUG
     status: str = "queued"
     conclusion: str | None = None
     details_url: str | None = None
+    html_url: str | None = None
     external_id: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     output: dict[str, Any] = field(default_factory=dict)
     annotations: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class WorkflowRun:
+    """A GitHub Actions workflow run: one per check suite of the github-actions App."""
+
+    id: int
+    name: str
+    head_sha: str
+    head_branch: str | None
+    suite_id: int
+    run_number: int
+    workflow_id: int
+    path: str = ".github/workflows/ci.yml"
+    event: str = "push"
+    actor: str = "octocat"
+    status: str = "queued"
+    conclusion: str | None = None
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    run_started_at: str = field(default_factory=now_iso)
+
+
+@dataclass
+class Job:
+    """A workflow job; its id is its check run's id, as on GitHub."""
+
+    id: int
+    run_id: int
+    name: str
+    head_sha: str
+    head_branch: str | None
+    status: str = "queued"
+    conclusion: str | None = None
+    created_at: str = field(default_factory=now_iso)
+    started_at: str = field(default_factory=now_iso)
+    completed_at: str | None = None
+    log_path: Path | None = None  # the job's log, on disk (logs run to tens of MB)
+
+
+@dataclass
+class CommitStatus:
+    id: int
+    sha: str
+    context: str
+    state: str
+    description: str | None
+    target_url: str | None
+    creator: str
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
 
 
 @dataclass
@@ -162,6 +234,9 @@ class Repo:
     reviews: dict[int, Review] = field(default_factory=dict)
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     check_suites: dict[int, CheckSuite] = field(default_factory=dict)
+    workflow_runs: dict[int, WorkflowRun] = field(default_factory=dict)
+    jobs: dict[int, Job] = field(default_factory=dict)
+    statuses: list[CommitStatus] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -183,6 +258,7 @@ class State:
         self.repos: dict[str, Repo] = {}  # by lower-cased full name
         self.users: dict[str, int] = {}
         self.manifest_codes: set[str] = set()
+        self.apps: dict[str, App] = {}  # other Apps, by slug
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -194,6 +270,17 @@ class State:
 
     def repo(self, owner: str, name: str) -> Repo | None:
         return self.repos.get(f"{owner}/{name}".lower())
+
+    def app(self, slug: str) -> App:
+        """Another App by slug, made up on first use (GitHub Actions has its real id)."""
+        if slug not in self.apps:
+            if slug == ACTIONS_SLUG:
+                self.apps[slug] = App(ACTIONS_APP_ID, slug, "GitHub Actions", "github")
+            else:
+                name = slug.replace("-", " ").title()
+                self.apps[slug] = App(OTHER_APP_IDS + len(self.apps), slug, name)
+            self.user_id(self.apps[slug].owner)
+        return self.apps[slug]
 
     def repos_of(self, installation_id: int) -> list[Repo]:
         return [r for r in self.repos.values() if r.installation_id == installation_id]

@@ -1,13 +1,14 @@
-"""Check runs and check suites (Actions runs and jobs stay unimplemented: 501)."""
+"""Check runs and check suites, Compound's and other Apps' (Actions: ``actions.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import gitrepo, shapes
-from ..state import CheckRun, CheckSuite, Repo, now_iso
+from ..checkstate import refresh_suite, set_state, suite_for
+from ..shapes_checks import simple_commit
+from ..state import CheckRun, Repo
 from .base import ApiError, Call, Reply, not_found, operation, unprocessable
-from .repos import commit_object
 
 # GitHub's documented limits, answered with 422 when exceeded.
 MAX_TEXT = 65535
@@ -45,17 +46,9 @@ def _apply(run: CheckRun, body: dict[str, Any]) -> None:
     for key in ("name", "details_url", "external_id", "started_at", "completed_at"):
         if key in body:
             setattr(run, key, body[key])
-    if "status" in body:
-        run.status = body["status"]
-    if body.get("conclusion"):
-        run.conclusion = body["conclusion"]
-        run.status = "completed"
-    if run.status == "completed":
-        if run.conclusion is None:
-            raise unprocessable("Invalid request.\n\n\"conclusion\" wasn't supplied.")
-        run.completed_at = run.completed_at or now_iso()
-    if run.status in ("in_progress", "completed"):
-        run.started_at = run.started_at or now_iso()
+    if body.get("status") == "completed" and not body.get("conclusion") and run.conclusion is None:
+        raise unprocessable("Invalid request.\n\n\"conclusion\" wasn't supplied.")
+    set_state(run, body.get("status"), body.get("conclusion"))
     if "output" in body:
         output = dict(body["output"] or {})
         run.annotations.extend(output.pop("annotations", []) or [])
@@ -63,32 +56,6 @@ def _apply(run: CheckRun, body: dict[str, Any]) -> None:
         run.output.update(output)
     if "actions" in body:
         run.actions = list(body["actions"] or [])
-
-
-def _refresh_suite(repo: Repo, suite: CheckSuite) -> None:
-    runs = [r for r in repo.check_runs.values() if r.suite_id == suite.id]
-    if all(r.status == "completed" for r in runs):
-        suite.status = "completed"
-        order = ["action_required", "cancelled", "timed_out", "failure", "neutral", "success", "skipped"]
-        conclusions = [r.conclusion for r in runs if r.conclusion]
-        suite.conclusion = min(conclusions, key=lambda c: order.index(c) if c in order else 99, default=None)
-    else:
-        suite.status = "in_progress" if any(r.status != "queued" for r in runs) else "queued"
-        suite.conclusion = None
-    suite.updated_at = now_iso()
-
-
-async def _suite_for(repo: Repo, call: Call, head_sha: str) -> CheckSuite:
-    """The App's suite for a commit, created with the first run (as GitHub does)."""
-    for suite in repo.check_suites.values():
-        if suite.head_sha == head_sha:
-            return suite
-    branches = await gitrepo.refs(repo.bare_path)
-    branch = next((n.removeprefix("refs/heads/") for n, s in branches.items()
-                   if s == head_sha and n.startswith("refs/heads/")), None)
-    suite = CheckSuite(call.twin.state.next_id(), head_sha, branch)
-    repo.check_suites[suite.id] = suite
-    return suite
 
 
 def run_of(call: Call, repo: Repo) -> CheckRun:
@@ -107,11 +74,11 @@ async def create_run(call: Call) -> Reply:
     sha = await gitrepo.resolve(repo.bare_path, head_sha) if head_sha else None
     if sha is None or not sha.startswith(head_sha.lower()):
         raise unprocessable("No commit found for SHA: " + str(head_sha))
-    suite = await _suite_for(repo, call, sha)
-    run = CheckRun(call.twin.state.next_id(), body["name"], sha, suite.id)
+    suite = suite_for(call.twin, repo, call.twin.app_slug, sha)
+    run = CheckRun(call.twin.state.next_id(), body["name"], sha, suite.id, app=call.twin.app_slug)
     _apply(run, body)
     repo.check_runs[run.id] = run
-    _refresh_suite(repo, suite)
+    refresh_suite(repo, suite)
     return Reply(201, shapes.check_run(call.twin, repo, run))
 
 
@@ -121,8 +88,10 @@ async def update_run(call: Call) -> Reply:
     run = run_of(call, repo)
     body = call.json
     check_limits(body)
+    if run.app != call.twin.app_slug:
+        raise ApiError(403, "Invalid app_id `%s` - check run can only be modified by the GitHub App that created it." % call.twin.app_id)
     _apply(run, body)
-    _refresh_suite(repo, repo.check_suites[run.suite_id])
+    refresh_suite(repo, repo.check_suites[run.suite_id])
     return Reply(200, shapes.check_run(call.twin, repo, run))
 
 
@@ -154,14 +123,27 @@ async def list_annotations(call: Call) -> Reply:
     return Reply(200, call.page(items))
 
 
+def _app_slug(call: Call) -> str | None:
+    """The App the ``app_id`` query names (None: every App); 'none' when no App has it."""
+    wanted = call.query.get("app_id")
+    if wanted is None:
+        return None
+    twin = call.twin
+    if wanted == str(twin.app_id):
+        return twin.app_slug
+    return next((a.slug for a in twin.state.apps.values() if str(a.id) == wanted), "none")
+
+
 def _filter_runs(call: Call, runs: list[CheckRun]) -> list[CheckRun]:
     name = call.query.get("check_name")
     status = call.query.get("status")
-    runs = [r for r in runs if (name is None or r.name == name) and (status is None or r.status == status)]
+    app = _app_slug(call)
+    runs = [r for r in runs if (name is None or r.name == name) and (status is None or r.status == status)
+            and (app is None or r.app == app)]
     if call.query.get("filter", "latest") == "latest":
-        latest: dict[str, CheckRun] = {}
-        for run in runs:
-            latest[run.name] = run  # ids grow, so the last one wins
+        latest: dict[tuple[str, str], CheckRun] = {}
+        for run in sorted(runs, key=lambda r: r.id):
+            latest[(run.app, run.name)] = run  # ids grow, so the last one wins
         runs = list(latest.values())
     return sorted(runs, key=lambda r: -r.id)
 
@@ -193,23 +175,28 @@ async def list_for_suite(call: Call) -> Reply:
     return Reply(200, {"total_count": len(runs), "check_runs": items})
 
 
+async def head_commit(repo: Repo, sha: str) -> dict[str, Any]:
+    return simple_commit(await gitrepo.commit(repo.bare_path, sha))
+
+
 @operation("checks/list-suites-for-ref")
 async def list_suites_for_ref(call: Call) -> Reply:
     repo = call.repo()
     sha = await _sha(call, repo)
-    suites = [s for s in repo.check_suites.values() if s.head_sha == sha]
+    app = _app_slug(call)
+    suites = [s for s in repo.check_suites.values() if s.head_sha == sha and (app is None or s.app == app)]
     name = call.query.get("check_name")
     if name is not None:
         suites = [s for s in suites if any(r.name == name and r.suite_id == s.id for r in repo.check_runs.values())]
-    head = await commit_object(call, repo, sha)
-    c = head["commit"]
-    head_commit = {
-        "id": sha,
-        "tree_id": c["tree"]["sha"],
-        "message": c["message"],
-        "timestamp": c["committer"]["date"],
-        "author": {"name": c["author"]["name"], "email": c["author"]["email"]},
-        "committer": {"name": c["committer"]["name"], "email": c["committer"]["email"]},
-    }
-    items = [shapes.check_suite(call.twin, repo, s, head_commit) for s in call.page(suites)]
+    head = await head_commit(repo, sha)
+    items = [shapes.check_suite(call.twin, repo, s, head) for s in call.page(suites)]
     return Reply(200, {"total_count": len(suites), "check_suites": items})
+
+
+@operation("checks/get-suite")
+async def get_suite(call: Call) -> Reply:
+    repo = call.repo()
+    suite = repo.check_suites.get(call.int_param("check_suite_id"))
+    if suite is None:
+        raise not_found()
+    return Reply(200, shapes.check_suite(call.twin, repo, suite, await head_commit(repo, suite.head_sha)))

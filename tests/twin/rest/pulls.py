@@ -1,13 +1,13 @@
-"""Pull requests, their files, reviews and review comments."""
+"""Pull requests, their files and mergeability (reviews: ``reviews.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import gitrepo, shapes
-from ..state import Issue, Pull, Repo, ReviewComment, now_iso
-from .base import ApiError, Call, Reply, not_found, operation, unprocessable
-from .issues import bot_login, react
+from .. import gitrepo, shapes_pulls
+from ..state import Issue, Pull, Repo, now_iso
+from .base import Call, Reply, not_found, operation, unprocessable
+from .issues import bot_login
 from .repos import diff_entry
 
 
@@ -28,78 +28,36 @@ async def _refresh(repo: Repo, pull: Pull) -> None:
         pull.base_sha = base
 
 
+async def _mergeable(call: Call, repo: Repo, pull: Pull) -> bool | None:
+    """Computed with real git; None while GitHub would still be computing it.
+
+    A new pull request's first answer has not been computed yet, and
+    ``twin.mergeability_pending`` holds back the next GETs.
+    """
+    if call.operation_id == "pulls/create" or pull.merged:
+        return None
+    if call.operation_id == "pulls/get" and pull.mergeability_pending > 0:
+        pull.mergeability_pending -= 1
+        return None
+    return await gitrepo.merges_cleanly(repo.bare_path, pull.base_sha, pull.head_sha)
+
+
 async def pull_body(call: Call, repo: Repo, issue: Issue, full: bool = True) -> dict[str, Any]:
-    twin = call.twin
+    """The pull request JSON (``full``: `pull-request`, else `pull-request-simple`)."""
     pull = issue.pull
     assert pull is not None
     await _refresh(repo, pull)
-    body = shapes.issue(twin, repo, issue)
-    api = f"{twin.api_url}/repos/{repo.full_name}"
-    html = f"{twin.git_url}/{repo.full_name}/pull/{issue.number}"
-    owner = shapes.user(twin, repo.owner)
-    repo_json = shapes.repository(twin, repo)
-
-    def side(ref: str, sha: str) -> dict[str, Any]:
-        return {"label": f"{repo.owner}:{ref}", "ref": ref, "sha": sha, "user": owner, "repo": repo_json}
-
-    links = {
-        "self": {"href": f"{api}/pulls/{issue.number}"},
-        "html": {"href": html},
-        "issue": {"href": f"{api}/issues/{issue.number}"},
-        "comments": {"href": f"{api}/issues/{issue.number}/comments"},
-        "review_comments": {"href": f"{api}/pulls/{issue.number}/comments"},
-        "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
-        "commits": {"href": f"{api}/pulls/{issue.number}/commits"},
-        "statuses": {"href": f"{api}/statuses/{pull.head_sha}"},
-    }
-    for key in ("comments", "reactions", "state_reason", "pull_request", "events_url",
-                "labels_url", "repository_url", "comments_url"):
-        body.pop(key, None)
-    body.update(
-        {
-            "id": pull.id,
-            "node_id": shapes.node_id("PullRequest", pull.id),
-            "url": f"{api}/pulls/{issue.number}",
-            "html_url": html,
-            "diff_url": f"{html}.diff",
-            "patch_url": f"{html}.patch",
-            "issue_url": f"{api}/issues/{issue.number}",
-            "commits_url": f"{api}/pulls/{issue.number}/commits",
-            "review_comments_url": f"{api}/pulls/{issue.number}/comments",
-            "review_comment_url": f"{api}/pulls/comments{{/number}}",
-            "comments_url": f"{api}/issues/{issue.number}/comments",
-            "statuses_url": f"{api}/statuses/{pull.head_sha}",
-            "head": side(pull.head_ref, pull.head_sha),
-            "base": side(pull.base_ref, pull.base_sha),
-            "_links": links,
-            "draft": pull.draft,
-            "merged_at": None,
-            "merge_commit_sha": None,
-            "auto_merge": None,
-            "requested_reviewers": [],
-            "requested_teams": [],
-        }
+    if not full:
+        return shapes_pulls.pull(call.twin, repo, issue)
+    files = await gitrepo.diff_files(repo.bare_path, pull.base_sha, pull.head_sha)
+    count = await gitrepo.git(repo.bare_path, "rev-list", "--count", f"{pull.base_sha}..{pull.head_sha}")
+    stats = shapes_pulls.PullStats(
+        commits=int(count.decode().strip() or 0),
+        additions=sum(int(f["additions"]) for f in files),  # type: ignore[call-overload]
+        deletions=sum(int(f["deletions"]) for f in files),  # type: ignore[call-overload]
+        changed_files=len(files),
     )
-    if full:
-        files = await gitrepo.diff_files(repo.bare_path, pull.base_sha, pull.head_sha)
-        count = await gitrepo.git(repo.bare_path, "rev-list", "--count", f"{pull.base_sha}..{pull.head_sha}")
-        body.update(
-            {
-                "merged": pull.merged,
-                "mergeable": True,
-                "rebaseable": True,
-                "mergeable_state": "clean",
-                "merged_by": None,
-                "comments": sum(1 for c in repo.comments.values() if c.issue_number == issue.number),
-                "review_comments": sum(1 for c in repo.review_comments.values() if c.pull_number == issue.number),
-                "maintainer_can_modify": pull.maintainer_can_modify,
-                "commits": int(count.decode().strip() or 0),
-                "additions": sum(int(f["additions"]) for f in files),  # type: ignore[call-overload]
-                "deletions": sum(int(f["deletions"]) for f in files),  # type: ignore[call-overload]
-                "changed_files": len(files),
-            }
-        )
-    return body
+    return shapes_pulls.pull(call.twin, repo, issue, stats, await _mergeable(call, repo, pull))
 
 
 @operation("pulls/create")
@@ -192,55 +150,3 @@ async def list_files(call: Call) -> Reply:
     await _refresh(repo, pull)
     files = await gitrepo.diff_files(repo.bare_path, pull.base_sha, pull.head_sha)
     return Reply(200, [diff_entry(call, repo, pull.head_sha, f) for f in call.page(files)])
-
-
-@operation("pulls/list-reviews")
-async def list_reviews(call: Call) -> Reply:
-    repo = call.repo()
-    number = pull_of(call, repo).number
-    reviews = [r for r in repo.reviews.values() if r.pull_number == number]
-    return Reply(200, [shapes.review(call.twin, repo, r) for r in call.page(reviews)])
-
-
-@operation("pulls/list-comments-for-review")
-async def list_review_comments_of_review(call: Call) -> Reply:
-    repo = call.repo()
-    number = pull_of(call, repo).number
-    review_id = call.int_param("review_id")
-    if review_id not in repo.reviews:
-        raise not_found()
-    found = [c for c in repo.review_comments.values() if c.pull_number == number and c.review_id == review_id]
-    return Reply(200, [shapes.review_comment(call.twin, repo, c) for c in call.page(found)])
-
-
-@operation("pulls/list-review-comments")
-async def list_review_comments(call: Call) -> Reply:
-    repo = call.repo()
-    number = pull_of(call, repo).number
-    found = [c for c in repo.review_comments.values() if c.pull_number == number]
-    return Reply(200, [shapes.review_comment(call.twin, repo, c) for c in call.page(found)])
-
-
-@operation("pulls/create-reply-for-review-comment")
-async def reply_to_review_comment(call: Call) -> Reply:
-    repo = call.repo()
-    number = pull_of(call, repo).number
-    parent = repo.review_comments.get(call.int_param("comment_id"))
-    if parent is None or parent.pull_number != number:
-        raise not_found()
-    top = parent.in_reply_to_id or parent.id
-    comment = ReviewComment(
-        call.twin.state.next_id(), number, call.json["body"], bot_login(call), parent.path,
-        parent.commit_id, parent.line, parent.side, review_id=None, in_reply_to_id=top,
-        diff_hunk=parent.diff_hunk,
-    )
-    repo.review_comments[comment.id] = comment
-    return Reply(201, shapes.review_comment(call.twin, repo, comment))
-
-
-@operation("reactions/create-for-pull-request-review-comment")
-async def react_to_review_comment(call: Call) -> Reply:
-    comment = call.repo().review_comments.get(call.int_param("comment_id"))
-    if comment is None:
-        raise ApiError(404, "Not Found")
-    return react(call, comment.reactions)

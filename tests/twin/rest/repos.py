@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .. import gitrepo, shapes
+from .. import gitrepo, shapes, shapes_pulls
 from ..state import Repo
 from .base import ApiError, Call, Reply, not_found, operation
 
@@ -86,31 +86,7 @@ async def get_content(call: Call) -> Reply:
 
 async def commit_object(call: Call, repo: Repo, sha: str) -> dict[str, Any]:
     """The `commit` schema for ``sha`` (without `files`/`stats`)."""
-    twin = call.twin
-    c = await gitrepo.commit(repo.bare_path, sha)
-    api = f"{twin.api_url}/repos/{repo.full_name}"
-    return {
-        "sha": c.sha,
-        "node_id": shapes.node_id("Commit", int(c.sha[:8], 16)),
-        "url": f"{api}/commits/{c.sha}",
-        "html_url": f"{twin.git_url}/{repo.full_name}/commit/{c.sha}",
-        "comments_url": f"{api}/commits/{c.sha}/comments",
-        "commit": {
-            "url": f"{api}/git/commits/{c.sha}",
-            "author": {"name": c.author_name, "email": c.author_email, "date": c.author_date},
-            "committer": {"name": c.committer_name, "email": c.committer_email, "date": c.committer_date},
-            "message": c.message,
-            "comment_count": 0,
-            "tree": {"sha": c.tree, "url": f"{api}/git/trees/{c.tree}"},
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None},
-        },
-        "author": None,
-        "committer": None,
-        "parents": [
-            {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{twin.git_url}/{repo.full_name}/commit/{p}"}
-            for p in c.parents
-        ],
-    }
+    return shapes_pulls.commit(call.twin, repo, await gitrepo.commit(repo.bare_path, sha))
 
 
 @operation("repos/get-commit")
