@@ -453,5 +453,7 @@ async def test_payload_builders_follow_the_twin(twin, iid):
     assert created["comment"]["pull_request_review_id"] == review
     push = events.push_event(twin, REPO, "refs/heads/fix", first, second, "alice", iid)
     assert [c["id"] for c in push["commits"]] == [second] and push["commits"][0]["modified"] == ["src/app.py"]
+    assert events.push_event(twin, REPO, "refs/heads/fix", None, second, "alice", iid)["before"] == first
+    assert events.review_submitted(twin, REPO, number, review, iid)["installation"]["id"] == iid
     closed = events.pull_request_event(twin, REPO, number, "closed", "alice", iid)
     assert closed["pull_request"]["state"] == "closed"

@@ -127,10 +127,16 @@ def pull_request_event(
 
 
 def review_submitted(
-    twin: GitHubTwin, full_name: str, number: int, review_id: int, sender: str | None = None,
+    twin: GitHubTwin, full_name: str, number: int, review_id: int, sender: str | int | None = None,
     installation_id: int | None = None,
 ) -> dict[str, Any]:
-    """`pull_request_review.submitted` for a review the twin holds (sender: its author)."""
+    """`pull_request_review.submitted` for a review the twin holds (sender: its author).
+
+    ``review_submitted(twin, repo, number, review_id, iid)`` works too: an int
+    in the sender's place is the installation id.
+    """
+    if isinstance(sender, int):
+        sender, installation_id = None, sender
     repo = repo_of(twin, full_name)
     review = repo.reviews[review_id]
     payload = example("pull_request_review", "submitted")
@@ -184,10 +190,15 @@ def _push_commit(twin: GitHubTwin, repo: Repo, sha: str, distinct: bool = True) 
 
 
 def push_event(
-    twin: GitHubTwin, full_name: str, ref: str, before: str, after: str, sender: str, installation_id: int
+    twin: GitHubTwin, full_name: str, ref: str, before: str | None, after: str, sender: str, installation_id: int
 ) -> dict[str, Any]:
-    """`push` for a ref the twin moved from ``before`` to ``after`` (zeros: created/deleted)."""
+    """`push` for a ref the twin moved from ``before`` to ``after`` (zeros: created/deleted).
+
+    ``before`` None: the parent of ``after`` (one commit made with ``twin.commit``).
+    """
     repo = repo_of(twin, full_name)
+    if before is None:
+        before = gitrepo.resolve_sync(repo.bare_path, f"{after}^") or ZERO_SHA
     created, deleted = before == ZERO_SHA, after == ZERO_SHA
     if deleted:
         shas: list[str] = []
