@@ -6,6 +6,14 @@ from __future__ import annotations
 import asyncio
 
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
+from tests.twin_events import (
+    check_run_event,
+    check_suite_completed,
+    pull_request_event,
+    push_event,
+    review_comment_created,
+    review_submitted,
+)
 
 LABEL = "agent:needs-human"
 
