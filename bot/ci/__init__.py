@@ -1,1 +1,5 @@
-"""CI output made useful to an agent: log excerpts (`logs`) and failure categories (`classify`)."""
+"""What CI printed, made fit for an agent; pure, no I/O.
+
+`logs` turns a job log (tens of MB, streamed) into an excerpt of its error
+lines and their surroundings; `classify` names the kind of failure.
+"""
