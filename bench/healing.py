@@ -68,7 +68,7 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
     markers.mkdir()
     log = job_log(work / "job.log", log_mib)
     # The agent notes when it started, then changes a file so that the round pushes.
-    command = f'date +%s.%N >> "{markers}/$AGENT_TASK_KIND"; echo "x = $RANDOM$RANDOM" > app.py'
+    command = f'date +%s.%N >> "{markers}/$AGENT_TASK_KIND"; echo "x = $(date +%s%N)" > app.py'
     env = base_env(
         APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
         GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=work / "data", LOG_LEVEL="warning",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import (
@@ -373,3 +374,49 @@ async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalat
     (comment,) = await world.until(lambda: escalations(world, pr.number), timeout=30, what="the escalation")
     assert "conflict markers" in comment and "`app.py`" in comment
     assert pr.pull.head_sha == merged
+
+
+# -- a 50 MB job log ----------------------------------------------------------------------
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_a_50_mb_job_log_is_read_in_bounded_memory(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    record = world.tmp / "ci-prompt.json"
+    world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 41\n"})
+    world.plan("ci_fix", {"record": str(record)}, {"write": "feature.py", "content": "def feature():\n    return 42\n"})
+    log = world.tmp / "job.log"
+    ts = "2026-12-04T10:00:00.1234567Z "
+    noise = "".join(f"{ts}tests/test_m.py::test_{i} PASSED [ 50%]\n" for i in range(1000))
+    with log.open("w") as f:
+        f.write(f"{ts}##[group]Run pytest -q\n")
+        while f.tell() < 25 * 2**20:
+            f.write(noise)
+        f.write(f"{ts}E       assert feature() == 42\n{ts}FAILED tests/test_feature.py::test_feature - assert 41 == 42\n")
+        while f.tell() < 50 * 2**20:
+            f.write(noise)
+        f.write(f"{ts}##[error]Process completed with exit code 1.\n")
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await asyncio.sleep(1.0)
+    before = peak_rss_mib(world.service.proc.pid)
+    run = world.twin.add_check_run(REPO, pr.pull.head_sha, "pytest", app="github-actions", conclusion="failure",
+                                   output={"title": "1 failed", "summary": "exit code 1"}, log=log)
+    await world.deliver("check_suite", check_suite_completed(
+        world.twin, REPO, run.suite_id, "github-actions[bot]", world.iid))
+    await world.until(record.exists, timeout=60, what="the CI round's agent")
+    prompt = json.loads(record.read_text())["stdin"]
+    assert "FAILED tests/test_feature.py::test_feature - assert 41 == 42" in prompt
+    assert "E       assert feature() == 42" in prompt
+    assert len(prompt) < 40_000
+    rise = peak_rss_mib(world.service.proc.pid) - before
+    print(f"service peak RSS rose by {rise:.1f} MiB reading a 50 MiB job log")
+    assert rise < 50
+    assert world.twin.log_downloads and not any(d["authorization"] for d in world.twin.log_downloads)
