@@ -10,11 +10,13 @@ from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F
 from tests.twin_events import (
     check_run_event,
     check_suite_completed,
+    issue_unlabeled,
     pull_request_event,
     push_event,
     review_comment_created,
     review_submitted,
 )
+from tests.twin_events_checks import status_event
 
 LABEL = "agent:needs-human"
 
@@ -420,3 +422,38 @@ async def test_a_50_mb_job_log_is_read_in_bounded_memory(world: World):
     print(f"service peak RSS rose by {rise:.1f} MiB reading a 50 MiB job log")
     assert rise < 50
     assert world.twin.log_downloads and not any(d["authorization"] for d in world.twin.log_downloads)
+
+
+
+# -- commit statuses, and resuming by removing the label ------------------------------------
+
+
+async def test_a_failing_commit_status_starts_a_round_and_removing_the_label_resumes(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    record = world.tmp / "ci-prompt.json"
+    world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 41\n"})
+    world.plan("ci_fix", {"record": str(record)}, {"append": "feature.py", "content": "# still 41\n"})
+    await world.start(MAX_CI_ROUNDS=1, CI_QUIET_SECONDS=0)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+
+    async def ci_fails(head: str) -> None:
+        world.twin.add_status(REPO, head, "ci/jenkins", "failure", "2 tests failed", "https://ci.example/job/7")
+        await world.deliver("status", status_event(
+            world.twin, REPO, head, "ci/jenkins", "failure", "jenkins[bot]", world.iid,
+            description="2 tests failed", target_url="https://ci.example/job/7"))
+
+    await ci_fails(pr.pull.head_sha)
+    await world.until(record.exists, timeout=30, what="the CI round")
+    prompt = json.loads(record.read_text())["stdin"]
+    assert "ci/jenkins" in prompt and "2 tests failed" in prompt
+    first_fix = await world.until(lambda: pr.pull.head_sha if len(rounds_of(world, "ci_fix")) == 1
+                                  and events_of(world, "round.pushed")[1:] else None, what="its push")
+    await ci_fails(first_fix)
+    await world.until(lambda: escalations(world, pr.number), timeout=30, what="the escalation (limit 1)")
+    assert len(rounds_of(world, "ci_fix")) == 1
+    # A maintainer takes the label off the issue: Compound carries on by itself, rounds anew.
+    await world.deliver("issues", issue_unlabeled(world.twin, REPO, number, LABEL, "alice", world.iid))
+    await world.until(lambda: len(rounds_of(world, "ci_fix")) == 2, timeout=30, what="a round after resuming")
+    await world.until(lambda: LABEL not in world.repo.issues[pr.number].labels, what="the PR's label gone too")
+    assert events_of(world, "session.resumed")[0]["reset_budget"] is True
