@@ -337,18 +337,29 @@ async def test_a_base_that_moved_is_merged_by_git_when_it_can(world: World):
     head = pr.pull.head_sha
     # A push to a branch no session PR targets costs no API call.
     calls = len(world.twin.requests)
-    await world.deliver("push", push_event(world.twin, REPO, "refs/heads/other", None, head, "bob", world.iid))
+    await world.deliver("push", push_event(world.twin, REPO, "refs/heads/other", "0" * 40, head, "bob", world.iid))
     await asyncio.sleep(1.0)
     assert len(world.twin.requests) == calls
-    # A base change that does not conflict: the PR still merges, nothing to do.
+    # The base moves without conflict and nothing requires the PR to be up to date:
+    # it still merges, so the round does nothing.
     await base_moves(world, {"docs.md": "docs\n"})
     await world.until(lambda: events_of(world, "round.cancelled"), timeout=20, what="the round seeing it merges")
-    assert pr.pull.head_sha == head
-    # GitHub would report it dirty only on conflict; git still merges it cleanly here when told.
+    assert pr.pull.head_sha == head and rounds_of(world, "rebase") == []
+    # Branch protection wants it up to date, and GitHub is still computing at first:
+    # the round waits, then git merges the base by itself; no agent runs.
+    world.twin.require_up_to_date(REPO, "main")
     world.twin.mergeability_pending(REPO, pr.number, times=1)
-    base = await base_moves(world, {"app.py": "print('hi there')\n"})
+    base = await base_moves(world, {"README.md": "# hello, again\n"})
+    await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the merge's push")
+    merged = pr.pull.head_sha
+    assert world.git("log", "-1", "--format=%P", merged).split() == [head, base]
+    assert world.git("show", f"{merged}:README.md") == "# hello, again\n"
+    assert world.git("show", f"{merged}:feature.py") == WRITE_FEATURE["content"]
+    assert world.trailers(merged)["Agent-Backend"] == "command"
     assert not marker.exists()
-    assert events_of(world, "round.queued")
+    await world.until(lambda: world.check_runs(merged), what="the merge round's check run")
+    (run,) = world.check_runs(merged)
+    assert "(rebase)" in run.output["title"] and "no agent ran" in run.output["summary"]
 
 
 async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalates(world: World):

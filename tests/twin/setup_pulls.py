@@ -115,6 +115,10 @@ class PullSetup:
         repo.review_comments[comment.id] = comment
         return comment.id
 
+    def require_up_to_date(self, full_name: str, branch: str) -> None:
+        """Branch protection on ``branch``: PRs must contain its head to merge ("behind" otherwise)."""
+        self._repo(full_name).up_to_date_branches.add(branch)
+
     def mergeability_pending(self, full_name: str, number: int, times: int = 1) -> None:
         """The next ``times`` ``GET .../pulls/{number}`` answer ``mergeable: null``, state "unknown"."""
         _, _, pull = self._pull(full_name, number)

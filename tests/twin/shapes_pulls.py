@@ -64,6 +64,7 @@ def pull(
     it: Issue,
     stats: PullStats | None = None,
     mergeable: bool | None = None,
+    mergeable_state: str | None = None,
 ) -> dict[str, Any]:
     """`pull-request` with ``stats``, else `pull-request-simple`."""
     pr = it.pull
@@ -121,7 +122,7 @@ def pull(
                 "merged": pr.merged,
                 "mergeable": mergeable,
                 "rebaseable": mergeable,
-                "mergeable_state": MERGEABLE_STATE[mergeable],
+                "mergeable_state": mergeable_state or MERGEABLE_STATE[mergeable],
                 "merged_by": None,
                 "comments": sum(1 for c in repo.comments.values() if c.issue_number == it.number),
                 "review_comments": sum(1 for c in repo.review_comments.values() if c.pull_number == it.number),

@@ -234,6 +234,9 @@ class Repo:
     reviews: dict[int, Review] = field(default_factory=dict)
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     check_suites: dict[int, CheckSuite] = field(default_factory=dict)
+    # Branch protection "require branches to be up to date before merging":
+    # a PR into one of these whose head lacks the base's head is "behind".
+    up_to_date_branches: set[str] = field(default_factory=set)
     workflow_runs: dict[int, WorkflowRun] = field(default_factory=dict)
     jobs: dict[int, Job] = field(default_factory=dict)
     statuses: list[CommitStatus] = field(default_factory=list)

@@ -57,7 +57,13 @@ async def pull_body(call: Call, repo: Repo, issue: Issue, full: bool = True) -> 
         deletions=sum(int(f["deletions"]) for f in files),  # type: ignore[call-overload]
         changed_files=len(files),
     )
-    return shapes_pulls.pull(call.twin, repo, issue, stats, await _mergeable(call, repo, pull))
+    mergeable = await _mergeable(call, repo, pull)
+    state = None
+    if mergeable and pull.base_ref in repo.up_to_date_branches:
+        ancestor = await gitrepo.git(repo.bare_path, "rev-list", "--count", f"{pull.head_sha}..{pull.base_sha}")
+        if int(ancestor.decode().strip() or 0):
+            state = "behind"
+    return shapes_pulls.pull(call.twin, repo, issue, stats, mergeable, state)
 
 
 @operation("pulls/create")
