@@ -134,8 +134,9 @@ async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
         assert trailers["Agent-Session"].startswith("s-")
     ours = [r for r in world.check_runs() if r.name == "Compound" and r.conclusion == "success"]
     titles = [r.output["title"] for r in ours]
-    assert sum("(ci_fix)" in t for t in titles) == 3
-    ci_summaries = [r.output["summary"] for r in ours if "(ci_fix)" in r.output["title"]]
+    assert [t.split(")")[0] for t in titles if "ci_fix" in t] == [
+        "Round 2 (ci_fix: type", "Round 3 (ci_fix: lint", "Round 4 (ci_fix: test"]
+    ci_summaries = [r.output["summary"] for r in ours if "(ci_fix" in r.output["title"]]
     assert "mypy" in ci_summaries[0] and "| type |" in ci_summaries[0]
     # The prompts held the error lines, from the job logs and annotations.
     texts = [json.loads(p.read_text())["stdin"] for p in prompts]

@@ -38,7 +38,9 @@ def _fence(text: str) -> str:
 
 def round_title(round_: RoundRow, status: str) -> str:
     """A check run's title: the round, its kind and its cause, then how it stands."""
-    return f"Round {round_.number} ({round_.kind}): {status}"
+    categories = round_.category_list()
+    kind = f"{round_.kind}: {', '.join(categories)}" if categories else round_.kind
+    return f"Round {round_.number} ({kind}): {status}"
 
 
 def round_intro(session: SessionRow, round_: RoundRow, plan: Any = None) -> str:
