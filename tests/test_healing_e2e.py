@@ -232,7 +232,7 @@ async def test_no_round_for_an_old_head_compounds_own_check_or_after_a_human_pus
     pr = (await world.until(world.pulls, what="a pull request"))[0]
     first = pr.pull.head_sha
     # Compound's own check run, failed (say its round failed): never a trigger.
-    (own,) = world.check_runs(first)
+    (own,) = await world.until(lambda: world.check_runs(first), what="Compound's check run")
     own.conclusion = "failure"
     await world.deliver("check_run", check_run_event(world.twin, REPO, own.id, "completed", "alice", world.iid))
     # A person pushes to the branch: Compound stands back for that head.
