@@ -205,6 +205,9 @@ async def test_mergeability_clean_dirty_and_pending(twin, api, iid):
     assert [await state(clean) for _ in range(3)] == [(None, "unknown", None)] * 2 + [(True, "clean", True)]
     _, listed, _ = await api.call("GET", f"/repos/{REPO}/pulls", token)
     assert {p["base"]["sha"] for p in listed} == {base}
+    twin.require_up_to_date(REPO, "main")  # branch protection: "behind" when the head lacks main's tip
+    assert await state(clean) == (True, "behind", True)
+    assert await state(clash) == (False, "dirty", False)
     status, created, _ = await api.call("POST", f"/repos/{REPO}/pulls", token, json={"head": "clean", "base": "clash"})
     assert status == 201 and created["mergeable"] is None  # computed after the answer, as on GitHub
     assert twin.response_problems == []
