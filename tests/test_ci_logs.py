@@ -13,7 +13,9 @@ import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 
 from bot.ci import logs
-from bot.ci.logs import LINE_LIMIT, NO_ERRORS, LogExcerpt, excerpt_stream, excerpt_text, failing_command
+from bot.ci.logs import (
+    LINE_LIMIT, NO_ERRORS, LogExcerpt, excerpt_stream, excerpt_text, failing_command, is_error_line,
+)
 
 GREEN, RED, CYAN, BOLD, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36;1m", "\x1b[1m", "\x1b[0m"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
@@ -316,3 +318,19 @@ async def test_50_mb_log_streamed_in_bounded_memory() -> None:
     assert "E       AttributeError: 'NoneType' object has no attribute 'month'" in excerpt
     assert "    def test_parse_date():" in excerpt and "redrawn" in excerpt
     assert excerpt.endswith("error: Process completed with exit code 1.") and len(excerpt) <= 10_000
+
+
+def test_the_look_out_misses_no_error_line() -> None:
+    lines = [
+        "FAILED tests/a.py::t - x", "tests/a.py::t FAILED", "FAIL src/x.test.js", "ERROR in ./src/a.js", "E       assert 1",
+        "Traceback (most recent call last):", "ValueError: bad", "error[E0308]: mismatched types", "x.c:3:5: error: ';'",
+        "src/a.ts(3,7): error TS2322: no", "bot/a.py:1:8: F401 unused", "  3:7  error  'x' unused  no-unused-vars",
+        "npm ERR! code 1", "npm error code 1", "fatal: not a git repository", "panic: runtime error", "AssertionError",
+        "exit status 2", "Found 3 errors in 1 file", "--- FAIL: TestAdd", "1 failed, 3 passed", "  2 failing",
+        "would reformat a.py", "✖ 2 problems", "  ● sum › adds",
+    ]
+    for line in lines:
+        assert is_error_line(line), line
+        assert logs._HINT.search(line), line
+    for line in ("tests/test_errors.py::test_error_message PASSED", "0 errors, 0 failed", "Success: no issues found"):
+        assert not is_error_line(line), line
