@@ -24,6 +24,7 @@ from bot.config import RepoConfig, is_forbidden
 from bot.events import EventLog
 from bot.prompts import Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
+from bot.sessions.identity import co_author
 from bot.sessions.preflight import HEALING, Decision, Plan, Preflight
 from bot.sessions.reviews import reply, request_rereview, thread_roots
 from bot.settings import Settings
@@ -346,7 +347,7 @@ class RoundRunner:
             model=figures.model or "default",
             backend=session.backend,
             session=session.id,
-            co_author=_co_author(round_.requested_by or session.triggered_by, context.get("requested_by_id")),
+            co_author=co_author(round_.requested_by or session.triggered_by, context.get("requested_by_id")),
         )
         message = messages.commit_message(session, round_, result)
         if merging is not None:
@@ -473,12 +474,6 @@ class RoundRunner:
                 )
         finally:
             await self.events.record(session, f"round.{round_status}", round_, reason=why[:500])
-
-
-def _co_author(login: str, user_id: int | None) -> Any:
-    from bot.sessions.worker import co_author
-
-    return co_author(login, user_id)
 
 
 def _merged_cleanly(base: str | None) -> AgentResult:
