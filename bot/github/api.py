@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+from collections.abc import Callable
 from typing import Any
 
 import gidgethub
@@ -40,3 +41,36 @@ async def permission(gh: GitHubAPI, owner: str, repo: str, username: str) -> str
 def can_trigger(level: str) -> bool:
     """Whether someone with this permission may start agent work (DESIGN §5)."""
     return level in TRIGGER_PERMISSIONS
+
+
+async def comment(gh: Any, repo: str, number: int, body: str) -> None:
+    owner, name = repo.split("/", 1)
+    await gh.post(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        {"owner": owner, "repo": name, "issue_number": number},
+        data={"body": body},
+    )
+
+
+async def react(gh: Any, repo: str, *, issue_number: int | None = None, comment_id: int | None = None) -> None:
+    """👀 on the comment (or the issue) that asked for work: "seen, on it"."""
+    owner, name = repo.split("/", 1)
+    if comment_id is not None:
+        url, params = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", {"comment_id": comment_id}
+    else:
+        url, params = "/repos/{owner}/{repo}/issues/{issue_number}/reactions", {"issue_number": issue_number}
+    await gh.post(url, {"owner": owner, "repo": name, **params}, data={"content": "eyes"})
+
+
+async def own_comment(
+    gh: GitHubAPI, repo: str, number: int, matches: Callable[[str], bool]
+) -> dict[str, Any] | None:
+    """The first comment a bot (Compound) left on the thread whose body `matches`."""
+    owner, name = repo.split("/", 1)
+    async for c in gh.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        {"owner": owner, "repo": name, "issue_number": number},
+    ):
+        if (c.get("user") or {}).get("type") == "Bot" and matches(c.get("body") or ""):
+            return dict(c)
+    return None

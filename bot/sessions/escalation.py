@@ -18,6 +18,7 @@ from typing import Any
 import gidgethub
 
 from bot.events import EventLog
+from bot.github.api import comment, own_comment
 from bot.sessions import messages
 from bot.store.base import utcnow
 from bot.store.sessions import AWAITING, ESCALATED, FAILED, SessionRow, SessionStore
@@ -52,22 +53,14 @@ async def escalate(
     body = messages.escalation(session, rounds, why)
     target = session.pr_number or session.issue_number
     mark = messages.ESCALATION_MARK.format(id=session.id)
-    earlier = None
-    async for c in gh.getiter(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments", {**where, "issue_number": target}
-    ):
-        if mark in (c.get("body") or "") and (c.get("user") or {}).get("type") == "Bot":
-            earlier = c
+    earlier = await own_comment(gh, session.repo, target, lambda text: mark in text)
     if earlier is not None:
         await gh.patch(
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
             {**where, "comment_id": earlier["id"]}, data={"body": body},
         )
     else:
-        await gh.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {**where, "issue_number": target}, data={"body": body},
-        )
+        await comment(gh, session.repo, target, body)
     await events.record(session, "session.escalated", reason=why[:500])
     log.info("session %s escalated: %s", session.id, why.splitlines()[0] if why else "")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.config import RepoConfig, UnknownModelAlias, resolve_model
 from bot.events import EventLog
-from bot.github.api import can_trigger, permission
+from bot.github.api import can_trigger, comment, own_comment, permission, react
 from bot.sessions import escalation, messages
 from bot.settings import Settings
 from bot.store.base import utcnow
@@ -25,24 +25,7 @@ from bot.store.sessions import (
 
 log = logging.getLogger("compound.sessions")
 
-
-async def comment(gh: Any, repo: str, number: int, body: str) -> None:
-    owner, name = repo.split("/", 1)
-    await gh.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        {"owner": owner, "repo": name, "issue_number": number},
-        data={"body": body},
-    )
-
-
-async def react(gh: Any, repo: str, *, issue_number: int | None = None, comment_id: int | None = None) -> None:
-    """👀 on the comment (or the issue) that asked for work: "seen, on it"."""
-    owner, name = repo.split("/", 1)
-    if comment_id is not None:
-        url, params = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", {"comment_id": comment_id}
-    else:
-        url, params = "/repos/{owner}/{repo}/issues/{issue_number}/reactions", {"issue_number": issue_number}
-    await gh.post(url, {"owner": owner, "repo": name, **params}, data={"content": "eyes"})
+__all__ = ["SessionManager", "comment", "react"]  # handlers post with these
 
 
 class SessionManager:
@@ -68,14 +51,8 @@ class SessionManager:
         conversation. A changed error, or another thread, gets its own report.
         """
         body = messages.config_invalid(error)
-        owner, name = repo.split("/", 1)
-        async for earlier in gh.getiter(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": owner, "repo": name, "issue_number": number},
-        ):
-            if earlier.get("body") == body and (earlier.get("user") or {}).get("type") == "Bot":
-                return
-        await comment(gh, repo, number, body)
+        if await own_comment(gh, repo, number, lambda text: text == body) is None:
+            await comment(gh, repo, number, body)
 
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
         """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""

@@ -22,6 +22,7 @@ from bot.agents.base import AgentUsage
 from bot.checks import CheckRun, RoundFigures
 from bot.config import RepoConfig, is_forbidden
 from bot.events import EventLog
+from bot.github.api import comment
 from bot.prompts import Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
 from bot.sessions.identity import co_author
@@ -166,7 +167,7 @@ class RoundRunner:
         if session.status == QUEUED:  # a person's round: the session waits again
             await self.store.update_session(session.id, status=AWAITING if session.pr_number else FAILED)
         if decision.comment and session.pr_number:
-            await self._comment(gh, session, session.pr_number, decision.comment)
+            await comment(gh, session.repo, session.pr_number, decision.comment)
         if decision.action == "escalate":
             await escalation.escalate(gh, self.store, self.events, session, decision.why)
         log.info("round %s (%s) of %s not run: %s", round_.number, round_.kind, session.id, decision.why)
@@ -375,7 +376,7 @@ class RoundRunner:
             await self.store.update_session(session.id, head_sha=head, hold_head=None)
             session.head_sha = head
             if not round_.automatic:  # a person asked: answer in the conversation (CI rounds show in Checks)
-                await self._comment(gh, session, pr_number, messages.round_done(round_, result, figures, head, plan))
+                await comment(gh, session.repo, pr_number, messages.round_done(round_, result, figures, head, plan))
         else:
             pr = await gh.post(
                 "/repos/{owner}/{repo}/pulls",
@@ -392,7 +393,7 @@ class RoundRunner:
                 session.id, pr_number=pr_number, base_branch=pr["base"]["ref"], head_sha=head, hold_head=None,
             )
             session.pr_number, session.head_sha = pr_number, head
-            await self._comment(gh, session, session.issue_number, messages.pr_opened(session, pr))
+            await comment(gh, session.repo, session.issue_number, messages.pr_opened(session, pr))
         if round_.kind == "review_fix":
             roots = thread_roots(plan.review_comments)
             await reply(gh, session, roots, messages.review_reply(round_, head, result))
@@ -421,14 +422,6 @@ class RoundRunner:
         if session.backend == "aider":
             patterns.append(".aider*")
         return lambda path: is_forbidden(path, patterns)
-
-    async def _comment(self, gh: Any, session: SessionRow, number: int, body: str) -> None:
-        owner, name = session.owner_name
-        await gh.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": owner, "repo": name, "issue_number": number},
-            data={"body": body},
-        )
 
     async def fail(self, gh: Any, session: SessionRow, round_: RoundRow, why: str, *, status: str) -> None:
         await self._fail(gh, session, round_, why, None, status=status)
@@ -461,7 +454,7 @@ class RoundRunner:
             if escalate:
                 await escalation.escalate(gh, self.store, self.events, session, why)
             else:
-                await self._comment(gh, session, session.pr_number or session.issue_number, why)
+                await comment(gh, session.repo, session.pr_number or session.issue_number, why)
             if round_.kind == "review_fix" and session.pr_number is not None:
                 plan_ids = [c for c in round_.trigger_data().get("comment_ids", [])]
                 if plan_ids:
