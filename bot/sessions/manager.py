@@ -216,11 +216,7 @@ class SessionManager:
 
     async def ci_settled(self, session: SessionRow, head: str) -> None:
         """A suite completed without failing: a CI round waiting on this head need wait no longer."""
-        if head == session.head_sha:
-            await self.store.queue_automatic(
-                session.id, kind="ci_fix", trigger_key=f"ci:{head}", trigger={}, not_before=utcnow(),
-                only_existing=True,
-            )
+        if head == session.head_sha and await self.store.bring_forward(session.id, f"ci:{head}", utcnow()):
             self._poke()
 
     async def review_feedback(

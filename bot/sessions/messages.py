@@ -301,10 +301,3 @@ def review_reply_failed(round_: RoundRow, why: str) -> str:
 def conflict_unresolved(paths: list[str]) -> str:
     shown = ", ".join(f"`{p}`" for p in paths[:10]) + (" …" if len(paths) > 10 else "")
     return f"The agent left conflict markers in {shown}, so Compound did not push the merge."
-
-
-def human_pushed(login: str, head: str) -> str:
-    return (
-        f"@{login} pushed {head[:7]} to this branch, so Compound stands back: it starts no round by itself "
-        "on that commit. `/agent <instructions>` or `/agent fix-ci` asks it to carry on from there."
-    )

@@ -18,6 +18,7 @@ from bot.config import RepoConfig
 from bot.prompts import CheckFailure, Comment
 from bot.sessions import messages
 from bot.sessions.ci import ci_state
+from bot.sessions.reviews import review_comments
 from bot.settings import Settings
 from bot.store.base import utcnow
 from bot.store.sessions import ESCALATED, RoundRow, SessionRow, SessionStore
@@ -25,7 +26,6 @@ from bot.store.sessions import ESCALATED, RoundRow, SessionRow, SessionStore
 log = logging.getLogger("compound.sessions")
 
 HEALING = frozenset({"ci_fix", "review_fix", "rebase"})
-DEFER_SECONDS = 5.0
 MERGEABILITY_WAIT = 60.0  # seconds; GitHub computes `mergeable` in the background
 
 
@@ -110,8 +110,6 @@ class Preflight:
         return Decision.run(Plan(failures=state.failures, more_failures=state.more))
 
     async def _review(self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig) -> Decision:
-        from bot.sessions.reviews import review_comments
-
         trigger = round_.trigger_data()
         review_id = trigger.get("review_id")
         comments = await review_comments(gh, session, review_id) if review_id else []

@@ -96,10 +96,8 @@ class RoundRunner:
             await self.store.bump_budget(session.id, round_.kind)
         trigger = self._describe(round_, plan)
         round_.trigger = json.dumps(trigger)
-        await self.store.update_round(
-            round_.id, trigger=round_.trigger, categories=json.dumps(plan.categories) if plan.failures else None,
-        )
         round_.categories = json.dumps(plan.categories) if plan.failures else None
+        await self.store.update_round(round_.id, trigger=round_.trigger, categories=round_.categories)
         stop = asyncio.Event()
         self._stops[session.id] = stop
         watcher = asyncio.create_task(self._watch_stop(round_.id, stop))

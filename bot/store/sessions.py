@@ -235,7 +235,6 @@ class SessionStore:
         requested_by: str | None = None,
         context: dict[str, Any] | None = None,
         model: str | None = None,
-        only_existing: bool = False,
     ) -> RoundRow | None:
         """Queue a round an event started, once per `trigger_key`; None if it was already.
 
@@ -244,27 +243,15 @@ class SessionStore:
         in favour of this one. A second event for the same key may only bring
         the round's start forward (`not_before`), never queue another.
         """
+        if await self.bring_forward(session_id, trigger_key, not_before):
+            return None
         now = utcnow()
         async with self.engine.begin() as conn:
-            same = (
-                await conn.execute(
-                    select(r.c.id, r.c.status, r.c.not_before)
-                    .where(r.c.session_id == session_id, r.c.trigger_key == trigger_key)
-                )
-            ).first()
-            if same is not None:
-                if same.status == R_QUEUED and not_before is not None and (
-                    same.not_before is None or aware(same.not_before) > not_before
-                ):
-                    await conn.execute(update(r).where(r.c.id == same.id).values(not_before=not_before))
-                return None
-            if only_existing:
-                return None
             await conn.execute(
                 update(r)
                 .where(
                     r.c.session_id == session_id, r.c.kind == kind, r.c.status == R_QUEUED,
-                    r.c.automatic.is_(True),
+                    r.c.automatic.is_(True), r.c.trigger_key != trigger_key,
                 )
                 .values(status=R_CANCELLED, finished_at=now)
             )
@@ -273,8 +260,26 @@ class SessionStore:
                 session_id, kind=kind, requested_by=requested_by, context=context, model=model,
                 trigger=trigger, trigger_key=trigger_key, not_before=not_before, automatic=True,
             )
-        except IntegrityError:  # another process queued the same trigger a moment ago
+        except IntegrityError:  # another delivery queued the same trigger a moment ago
+            await self.bring_forward(session_id, trigger_key, not_before)
             return None
+
+    async def bring_forward(self, session_id: str, trigger_key: str, when: datetime | None) -> bool:
+        """Start the round of `trigger_key` no later than `when`; False if there is no such round."""
+        async with self.engine.begin() as conn:
+            same = (
+                await conn.execute(
+                    select(r.c.id, r.c.status, r.c.not_before)
+                    .where(r.c.session_id == session_id, r.c.trigger_key == trigger_key)
+                )
+            ).first()
+            if same is None:
+                return False
+            if same.status == R_QUEUED and when is not None and (
+                same.not_before is None or aware(same.not_before) > when
+            ):
+                await conn.execute(update(r).where(r.c.id == same.id).values(not_before=when))
+        return True
 
     async def _insert_round(
         self,
@@ -347,16 +352,6 @@ class SessionStore:
             select(s).where(
                 s.c.repo == repo, s.c.head_sha == head_sha, s.c.pr_number.is_not(None), _busy()
             )
-            .order_by(s.c.created_at.desc()).limit(1)
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        return _row(SessionRow, row) if row else None
-
-    async def for_branch(self, repo: str, branch: str) -> SessionRow | None:
-        """The session working on `branch` (its PR's head branch)."""
-        stmt = (
-            select(s).where(s.c.repo == repo, s.c.branch == branch, s.c.pr_number.is_not(None), _busy())
             .order_by(s.c.created_at.desc()).limit(1)
         )
         async with self.engine.connect() as conn:
