@@ -336,6 +336,7 @@ async def test_a_base_that_moved_is_merged_by_git_when_it_can(world: World):
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
     head = pr.pull.head_sha
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     # A push to a branch no session PR targets costs no API call.
     calls = len(world.twin.requests)
     await world.deliver("push", push_event(world.twin, REPO, "refs/heads/other", "0" * 40, head, "bob", world.iid))
