@@ -57,6 +57,7 @@ class RoundFigures:
     files_changed: int | None = None
     insertions: int | None = None
     deletions: int | None = None
+    sandbox: str | None = None  # what isolated the agent (bot/agents/sandbox.py)
 
     def table(self) -> str:
         def show(value: Any, fmt: str = "{}") -> str:
@@ -79,6 +80,8 @@ class RoundFigures:
             ("Files changed", files),
             ("Session", f"`{self.session_id}`"),
         ]
+        if self.sandbox:
+            rows.append(("Sandbox", self.sandbox))
         return "| | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

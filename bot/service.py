@@ -53,6 +53,7 @@ class Service:
         self.session: aiohttp.ClientSession | None = None
         self.worker: Any = None
         self.github: Any = None
+        self.sandbox: Any = None  # bot.agents.sandbox.Sandbox, once probed
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
         self.dispatcher = Dispatcher(
             router=handlers.router,
@@ -91,6 +92,8 @@ class Service:
             self.context.github = self.github
         if self.github is not None:
             app = await self._check_app()
+            if self.run_workers:
+                await self._probe_sandbox()
             self._start_sessions(app)
         self.writer.start()
         if self.run_workers:
@@ -118,7 +121,23 @@ class Service:
         log.info("authenticated as GitHub App %r (id %s)", app.get("slug"), app.get("id"))
         return dict(app)
 
+    async def _probe_sandbox(self) -> None:
+        """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""
+        import asyncio
+
+        from bot.agents.sandbox import harden_data_dir, probe
+
+        s = self.settings
+        self.sandbox = await asyncio.to_thread(
+            probe, s.agent_sandbox, paths=s.agent_sandbox_paths, network=s.agent_network,
+            allow=s.agent_network_allow, user_name=s.agent_user,
+        )
+        if self.sandbox.mode == "user":
+            harden_data_dir(s.data_dir.resolve(), self.sandbox.user)
+
     def _start_sessions(self, app: dict[str, Any]) -> None:
+        from bot.agents import AgentRunner
+        from bot.agents.orphans import RunRecords
         from bot.events import EventLog
         from bot.prompts import Prompts
         from bot.sessions.manager import SessionManager
@@ -138,6 +157,7 @@ class Service:
                 owner=self.owner,
                 identity=identity,
                 lease=self.policy.lease,
+                runner=AgentRunner(sandbox=self.sandbox, records=RunRecords(self.settings.data_dir / "agents")),
             )
             self.worker.start()
         self.context.sessions = SessionManager(
@@ -161,6 +181,7 @@ class Service:
             store=self.store,
             metrics=self.metrics,
             env_path=self.env_path,
+            sandbox=lambda: self.sandbox.health() if self.sandbox is not None else None,
         )
 
 

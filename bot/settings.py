@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     agent_command: str | None = Field(default=None, alias="AGENT_COMMAND")
     agent_model: str | None = Field(default=None, alias="AGENT_MODEL")
     agent_env_passthrough: str = Field(default="", alias="AGENT_ENV_PASSTHROUGH")
+    # What isolates every agent process (docs/sandbox.md).
+    agent_sandbox: Literal["auto", "bwrap", "user", "none"] = Field(default="auto", alias="AGENT_SANDBOX")
+    agent_sandbox_paths: str = Field(default="", alias="AGENT_SANDBOX_PATHS")
+    agent_network: Literal["on", "off"] = Field(default="on", alias="AGENT_NETWORK")
+    agent_network_allow: str = Field(default="", alias="AGENT_NETWORK_ALLOW")
+    # Not in DESIGN §3: the account agents run as when the service runs as root.
+    agent_user: str = Field(default="compound-agent", alias="AGENT_USER")
     max_concurrent_sessions: int = Field(default=4, ge=1, alias="MAX_CONCURRENT_SESSIONS")
     agent_timeout: float = Field(default=3600, gt=0, alias="AGENT_TIMEOUT")
     max_ci_rounds: int = Field(default=3, ge=0, alias="MAX_CI_ROUNDS")
@@ -65,7 +72,7 @@ class Settings(BaseSettings):
     # deliveries of a process that died are taken over after at most this long.
     delivery_lease_seconds: float = Field(default=30, gt=0, alias="DELIVERY_LEASE_SECONDS")
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "agent_sandbox", "agent_network", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +25,7 @@ def create_app(
     store: Store,
     metrics: Metrics,
     env_path: Path = Path(".env"),
+    sandbox: Callable[[], dict[str, Any] | None] = lambda: None,
 ) -> web.Application:
     """Build the web app from its parts; nothing here opens a socket."""
     # aiohttp refuses to read past GitHub's 25 MB cap; the intake answers 413.
@@ -34,9 +37,10 @@ def create_app(
         except Exception as exc:
             log.warning("health check: store unreachable: %s", exc)
             return web.json_response({"status": "unavailable", "store": "unreachable"}, status=503)
-        return web.json_response(
-            {"status": "ok", "store": store.dialect, "registered": settings.github_configured}
-        )
+        body: dict[str, Any] = {"status": "ok", "store": store.dialect, "registered": settings.github_configured}
+        if (isolation := sandbox()) is not None:
+            body["sandbox"] = isolation  # how agents are isolated here (docs/sandbox.md)
+        return web.json_response(body)
 
     async def metrics_view(request: web.Request) -> web.Response:
         return web.Response(

@@ -51,6 +51,10 @@ class World:
             # One plan per task kind, so a test scripts every round.
             "AGENT_COMMAND": f'{sys.executable} {AGENT} "{self.plans}/$AGENT_TASK_KIND.json"',
             "AGENT_MODEL": "test-model-1",
+            # The scripted agent trades files with the test outside its worktree
+            # (plans, records, pid files): no sandbox, unless a test asks for one
+            # (tests/test_sandbox_e2e.py runs the service's default, auto).
+            "AGENT_SANDBOX": "none",
             "LOG_LEVEL": "debug",
             # What an operator's environment might hold; the agent must see none of it.
             "GITHUB_TOKEN": "ghp_operatorTokenThatMustNotLeak0000000000",

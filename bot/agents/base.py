@@ -23,6 +23,9 @@ class AgentRequest:
     timeout: float = 3600
     args: list[str] = field(default_factory=list)  # extra CLI arguments from the repo config
     env_passthrough: list[str] = field(default_factory=list)
+    # The mirror the worktree's `.git` points at: the sandbox lets the agent's
+    # own git use it (Compound's git never trusts what it finds there).
+    git_common_dir: Path | None = None
     # Called with each output line (stdout and stderr) as it arrives.
     on_output: Callable[[str], Awaitable[None] | None] | None = None
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
 from bot.agents.environment import agent_environment
-from bot.agents.orphans import SUPERVISOR
+from bot.agents.orphans import MARK, RunRecords
 from bot.agents.processes import ProcessTree, snapshot
+from bot.agents.sandbox import Launch, Sandbox
 
 log = logging.getLogger("compound.agents")
 
@@ -35,9 +36,19 @@ SCAN_INTERVAL = 1.0  # seconds between looks at the agents' process trees
 
 
 class AgentRunner:
-    def __init__(self, *, grace: float = 3.0, source_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float = 3.0,
+        source_env: dict[str, str] | None = None,
+        sandbox: Sandbox | None = None,
+        records: RunRecords | None = None,
+    ) -> None:
         self.grace = grace  # between SIGTERM and SIGKILL
         self.source_env = source_env  # None: this process's environment
+        # The service always passes the sandbox its probe chose (bot/agents/sandbox.py).
+        self.sandbox = sandbox or Sandbox("none", "no sandbox given to the runner")
+        self.records = records  # where a later process finds this one's orphans
         self._trees: set[ProcessTree] = set()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -50,40 +61,70 @@ class AgentRunner:
             return run.result(None, started, stopped=True)
         if not request.workspace.is_dir():
             return run.failed(f"workspace {request.workspace} does not exist", started)
-        with tempfile.TemporaryDirectory(prefix="compound-agent-") as scratch:
-            prompt_file = Path(scratch) / "prompt.md"
+        if not self.sandbox.usable:
+            return run.failed(f"agents cannot start: no sandbox. {self.sandbox.detail}", started)
+        with tempfile.TemporaryDirectory(prefix="compound-agent-") as tmp:
+            scratch = Path(tmp)
+            prompt_file = scratch / "prompt.md"
             prompt_file.write_text(request.prompt, encoding="utf-8")
             argv, prompt_on_stdin = backend.build(request, prompt_file)
             env = {**backend.env, **agent_environment(request, self.source_env)}
             env["AGENT_PROMPT_FILE"] = str(prompt_file)
-            env[SUPERVISOR] = str(os.getpid())  # lets a later process find orphans (orphans.py)
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.PIPE if prompt_on_stdin else asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    cwd=request.workspace,
-                    env=env,
-                    start_new_session=True,
+            found = shutil.which(argv[0], path=env.get("PATH"))
+            if found and not self.sandbox.visible(found):
+                return run.failed(
+                    f"{argv[0]} is at {found}, which the sandbox does not show the agent: "
+                    "add its directory to AGENT_SANDBOX_PATHS", started,
                 )
-            except (FileNotFoundError, PermissionError) as exc:
-                found = shutil.which(argv[0], path=env.get("PATH"))
-                reason = "permission denied" if found else "command not found"
-                return run.failed(f"{argv[0]}: {reason} ({exc.strerror or exc})", started)
-            log.info(
-                "agent started",
-                extra={"session": request.session_id, "backend": backend.name, "pid": process.pid},
+            mark = self.records.open() if self.records is not None else None
+            if mark is not None:
+                env[MARK] = mark  # lets a later process find orphans (orphans.py)
+            launch = self.sandbox.launch(
+                argv, env=env, workspace=request.workspace, scratch=scratch,
+                git_common_dir=request.git_common_dir, backend=backend.name,
             )
-            tree = ProcessTree(process.pid)
-            tree.scan()
-            self._watch(tree)
             try:
-                return await run.supervise(process, tree, started, stop, self.grace)
+                with self.sandbox.lent(request.workspace, scratch, request.git_common_dir):
+                    return await self._start(run, launch, prompt_on_stdin, started, stop, argv[0], found)
             finally:
-                self._trees.discard(tree)
-                if not self._trees and self._watcher is not None:
-                    self._watcher.cancel()
+                if mark is not None and self.records is not None:
+                    self.records.close(mark)
+
+    async def _start(
+        self, run: _Run, launch: Launch, prompt_on_stdin: bool, started: float,
+        stop: asyncio.Event | None, program: str, found: str | None,
+    ) -> AgentResult:
+        request = run.request
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=asyncio.subprocess.PIPE if prompt_on_stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=launch.cwd,
+                env=launch.env,
+                start_new_session=True,
+                **launch.options,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            if launch.argv[0] != program:  # the sandbox's own program is missing
+                return run.failed(f"{launch.argv[0]}: {exc.strerror or exc} (the {self.sandbox.mode} sandbox)", started)
+            reason = "permission denied" if found else "command not found"
+            return run.failed(f"{program}: {reason} ({exc.strerror or exc})", started)
+        log.info(
+            "agent started",
+            extra={"session": request.session_id, "backend": run.backend.name, "pid": process.pid,
+                   "sandbox": self.sandbox.mode},
+        )
+        tree = ProcessTree(process.pid)
+        tree.scan()
+        self._watch(tree)
+        try:
+            return await run.supervise(process, tree, started, stop, self.grace)
+        finally:
+            self._trees.discard(tree)
+            if not self._trees and self._watcher is not None:
+                self._watcher.cancel()
 
     def _watch(self, tree: ProcessTree) -> None:
         """Look at every running agent's tree now and then, with one pass over /proc."""

@@ -43,12 +43,14 @@ def round_title(round_: RoundRow, status: str) -> str:
     return f"Round {round_.number} ({kind}): {status}"
 
 
-def round_intro(session: SessionRow, round_: RoundRow, plan: Any = None) -> str:
+def round_intro(session: SessionRow, round_: RoundRow, plan: Any = None, sandbox: str | None = None) -> str:
     who = f" for @{round_.requested_by}" if round_.requested_by and not round_.automatic else ""
     text = (
         f"The agent is working on round {round_.number} ({round_.kind}){who} of session `{session.id}`.\n\n"
         f"Trigger: {trigger_text(round_)}"
     )
+    if sandbox:
+        text += f"\n\nSandbox: {sandbox}"
     return text + _plan_details(plan)
 
 

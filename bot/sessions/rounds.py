@@ -122,7 +122,7 @@ class RoundRunner:
                 check = CheckRun(gh, session.repo, external_id=session.id)
                 await check.start(
                     session.head_sha, messages.round_title(round_, "agent working"),
-                    messages.round_intro(session, round_, plan),
+                    messages.round_intro(session, round_, plan, self.runner.sandbox.describe()),
                 )
                 await self.store.update_round(round_.id, check_run_id=check.id, head_before=session.head_sha)
             conflicts: list[str] = []
@@ -273,6 +273,7 @@ class RoundRunner:
             timeout=config.agent.timeout or self.settings.agent_timeout,
             args=list(config.agent.args),
             env_passthrough=self.settings.agent_passthrough_names(),
+            git_common_dir=workspace.mirror,
             on_output=check.progress if check is not None else None,
         )
         attempts = self.settings.agent_attempts
@@ -312,6 +313,7 @@ class RoundRunner:
             session_id=session.id,
             round_number=round_.number,
             kind=round_.kind,
+            sandbox=self.runner.sandbox.describe(),
             duration=result.duration,
             input_tokens=result.usage.input_tokens,
             output_tokens=result.usage.output_tokens,

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from bot.agents import AgentRunner
-from bot.agents.orphans import reap_orphans
+from bot.agents.orphans import RunRecords, reap_orphans
 from bot.events import EventLog
 from bot.logs import log_context
 from bot.prompts import Prompts
@@ -59,7 +59,7 @@ class SessionWorker:
         self.identity = identity
         self.lease = lease
         self.poll_interval = poll_interval
-        self.runner = runner or AgentRunner()
+        self.runner = runner or AgentRunner(records=RunRecords(settings.data_dir / "agents"))
         self._slots = asyncio.Semaphore(settings.max_concurrent_sessions)
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,7 +107,8 @@ class SessionWorker:
                     await self.store.renew(self.owner, self.lease)
                     next_heartbeat = time.monotonic() + heartbeat_every
                     # Agents of a Compound process that died on this machine stop here.
-                    await asyncio.to_thread(reap_orphans)
+                    if self.runner.records is not None:
+                        await asyncio.to_thread(reap_orphans, self.runner.records)
                 await self._claim_what_fits()
             except Exception:
                 log.exception("session worker loop failed; trying again")

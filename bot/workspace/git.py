@@ -66,19 +66,31 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 # The whole of a mirror's config. Rewritten before every command that carries
 # the token or commits: an agent can reach the mirror through its worktree's
 # `.git` link, and must not be able to point a remote, proxy, URL rewrite,
-# include or hook at the token.
+# include, hook, filter, diff or merge driver at Compound's own git.
+# `sharedRepository`: under a root service the sandboxed agent writes the
+# mirror through its group (bot/agents/sandbox.py).
 MIRROR_CONFIG = """\
 [core]
 \trepositoryformatversion = 0
 \tfilemode = true
 \tbare = true
+\tsharedRepository = group
 [gc]
 \tautoDetach = false
 """
 
+# Files in a mirror that would make Compound's git read another repository's
+# objects (and so push them): an agent has no business writing them.
+FOREIGN_OBJECTS = ("objects/info/alternates", "objects/info/http-alternates")
+
 
 def write_mirror_config(mirror: Path) -> None:
     """Put the fixed config back if anything changed it (atomically: others may be reading it)."""
+    for name in FOREIGN_OBJECTS:
+        try:
+            (mirror / name).unlink()
+        except FileNotFoundError:
+            pass
     config = mirror / "config"
     try:
         if config.read_text() == MIRROR_CONFIG:
@@ -122,6 +134,7 @@ class Git:
         cwd: Path | None = None,
         git_dir: Path | None = None,
         work_tree: Path | None = None,
+        common_dir: Path | None = None,
         token: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
@@ -136,6 +149,10 @@ class Git:
             prefix.append(f"--git-dir={git_dir}")
         if work_tree is not None:
             prefix.append(f"--work-tree={work_tree}")
+        if common_dir is not None:
+            # A worktree's git dir names its common dir in a `commondir` file,
+            # which the agent can rewrite; this wins over it.
+            env = {**(env or {}), "GIT_COMMON_DIR": str(common_dir)}
         command = shlex.join(["git", *args])
         secrets = [token, auth_header(token).split(" ", 1)[1]] if token else []
         self.home.mkdir(parents=True, exist_ok=True)

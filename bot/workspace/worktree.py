@@ -81,7 +81,7 @@ class Workspace:
         return self.mirror / "worktrees" / self.path.name
 
     async def _run(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
-        _, out, _ = await self.git(*args, cwd=self.path, git_dir=self.git_dir, work_tree=self.path, env=env, stdin=stdin)
+        _, out, _ = await self.git(*args, cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, env=env, stdin=stdin)
         return out
 
     async def _out(self, *args: str, env: dict[str, str] | None = None) -> str:
@@ -130,7 +130,7 @@ class Workspace:
     async def _agent_head(self) -> str | None:
         code, out, _ = await self.git(
             "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
-            cwd=self.path, git_dir=self.git_dir, work_tree=self.path, check=False,
+            cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, check=False,
         )
         return out.decode().strip() if code == 0 else None
 
@@ -138,7 +138,7 @@ class Workspace:
         if head is None or head == self.base_sha:
             return []
         code, _, _ = await self.git(
-            "merge-base", "--is-ancestor", self.base_sha, head, git_dir=self.git_dir, check=False
+            "merge-base", "--is-ancestor", self.base_sha, head, git_dir=self.git_dir, common_dir=self.mirror, check=False
         )
         if code != 0:
             return []
@@ -202,7 +202,7 @@ class Workspace:
         )
         _, out, _ = await self.git(
             "commit-tree", tree, "-p", parent, "-F", "-",
-            git_dir=self.git_dir, env=identity, stdin=with_trailers,
+            git_dir=self.git_dir, common_dir=self.mirror, env=identity, stdin=with_trailers,
         )
         return out.decode().strip()
 
@@ -225,7 +225,7 @@ class Workspace:
                     "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
         code, _, err = await self.git(
             "merge", "--no-commit", "--no-ff", "--no-edit", "--no-verify", other,
-            cwd=self.path, git_dir=self.git_dir, work_tree=self.path, env=identity, check=False,
+            cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, env=identity, check=False,
         )
         conflicted = _paths(await self._run("diff", "--name-only", "-z", "--diff-filter=U"))
         if code != 0 and not conflicted:
@@ -275,7 +275,7 @@ class Workspace:
         )
         _, out, _ = await self.git(
             "commit-tree", tree, "-p", self.base_sha, "-p", other, "-F", "-",
-            git_dir=self.git_dir, env=identity, stdin=with_trailers,
+            git_dir=self.git_dir, common_dir=self.mirror, env=identity, stdin=with_trailers,
         )
         head = out.decode().strip()
         await self._run("update-ref", "-m", "compound: merge", f"refs/heads/{self.branch}", head)

@@ -1,0 +1,421 @@
+"""The sandbox every agent process runs in (`AGENT_SANDBOX`, docs/sandbox.md).
+
+The agent is untrusted code: it runs what the repository and the issue's
+author tell it to. It must reach its worktree and nothing else of the service:
+not `DATA_DIR` (the database, other repositories' mirrors and worktrees), not
+the service's working directory (`.env`), not the operator's `HOME`, not the
+service's processes (whose environment holds the App key) nor a concurrent
+`git push` (whose environment holds a token).
+
+Modes:
+
+- ``bwrap``: bubblewrap. New mount, PID, IPC and UTS namespaces (and a new
+  network namespace when the network is cut). The sandbox's root is empty: the
+  system's directories are bound read-only, the worktree and the mirror its
+  `.git` points at read-write, a private `/tmp`, a fresh `HOME` holding only
+  the backend's own config, the paths of `AGENT_SANDBOX_PATHS` read-only.
+  When the service runs as root, bubblewrap sets the mounts up as root and the
+  agent is then dropped to `AGENT_USER` (no capability left): a user
+  namespace would map the agent back onto root, who owns every file.
+- ``user``: no namespaces (some containers forbid them); the service runs as
+  root and starts the agent as `AGENT_USER`, lending it the worktree for the
+  run. File modes are all that keeps it out of the rest, so `DATA_DIR` is
+  made traversable-only and its files private.
+- ``none``: no isolation, only when the operator says so; loud at start and in
+  every check run.
+- ``auto`` (the default): the first of bwrap and user that works on this host,
+  found by a probe at start. Never none: with neither, agents do not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("compound.agents")
+
+MODES = ("auto", "bwrap", "user", "none")
+UNAVAILABLE = "unavailable"
+
+# Inside a bwrap sandbox: who the agent is and where its home is.
+SANDBOX_UID = SANDBOX_GID = 1000
+SANDBOX_HOME = "/home/agent"
+# The system, read-only. /usr-merged systems have /bin, /lib… as symlinks.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+
+# What each backend keeps in HOME that it needs to run (credentials of its
+# model provider, its settings), copied into the agent's fresh HOME.
+HOME_FILES: Mapping[str, tuple[str, ...]] = {
+    "claude-code": (".claude/settings.json", ".claude/.credentials.json"),
+    "codex": (".codex/config.toml", ".codex/auth.json"),
+    "aider": (".aider.conf.yml",),
+    "command": (),
+}
+
+FIX_HINT = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) on a host or container that allows "
+    "namespaces, or run Compound as root so it can start agents as AGENT_USER (AGENT_SANDBOX=user); "
+    "AGENT_SANDBOX=none runs agents unisolated, at your own risk"
+)
+
+
+@dataclass(frozen=True)
+class AgentUser:
+    """The unprivileged account agents run as when the service is root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one agent: the argv, its environment, subprocess options."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sandbox:
+    """The mode the probe chose and everything a launch needs."""
+
+    mode: str  # bwrap, user, none, or unavailable
+    detail: str  # how it was chosen, or why agents cannot start and what fixes it
+    paths: tuple[str, ...] = ()
+    network: str = "on"
+    allow: tuple[str, ...] = ()
+    user: AgentUser | None = None  # set when the service runs as root
+    bwrap: str = "bwrap"
+
+    @property
+    def usable(self) -> bool:
+        return self.mode != UNAVAILABLE
+
+    def describe(self) -> str:
+        """One line for a check run, /healthz and the start-up log."""
+        if self.mode == "bwrap":
+            who = f", as {self.user.name}" if self.user else ""
+            return f"bwrap (own mount, PID, IPC and UTS namespaces{who}; network {self._network()})"
+        if self.mode == "user":
+            return f"user (runs as {self.user.name if self.user else '?'}, no namespaces; network on)"
+        if self.mode == "none":
+            return "none — the agent runs unisolated, with the service's rights (AGENT_SANDBOX=none)"
+        return f"unavailable — {self.detail}"
+
+    def _network(self) -> str:
+        if self.network == "off":
+            return "off"
+        if self.allow:
+            return "limited to " + ", ".join(self.allow)
+        return "on"
+
+    def health(self) -> dict[str, Any]:
+        return {"mode": self.mode, "network": self._network(), "detail": self.detail}
+
+    # -- launching ------------------------------------------------------------
+
+    def launch(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        workspace: Path,
+        scratch: Path,
+        git_common_dir: Path | None = None,
+        backend: str = "command",
+        proxy: str | None = None,
+    ) -> Launch:
+        """The command that runs `argv` in this sandbox, in `workspace`.
+
+        `scratch` is the run's private directory (the prompt file, the agent's
+        HOME); it is removed after the run.
+        """
+        if not self.usable:
+            raise SandboxUnavailable(self.detail)
+        home = scratch / "home"
+        home.mkdir(exist_ok=True)
+        _copy_home_files(home, backend)
+        if self.mode == "none":
+            return Launch(argv, env, workspace)
+        if self.mode == "user":
+            assert self.user is not None
+            tmp = scratch / "tmp"
+            tmp.mkdir(exist_ok=True)
+            env = {**env, "HOME": str(home), "TMPDIR": str(tmp), "USER": self.user.name}
+            options = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+            return Launch(argv, env, workspace, options)
+        env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
+        if proxy is not None:
+            env.update(_proxy_env(proxy))
+        return Launch(self._bwrap_argv(argv, workspace, scratch, home, git_common_dir), env, workspace)
+
+    def _bwrap_argv(
+        self, argv: list[str], workspace: Path, scratch: Path, home: Path, git_common_dir: Path | None
+    ) -> list[str]:
+        args = [
+            self.bwrap,
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "compound-agent",
+            "--die-with-parent",  # the sandbox ends with the service, whatever kills it
+            "--new-session",  # no TIOCSTI into a terminal Compound might have
+        ]  # fmt: skip
+        if self.network != "on" or self.allow:
+            args.append("--unshare-net")
+        if self.user is None:
+            args += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID)]
+        for system in SYSTEM_DIRS:
+            if os.path.islink(system):
+                args += ["--symlink", os.readlink(system), system]
+            elif os.path.isdir(system):
+                args += ["--ro-bind", system, system]
+        args += [
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/tmp",
+            "--dir", "/var", "--perms", "1777", "--tmpfs", "/var/tmp",
+            "--dir", "/run",
+        ]  # fmt: skip
+        made = {"/", "/proc", "/dev", "/tmp", "/var", "/var/tmp", "/run", *SYSTEM_DIRS}
+
+        def mount(kind: str, source: str, target: str) -> None:
+            # Directories on the way are made world-traversable: bubblewrap
+            # would make them 0700, which a dropped agent cannot walk through.
+            parents = [str(p) for p in reversed(Path(target).parents)]
+            for parent in parents:
+                if parent not in made and not any(parent.startswith(m.rstrip("/") + "/") for m in SYSTEM_DIRS):
+                    args.extend(["--perms", "0755", "--dir", parent])
+                    made.add(parent)
+            args.extend([kind, source, target])
+            made.add(target)
+
+        for extra in self.paths:
+            mount("--ro-bind-try", extra, extra)
+        mount("--bind", str(scratch), str(scratch))
+        mount("--bind", str(home), SANDBOX_HOME)
+        passwd, group = _identity_files(scratch, self.user)
+        args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
+        if git_common_dir is not None:
+            mount("--bind", str(git_common_dir), str(git_common_dir))
+        mount("--bind", str(workspace), str(workspace))
+        args += ["--chdir", str(workspace)]
+        if self.user is not None:
+            # Mounts are made as root; the agent itself keeps no privilege.
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", shutil.which("setpriv") or "setpriv",
+                     f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
+                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]  # fmt: skip
+        return [*args, "--", *argv]
+
+    def visible(self, path: str) -> bool:
+        """Whether a file outside the worktree can be seen inside the sandbox."""
+        if self.mode in ("none", "user"):
+            return True
+        real = os.path.realpath(path)
+        roots = [os.path.realpath(d) for d in SYSTEM_DIRS] + [os.path.realpath(p) for p in self.paths]
+        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+    # -- ownership, when the agent runs as another user -------------------------
+
+    @contextlib.contextmanager
+    def lent(self, workspace: Path, scratch: Path, git_common_dir: Path | None) -> Iterator[None]:
+        """Let AGENT_USER write the worktree (and the run's scratch) while the agent runs.
+
+        The worktree goes back to the service's user afterwards, so another
+        session's agent can never write it. The mirror is shared through
+        AGENT_USER's group instead (sessions of one repository share it), in
+        bwrap mode only: in user mode the agent cannot reach the mirror at all.
+        """
+        if self.user is None or self.mode not in ("bwrap", "user"):
+            yield
+            return
+        me_uid, me_gid = os.geteuid(), os.getegid()
+        _chown_tree(scratch, self.user.uid, self.user.gid)
+        _chown_tree(workspace, self.user.uid, self.user.gid)
+        if git_common_dir is not None and self.mode == "bwrap":
+            _share_with_group(git_common_dir, self.user.gid)
+        try:
+            yield
+        finally:
+            _chown_tree(workspace, me_uid, me_gid)
+            _chown_tree(scratch, me_uid, me_gid)
+
+
+class SandboxUnavailable(Exception):
+    """No sandbox works on this host; agents do not start."""
+
+
+def _proxy_env(proxy: str) -> dict[str, str]:
+    return {name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY")} | {
+        "NO_PROXY": "", "no_proxy": "",
+    }
+
+
+def _identity_files(scratch: Path, user: AgentUser | None) -> tuple[Path, Path]:
+    """An /etc/passwd and /etc/group naming the agent, so tools that look it up work."""
+    uid, gid = (user.uid, user.gid) if user else (SANDBOX_UID, SANDBOX_GID)
+    passwd, group = scratch / "passwd", scratch / "group"
+    passwd.write_text(f"root:x:0:0:root:/root:/bin/sh\nagent:x:{uid}:{gid}:Compound agent:{SANDBOX_HOME}:/bin/sh\n")
+    group.write_text(f"root:x:0:\nagent:x:{gid}:\n")
+    return passwd, group
+
+
+def _copy_home_files(home: Path, backend: str) -> None:
+    """The backend's own config from the service's HOME, and nothing else of it."""
+    source = Path(os.environ.get("HOME") or "~").expanduser()
+    for name in HOME_FILES.get(backend, ()):
+        origin = source / name
+        if origin.is_file() and not origin.is_symlink():
+            target = home / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(origin, target)
+            target.chmod(0o600)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """chown -R without following symlinks (the agent may plant some)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.lchown(root, uid, gid)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(os.path.join(parent, name), uid, gid)
+
+
+def _share_with_group(root: Path, gid: int) -> None:
+    """Group-own a mirror and let the group write it; set-gid directories keep it so."""
+    for parent, dirs, files in os.walk(root):
+        entries = [(parent, True)] if parent == str(root) else []
+        entries += [(os.path.join(parent, d), True) for d in dirs] + [(os.path.join(parent, f), False) for f in files]
+        for path, is_dir in entries:
+            try:
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
+                    continue
+                if info.st_gid != gid:
+                    os.lchown(path, -1, gid)
+                wanted = info.st_mode | stat.S_IRGRP | stat.S_IWGRP | (stat.S_IXGRP | stat.S_ISGID if is_dir else 0)
+                if wanted != info.st_mode:
+                    os.chmod(path, stat.S_IMODE(wanted))
+            except FileNotFoundError:
+                continue
+
+
+# -- the probe -------------------------------------------------------------------
+
+
+def agent_user(name: str) -> AgentUser | None:
+    """AGENT_USER as an account: a name or a numeric uid; None if unknown."""
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        if name.isdigit():
+            return AgentUser(name, int(name), int(name))
+        return None
+    return AgentUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _bwrap_works(bwrap: str, user: AgentUser | None) -> str | None:
+    """None if a minimal sandbox starts here; else what went wrong."""
+    probe = Sandbox("bwrap", "probe", user=user, bwrap=bwrap)
+    with tempfile.TemporaryDirectory(prefix="compound-probe-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        (Path(tmp) / "home").mkdir()
+        argv = probe._bwrap_argv(["true"], work, Path(tmp), Path(tmp) / "home", None)
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=20, env={"PATH": os.defpath})
+        except FileNotFoundError:
+            return f"{bwrap} not found"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip().splitlines()[-1:][0] if done.stderr else f"exit {done.returncode}"
+    return None
+
+
+def probe(
+    mode: str = "auto",
+    *,
+    paths: str = "",
+    network: str = "on",
+    allow: str = "",
+    user_name: str = "compound-agent",
+    bwrap: str | None = None,
+) -> Sandbox:
+    """Find the sandbox for this host; log it. Never `none` unless asked for."""
+    chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap)
+    if chosen.mode == "none":
+        log.warning("AGENT_SANDBOX=none: agents run UNISOLATED, with the service's files and network in reach")
+    elif not chosen.usable:
+        log.error("no agent sandbox: %s; agents will not start", chosen.detail)
+    else:
+        log.info("agent sandbox: %s", chosen.describe(), extra={"sandbox": chosen.mode, "why": chosen.detail})
+    return chosen
+
+
+def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, bwrap: str | None) -> Sandbox:
+    extra = tuple(p for p in paths.split(":") if p)
+    domains = tuple(d.strip().lower() for d in allow.split(",") if d.strip())
+    common: dict[str, Any] = {"paths": extra, "network": network, "allow": domains}
+    if mode == "none":
+        return Sandbox("none", "AGENT_SANDBOX=none", **common)
+    root = os.geteuid() == 0
+    user = agent_user(user_name) if root else None
+    if root and user is None:
+        user = agent_user("nobody")
+    tried = []
+    if mode in ("auto", "bwrap"):
+        binary = bwrap or shutil.which("bwrap") or "bwrap"
+        problem = _bwrap_works(binary, user)
+        if problem is None:
+            return Sandbox("bwrap", f"probe: {binary} works", user=user, bwrap=binary, **common)
+        tried.append(f"bubblewrap: {problem}")
+    if mode in ("auto", "user"):
+        problem = _user_mode_problem(root, user, network, domains)
+        if problem is None:
+            assert user is not None
+            return Sandbox("user", f"bubblewrap unavailable; agents run as {user.name}", user=user, **common)
+        tried.append(f"user: {problem}")
+    return Sandbox(UNAVAILABLE, f"AGENT_SANDBOX={mode}: " + "; ".join(tried) + f". To fix: {FIX_HINT}", **common)
+
+
+def _user_mode_problem(root: bool, user: AgentUser | None, network: str, allow: tuple[str, ...]) -> str | None:
+    if not root:
+        return "needs the service to run as root, to start agents as another user"
+    if user is None or user.uid == 0:
+        return "no unprivileged AGENT_USER to run agents as"
+    if network != "on" or allow:
+        return "cannot cut or limit the network (AGENT_NETWORK, AGENT_NETWORK_ALLOW) without namespaces"
+    return None
+
+
+def harden_data_dir(data_dir: Path, user: AgentUser | None) -> None:
+    """In user mode: DATA_DIR can be walked through (to the worktree), not read.
+
+    Everything in it but the directories on the way to a worktree becomes
+    private to the service's user.
+    """
+    if user is None:
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path in (data_dir, data_dir / "workspaces"):
+        path.mkdir(exist_ok=True)
+        path.chmod(0o711)
+    for entry in data_dir.iterdir():
+        if entry.name == "workspaces" or entry.is_symlink():
+            continue
+        entry.chmod(stat.S_IMODE(entry.lstat().st_mode) & 0o700)
+    for entry in (data_dir / "workspaces").iterdir():
+        if not entry.is_symlink():
+            entry.chmod(0o700)

@@ -1,0 +1,245 @@
+"""The agent sandbox, tried as an attacker would: a hostile agent against a host laid out as Compound's.
+
+Each test builds what a real host holds — DATA_DIR with the database, another
+repository's mirror and another session's worktree, the service's `.env` and
+log, the operator's HOME, a process holding the App key and one holding a
+push token — and runs `tests/agents/hostile_agent.py` through the runner, as
+every round does. Under `bwrap` and `user` it reaches none of it and still
+does its work; under `none` (the control) it reaches all of it, which proves
+the attack would work without the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.agents import AgentRequest, AgentRunner, get_backend
+from bot.agents.orphans import MARK, RunRecords, reap_orphans
+from bot.agents.sandbox import Sandbox, harden_data_dir, probe
+
+HOSTILE = Path(__file__).parent / "agents" / "hostile_agent.py"
+PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
+IN_CI = bool(os.environ.get("CI"))
+
+SECRETS = {
+    "key": "-----BEGIN RSA PRIVATE KEY----- SECRET-APP-KEY",
+    "token": "ghs_SECRETPUSHTOKEN000000000000000000000",
+    "db": "SECRET-DATABASE-ROW",
+    "env": "WEBHOOK_SECRET=SECRET-DOTENV",
+    "ssh": "SECRET-SSH-IDENTITY",
+    "log": "SECRET-SERVICE-LOG",
+    "mirror": "SECRET-OTHER-REPO",
+    "worktree": "SECRET-OTHER-SESSION",
+}
+
+
+@dataclass
+class Host:
+    base: Path
+    data: Path
+    workspace: Path
+    files: dict[str, Path]
+    decoys: list[subprocess.Popen] = field(default_factory=list)
+
+    def targets(self) -> dict:
+        return {
+            "read": [str(p) for p in self.files.values()],
+            "list": [str(self.data), str(self.data / "mirrors"), str(self.data / "workspaces"), str(self.base / "home")],
+            "write": [str(self.data / "planted"), str(self.base / "service" / "planted"), "/etc/planted"],
+            "secrets": [SECRETS["key"], SECRETS["token"]],
+        }
+
+
+def needs(mode: str) -> None:
+    """Skip where the mode cannot work here, but never in CI (it installs bubblewrap, runs as root)."""
+    if mode == "bwrap" and not shutil.which("bwrap") and not IN_CI:
+        pytest.skip("bubblewrap not installed (apt-get install bubblewrap; CI installs it)")
+    if mode == "user" and os.geteuid() != 0 and not IN_CI:
+        pytest.skip("user mode needs the service to run as root")
+
+
+@pytest.fixture
+def host():
+    # Under /tmp and world-traversable, as DATA_DIR=/data is in the image.
+    base = Path(tempfile.mkdtemp(prefix="compound-host-"))
+    base.chmod(0o755)
+    data = base / "data"
+    files = {
+        "db": data / "compound.db",
+        "mirror": data / "mirrors" / "octo-org" / "other.git" / "config",
+        "worktree": data / "workspaces" / "s-other" / "notes.txt",
+        "env": base / "service" / ".env",
+        "log": base / "service" / "compound.log",
+        "ssh": base / "home" / ".ssh" / "id_ed25519",
+    }
+    for name, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(SECRETS[name] + "\n")
+    for private in ("env", "log", "ssh"):  # what the operator keeps private anyway
+        files[private].chmod(0o600)
+    (base / "home").chmod(0o700)
+    workspace = data / "workspaces" / "s-mine"
+    workspace.mkdir(parents=True)
+    (workspace / "README.md").write_text("# app\n")
+    decoys = [
+        subprocess.Popen(["sleep", "120"], env={"PATH": os.defpath, "PRIVATE_KEY": SECRETS["key"]}),
+        subprocess.Popen(["sleep", "120"], env={"PATH": os.defpath, "GIT_CONFIG_VALUE_0": SECRETS["token"]}),
+    ]
+    yield Host(base, data, workspace, files, decoys)
+    for decoy in decoys:
+        decoy.kill()
+        decoy.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def hostile_request(host: Host, **extra: object) -> AgentRequest:
+    prompt = "Add feature().\n\nHOSTILE-TARGETS: " + json.dumps({**host.targets(), **extra}) + "\n"
+    return AgentRequest(workspace=host.workspace, prompt=prompt, session_id="s-mine", task_kind="task", timeout=60)
+
+
+async def run_hostile(host: Host, sandbox: Sandbox, **extra: object) -> tuple[dict, object]:
+    backend = get_backend("command", command=shlex.join([PYTHON, str(HOSTILE)]))
+    result = await AgentRunner(sandbox=sandbox).run(backend, hostile_request(host, **extra))
+    assert result.exit_code == 0, result.log_tail
+    return json.loads(result.log_tail.strip().splitlines()[-1]), result
+
+
+def sandbox_for(mode: str, **kw: str) -> Sandbox:
+    chosen = probe(mode, paths=str(HOSTILE.parent), **kw)
+    assert chosen.mode == mode, chosen.detail
+    return chosen
+
+
+def assert_reached_nothing(report: dict, host: Host) -> None:
+    assert report["read"] == {}, report["read"]
+    # A directory on the way to its own worktree shows that way, and nothing next to it.
+    on_the_way = {str(p) for p in host.workspace.parents} | {str(host.workspace)}
+    for directory, entries in report["listed"].items():
+        assert all(str(Path(directory) / e) in on_the_way for e in entries), (directory, entries)
+    assert report["wrote"] == []
+    assert report["secrets_seen"] == []
+    for planted in ("planted",):
+        assert not (host.data / planted).exists() and not (host.base / "service" / planted).exists()
+    # …and it still did its job.
+    assert (host.workspace / "feature.py").read_text() == "def feature():\n    return 42\n"
+
+
+async def test_without_a_sandbox_the_hostile_agent_reaches_everything(host: Host):
+    """The control: the attack is real, so the tests below mean something."""
+    report, _ = await run_hostile(host, probe("none"))
+    assert set(report["read"]) == {str(p) for p in host.files.values()}
+    assert set(report["secrets_seen"]) == {SECRETS["key"], SECRETS["token"]}
+    assert str(host.data / "planted") in report["wrote"]
+
+
+async def test_bwrap_shows_the_agent_its_worktree_and_nothing_else(host: Host):
+    needs("bwrap")
+    report, result = await run_hostile(host, sandbox_for("bwrap"))
+    assert_reached_nothing(report, host)
+    assert report["uid"] != 0  # never root inside, so Claude Code's bypass works without pretending
+    assert report["processes_seen"] <= 3  # its own, in a PID namespace of its own
+
+
+async def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
+    needs("user")
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap")
+    harden_data_dir(host.data, sandbox.user)  # what the service does at start in user mode
+    report, _ = await run_hostile(host, sandbox)
+    assert_reached_nothing(report, host)
+    assert report["uid"] == sandbox.user.uid
+    # The worktree is the service's again once the agent is done.
+    assert {p.stat().st_uid for p in [host.workspace, *host.workspace.iterdir()]} == {os.geteuid()}
+
+
+async def test_bwrap_with_the_network_off_has_only_loopback(host: Host):
+    needs("bwrap")
+    backend = get_backend("command", command="cat /proc/net/dev; cat /proc/net/route")
+    result = await AgentRunner(sandbox=sandbox_for("bwrap", network="off")).run(backend, hostile_request(host))
+    interfaces = [line.split(":")[0].strip() for line in result.log_tail.splitlines() if ":" in line]
+    assert interfaces == ["lo"]
+
+
+async def test_auto_never_falls_back_to_none():
+    # No bubblewrap, and no unprivileged user to switch to: nothing works, so agents do not start.
+    chosen = probe("auto", bwrap="/nonexistent/bwrap", user_name="root")
+    assert not chosen.usable and "To fix" in chosen.detail and "bubblewrap" in chosen.detail
+    # bwrap asked for explicitly but missing: the same, never another mode.
+    assert not probe("bwrap", bwrap="/nonexistent/bwrap").usable
+    if os.geteuid() == 0:
+        assert probe("auto", bwrap="/nonexistent/bwrap").mode == "user"
+        # user mode cannot cut the network: auto refuses rather than run it open.
+        assert not probe("auto", bwrap="/nonexistent/bwrap", network="off").usable
+
+
+async def test_no_sandbox_means_the_agent_never_starts(tmp_path: Path):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    marker = tmp_path / "ran"
+    backend = get_backend("command", command=f"touch {marker}")
+    chosen = probe("auto", bwrap="/nonexistent/bwrap", user_name="root")
+    result = await AgentRunner(sandbox=chosen).run(
+        backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task")
+    )
+    assert result.exit_code is None and not marker.exists()
+    assert "no sandbox" in result.final_message and "apt-get install bubblewrap" in result.final_message
+
+
+async def test_an_agent_cli_the_sandbox_cannot_see_is_reported(tmp_path: Path):
+    needs("bwrap")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    hidden = tmp_path / "bin" / "my-agent"
+    hidden.parent.mkdir()
+    hidden.write_text("#!/bin/sh\nexit 0\n")
+    hidden.chmod(0o755)
+    backend = get_backend("claude-code", executable=str(hidden))
+    result = await AgentRunner(sandbox=probe("bwrap")).run(
+        backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task")
+    )
+    assert result.exit_code is None and "AGENT_SANDBOX_PATHS" in result.final_message
+
+
+async def test_the_agent_is_not_told_the_services_pid(tmp_path: Path):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    out = workspace / "env.json"
+    backend = get_backend("command", command=f"{shlex.quote(sys.executable)} -c 'import json,os; print(json.dumps(dict(os.environ)))'")
+    result = await AgentRunner(records=RunRecords(tmp_path / "agents")).run(
+        backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task")
+    )
+    env = json.loads(result.log_tail.splitlines()[-1])
+    assert str(os.getpid()) not in env.values()
+    assert MARK in env and not out.exists()
+    assert list((tmp_path / "agents").iterdir()) == []  # the run's record goes with it
+
+
+def test_orphans_of_a_dead_supervisor_are_killed_and_no_one_elses(tmp_path: Path):
+    records = RunRecords(tmp_path / "agents")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = records.open()
+    orphan_mark = "0" * 24
+    (records.directory / orphan_mark).write_text(json.dumps({"supervisor": dead.pid, "start": 1}))
+    env = {"PATH": os.defpath}
+    orphan = subprocess.Popen(["sleep", "60"], env={**env, MARK: orphan_mark})
+    live = subprocess.Popen(["sleep", "60"], env={**env, MARK: mine})  # its supervisor (us) is alive
+    stranger = subprocess.Popen(["sleep", "60"], env={**env, MARK: "f" * 24})  # another service's
+    try:
+        assert reap_orphans(records) == 1
+        assert orphan.wait(timeout=5) == -9
+        assert live.poll() is None and stranger.poll() is None
+        assert not (records.directory / orphan_mark).exists()
+    finally:
+        for proc in (orphan, live, stranger):
+            proc.kill()
+            proc.wait()
