@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -520,3 +521,43 @@ async def test_bad_names_are_refused(setup: Setup) -> None:
     ):
         with pytest.raises(ValueError):
             await setup.workspaces.open(repo, session, branch, setup.token)
+
+
+# --- git metadata the agent planted ----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap"])
+async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(setup: Setup, tmp_path: Path, mode: str) -> None:
+    """commondir, config, config.worktree, hooks, attributes and `.git` rewritten by a hostile agent.
+
+    Under `none` the agent writes all of it, so this is Compound's git holding
+    on its own; under bwrap the same. Whatever it planted, the filter program
+    never runs, and its ordinary change is committed and pushed.
+    """
+    from tests.test_sandbox import HOSTILE, PYTHON, needs
+
+    from bot.agents import AgentRequest, AgentRunner, get_backend
+    from bot.agents.sandbox import probe
+
+    needs(mode)
+    ws = await setup.open()
+    pwned = tmp_path / "pwned"
+    prompt = 'HOSTILE-TARGETS: {"git": true, "pwned": "%s"}\n' % pwned
+    backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
+    sandbox = probe(mode, paths=str(HOSTILE.parent))
+    result = await AgentRunner(sandbox=sandbox).run(backend, AgentRequest(
+        workspace=ws.path, prompt=prompt, session_id="s-1", task_kind="task", git_common_dir=ws.mirror,
+    ))
+    assert result.exit_code == 0, result.log_tail
+    planted = json.loads(result.log_tail.splitlines()[-1])["planted"]
+    if mode == "none":  # the agent really did rewrite Compound's metadata
+        assert any(p.endswith("commondir") for p in planted) and ".git" in planted
+    sha = await commit(ws)
+    head = await ws.push(setup.token)
+    assert sha == head and not pwned.exists()
+    assert setup.remote("show", f"{sha}:feature.py") == "def feature():\n    return 42"
+    # The next round on this mirror works as before.
+    assert await setup.workspaces.close(ws) is None
+    again = await setup.open(session="s-2", branch="compound/issue-8")
+    (again.path / "b.py").write_text("b\n")
+    assert await commit(again) is not None and not pwned.exists()

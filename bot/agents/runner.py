@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import shutil
 import signal
 import tempfile

@@ -80,6 +80,22 @@ class Workspace:
         # agent can rewrite or delete (git would then find an enclosing repo).
         return self.mirror / "worktrees" / self.path.name
 
+    def _repair_metadata(self) -> None:
+        """Put back what git keeps about this worktree, whatever the agent wrote there.
+
+        Compound's git reads the mirror's config and the worktree's git dir;
+        the agent can write both (its own git needs them). So before every
+        command of Compound's that commits or pushes: the mirror's fixed config,
+        no alternates, and in the worktree's git dir the right `commondir` and
+        `gitdir` and no `config.worktree`. `GIT_COMMON_DIR` is set as well.
+        """
+        write_mirror_config(self.mirror)
+        if self.git_dir.is_symlink() or not self.git_dir.is_dir():
+            raise GitError("git worktree metadata", 1, f"{self.git_dir} was replaced; not trusting it")
+        (self.git_dir / "commondir").write_text("../..\n")
+        (self.git_dir / "gitdir").write_text(f"{self.path / '.git'}\n")
+        (self.git_dir / "config.worktree").unlink(missing_ok=True)
+
     async def _run(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
         _, out, _ = await self.git(*args, cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, env=env, stdin=stdin)
         return out
@@ -97,7 +113,7 @@ class Workspace:
         is_forbidden: Callable[[str], bool],
     ) -> str | None:
         """Commit the agent's work on the branch; the new head sha, or None if nothing to commit."""
-        write_mirror_config(self.mirror)
+        self._repair_metadata()
         identity = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -220,7 +236,7 @@ class Workspace:
         The working tree then holds the merge; the answer is the paths git could
         not merge (left with conflict markers), empty when the merge is clean.
         """
-        write_mirror_config(self.mirror)
+        self._repair_metadata()
         identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
                     "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
         code, _, err = await self.git(
@@ -261,7 +277,7 @@ class Workspace:
         Forbidden paths take ``other``'s version (the base's), so the pull
         request never changes them, whatever the agent did while resolving.
         """
-        write_mirror_config(self.mirror)
+        self._repair_metadata()
         identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
                     "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
         await self._run("add", "--all")
@@ -286,7 +302,7 @@ class Workspace:
 
     async def push(self, token: str) -> str:
         """Push the branch; its head sha. A fast-forward unless the remote branch must be replaced."""
-        write_mirror_config(self.mirror)
+        self._repair_metadata()
         ref = f"refs/heads/{self.branch}"
         head = await self.git.out("rev-parse", "--verify", f"{ref}^{{commit}}", git_dir=self.mirror)
         args = ["push", "--porcelain", "--no-verify"]

@@ -52,7 +52,7 @@ def environments() -> dict[str, str]:
 def plant_git(pwned: str) -> list[str]:
     """Metadata tricks that would run `touch pwned` inside Compound's git; what was written."""
     planted = []
-    program = f"sh -c 'touch {pwned}; cat'"
+    program = f'"touch {pwned}; cat"'  # quoted: `;` would start a comment in git config
     evil = Path(".evil-git")
     evil.mkdir(exist_ok=True)
     (evil / "config").write_text(f'[filter "evil"]\n\tclean = {program}\n\tsmudge = {program}\n\trequired = true\n')
@@ -62,6 +62,11 @@ def plant_git(pwned: str) -> list[str]:
     gitdir = None
     if dotgit.is_file():
         gitdir = Path(dotgit.read_text().split("gitdir:", 1)[1].strip())
+        # A common dir git accepts: the real objects and refs, the agent's config.
+        for part in ("objects", "refs", "packed-refs"):
+            real = gitdir.parent.parent / part
+            if real.exists() and not (evil / part).exists():
+                os.symlink(real, evil / part)
     for target, content in [
         (gitdir / "commondir" if gitdir else None, str(evil.resolve()) + "\n"),
         (gitdir / "config.worktree" if gitdir else None, f'[filter "evil"]\n\tclean = {program}\n'),
