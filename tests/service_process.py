@@ -62,6 +62,10 @@ class ServiceProcess:
                     pass
                 await asyncio.sleep(0.05)
 
+    async def get_json(self, path: str) -> dict:
+        async with aiohttp.ClientSession() as session, session.get(self.url + path) as r:
+            return await r.json()
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -100,7 +100,7 @@ def plant_git(pwned: str) -> list[str]:
 def main() -> int:
     prompt = sys.stdin.read()
     want = targets(prompt)
-    report: dict = {"uid": os.getuid(), "read": {}, "listed": {}, "wrote": [], "secrets_seen": [], "planted": []}
+    report: dict = {"uid": os.getuid(), "cwd": os.getcwd(), "read": {}, "listed": {}, "wrote": [], "secrets_seen": [], "planted": []}
     for path in want.get("read", []):
         text = try_read(path)
         if text is not None:
