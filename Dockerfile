@@ -9,17 +9,20 @@ COPY bot ./bot
 COPY handlers ./handlers
 RUN /opt/compound/bin/pip install .
 
-# Runtime stage: the virtualenv, git for workspaces, the default agent CLI
-# (Claude Code, from npm; the version the tests run), and an unprivileged user.
+# Runtime stage: the virtualenv, git for workspaces, bubblewrap for the agent
+# sandbox (docs/sandbox.md), the default agent CLI (Claude Code, from npm; the
+# version the tests run), an unprivileged user for the service and another
+# for agents when the container runs as root (AGENT_SANDBOX=user).
 # Other agents: build FROM this image and install codex or aider the same way.
 FROM python:3.11-slim
 ARG CLAUDE_CODE_VERSION=2.1.197
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates nodejs npm \
+ && apt-get install -y --no-install-recommends git ca-certificates nodejs npm bubblewrap \
  && npm install -g --no-audit --no-fund "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
  && npm cache clean --force \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 compound \
+ && useradd --no-create-home --uid 10002 --shell /usr/sbin/nologin compound-agent \
  && mkdir -p /data && chown compound:compound /data
 COPY --from=build /opt/compound /opt/compound
 WORKDIR /app

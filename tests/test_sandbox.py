@@ -243,3 +243,52 @@ def test_orphans_of_a_dead_supervisor_are_killed_and_no_one_elses(tmp_path: Path
         for proc in (orphan, live, stranger):
             proc.kill()
             proc.wait()
+
+
+NET_PROBE = """
+import json, os, socket, sys, urllib.error, urllib.request
+port = int(sys.argv[1])
+seen = {}
+def fetch(name, url):
+    try:
+        seen[name] = urllib.request.urlopen(url, timeout=10).read().decode()
+    except urllib.error.HTTPError as exc:
+        seen[name] = exc.code
+    except OSError as exc:
+        seen[name] = type(exc).__name__
+fetch("allowed", f"http://localhost:{port}/hello")
+fetch("other_host", f"http://127.0.0.1:{port}/hello")
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=3).close()
+    seen["direct"] = "connected"
+except OSError as exc:
+    seen["direct"] = type(exc).__name__
+print(json.dumps(seen))
+"""
+
+
+async def test_with_an_allow_list_the_agent_reaches_only_those_hosts(tmp_path: Path, aiohttp_server):
+    """AGENT_NETWORK_ALLOW: through the proxy to a listed host; 403 for any other; no way around it."""
+    from aiohttp import web
+
+    needs("bwrap")
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello from the model API")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    server = await aiohttp_server(app)
+    script = tmp_path / "tools" / "net_probe.py"
+    script.parent.mkdir()
+    script.write_text(NET_PROBE)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    sandbox = probe("bwrap", paths=str(script.parent), allow="localhost")
+    assert sandbox.filtered and "limited to localhost" in sandbox.describe()
+    backend = get_backend("command", command=f"{PYTHON} {script} {server.port}")
+    result = await AgentRunner(sandbox=sandbox).run(
+        backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task", timeout=60)
+    )
+    assert result.exit_code == 0, result.log_tail
+    seen = json.loads(result.log_tail.splitlines()[-1])
+    assert seen == {"allowed": "hello from the model API", "other_host": 403, "direct": "ConnectionRefusedError"}

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def sandboxed(world: World, **env: object) -> dict[str, object]:
+def sandboxed(**env: object) -> dict[str, object]:
     """The service's default sandbox; only the agents' own files added read-only."""
     return {"AGENT_SANDBOX": "auto", "AGENT_SANDBOX_PATHS": str(HOSTILE.parent), **env}
 
@@ -45,7 +45,7 @@ async def test_a_hostile_agent_in_the_default_sandbox_reaches_nothing_and_still_
     }
     body = "Add feature() returning 42.\n\nHOSTILE-TARGETS: " + json.dumps(targets)
     number = world.twin.add_issue(REPO, title="Add a feature", body=body, user="alice")
-    await world.start(**sandboxed(world, AGENT_COMMAND=shlex.join([PYTHON, str(HOSTILE)])))
+    await world.start(**sandboxed(AGENT_COMMAND=shlex.join([PYTHON, str(HOSTILE)])))
     health = await world.service.get_json("/healthz")
     assert health["sandbox"]["mode"] == "bwrap"
     await world.label(number)
@@ -89,7 +89,6 @@ async def test_claude_code_in_the_sandbox_works_under_a_root_service(world: Worl
     home = world.tmp / "home"
     home.mkdir()
     await world.start(**sandboxed(
-        world,
         AGENT_SANDBOX_PATHS=str(CLAUDE_BIN.parent),
         AGENT_BACKEND="claude-code",
         AGENT_MODEL=MODEL,

@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.agents.base import AgentBackend, AgentRequest, AgentResult, AgentUsage, BoundedLines
 from bot.agents.environment import agent_environment
+from bot.agents.netproxy import EgressProxy
 from bot.agents.orphans import MARK, RunRecords
 from bot.agents.processes import ProcessTree, snapshot
 from bot.agents.sandbox import Launch, Sandbox
@@ -78,13 +79,17 @@ class AgentRunner:
             mark = self.records.open() if self.records is not None else None
             if mark is not None:
                 env[MARK] = mark  # lets a later process find orphans (orphans.py)
+            proxy = scratch / "egress.sock" if self.sandbox.filtered else None
             launch = self.sandbox.launch(
                 argv, env=env, workspace=request.workspace, scratch=scratch,
-                git_common_dir=request.git_common_dir, backend=backend.name,
+                git_common_dir=request.git_common_dir, backend=backend.name, proxy=proxy,
             )
             try:
                 with self.sandbox.lent(request.workspace, scratch, request.git_common_dir):
-                    return await self._start(run, launch, prompt_on_stdin, started, stop, argv[0], found)
+                    if proxy is None:
+                        return await self._start(run, launch, prompt_on_stdin, started, stop, argv[0], found)
+                    async with EgressProxy(proxy, self.sandbox.allow):
+                        return await self._start(run, launch, prompt_on_stdin, started, stop, argv[0], found)
             finally:
                 if mark is not None and self.records is not None:
                     self.records.close(mark)

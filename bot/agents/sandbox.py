@@ -36,6 +36,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ UNAVAILABLE = "unavailable"
 # Inside a bwrap sandbox: who the agent is and where its home is.
 SANDBOX_UID = SANDBOX_GID = 1000
 SANDBOX_HOME = "/home/agent"
+# With AGENT_NETWORK_ALLOW: the bridge to the egress proxy, and its port inside.
+BRIDGE = Path(__file__).with_name("netbridge.py")
+BRIDGE_IN_SANDBOX = "/run/compound/netbridge.py"
+PROXY_PORT = 3128
 # The system, read-only. /usr-merged systems have /bin, /lib… as symlinks.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 
@@ -127,6 +132,11 @@ class Sandbox:
 
     # -- launching ------------------------------------------------------------
 
+    @property
+    def filtered(self) -> bool:
+        """Whether agents reach the network only through the egress proxy (netproxy.py)."""
+        return self.mode == "bwrap" and self.network == "on" and bool(self.allow)
+
     def launch(
         self,
         argv: list[str],
@@ -136,12 +146,13 @@ class Sandbox:
         scratch: Path,
         git_common_dir: Path | None = None,
         backend: str = "command",
-        proxy: str | None = None,
+        proxy: Path | None = None,
     ) -> Launch:
         """The command that runs `argv` in this sandbox, in `workspace`.
 
         `scratch` is the run's private directory (the prompt file, the agent's
-        HOME); it is removed after the run.
+        HOME); it is removed after the run. `proxy`: the egress proxy's socket
+        when the network is limited to AGENT_NETWORK_ALLOW.
         """
         if not self.usable:
             raise SandboxUnavailable(self.detail)
@@ -159,11 +170,12 @@ class Sandbox:
             return Launch(argv, env, workspace, options)
         env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
         if proxy is not None:
-            env.update(_proxy_env(proxy))
-        return Launch(self._bwrap_argv(argv, workspace, scratch, home, git_common_dir), env, workspace)
+            env.update(_proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
+        return Launch(self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy), env, workspace)
 
     def _bwrap_argv(
-        self, argv: list[str], workspace: Path, scratch: Path, home: Path, git_common_dir: Path | None
+        self, argv: list[str], workspace: Path, scratch: Path, home: Path, git_common_dir: Path | None,
+        proxy: Path | None = None,
     ) -> list[str]:
         args = [
             self.bwrap,
@@ -210,6 +222,13 @@ class Sandbox:
             mount("--bind", str(git_common_dir), str(git_common_dir))
         mount("--bind", str(workspace), str(workspace))
         args += ["--chdir", str(workspace)]
+        if proxy is not None:
+            # The agent's only way out: the bridge, run by this very interpreter.
+            python = os.path.realpath(sys.executable)
+            if not self.visible(python):
+                mount("--ro-bind", sys.base_prefix, sys.base_prefix)
+            mount("--ro-bind", str(BRIDGE), BRIDGE_IN_SANDBOX)
+            argv = [python, "-I", "-S", BRIDGE_IN_SANDBOX, str(proxy), str(PROXY_PORT), "--", *argv]
         if self.user is not None:
             # Mounts are made as root; the agent itself keeps no privilege.
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", shutil.which("setpriv") or "setpriv",
