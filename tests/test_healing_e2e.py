@@ -375,6 +375,8 @@ async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalat
     await world.start()
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
+    # Only once the round has stored its PR does a push to the base concern it.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     head = pr.pull.head_sha
     base = await base_moves(world, {"app.py": "print('hi, world')\n"})
     await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the merge's push")
@@ -385,6 +387,7 @@ async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalat
     prompt = json.loads(record.read_text())["stdin"]
     assert "`app.py`" in prompt and "conflict markers" in prompt
     # Again, and this time the agent leaves the markers: nothing pushed, escalated.
+    await world.until(lambda: events_of(world, "round.pushed")[1:], what="the merge round to finish")
     await base_moves(world, {"app.py": "print('hey')\n"})
     (comment,) = await world.until(lambda: escalations(world, pr.number), timeout=30, what="the escalation")
     assert "conflict markers" in comment and "`app.py`" in comment

@@ -91,15 +91,24 @@ def write_mirror_config(mirror: Path) -> None:
             (mirror / name).unlink()
         except FileNotFoundError:
             pass
-    config = mirror / "config"
+    put_file(mirror / "config", MIRROR_CONFIG)
+
+
+def put_file(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``, atomically and only if it differs.
+
+    Other workers' git commands (`git worktree list` reads every worktree's
+    `commondir`) may be reading it: they see the old file or the new one,
+    never an empty one.
+    """
     try:
-        if config.read_text() == MIRROR_CONFIG:
+        if not path.is_symlink() and path.read_text() == text:
             return
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass
-    tmp = mirror / f"config.compound-{uuid.uuid4().hex}"
-    tmp.write_text(MIRROR_CONFIG)
-    os.replace(tmp, config)
+    tmp = path.with_name(f"{path.name}.compound-{uuid.uuid4().hex}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class Git:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.workspace.git import Git, GitError, write_mirror_config
+from bot.workspace.git import Git, GitError, put_file, write_mirror_config
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ class Workspace:
         write_mirror_config(self.mirror)
         if self.git_dir.is_symlink() or not self.git_dir.is_dir():
             raise GitError("git worktree metadata", 1, f"{self.git_dir} was replaced; not trusting it")
-        (self.git_dir / "commondir").write_text("../..\n")
-        (self.git_dir / "gitdir").write_text(f"{self.path / '.git'}\n")
+        put_file(self.git_dir / "commondir", "../..\n")
+        put_file(self.git_dir / "gitdir", f"{self.path / '.git'}\n")
         (self.git_dir / "config.worktree").unlink(missing_ok=True)
 
     async def _run(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
