@@ -1,0 +1,138 @@
+"""Sandbox benchmarks: start-up cost per agent run, and label → agent started with the sandbox on.
+
+1. The runner alone (`AgentRunner.run` of an agent that exits at once, in a
+   2,000-file worktree), each mode in turn, interleaved so load hits all alike:
+   `none` (the peer), `bwrap`, `bwrap` with an allow-list (the egress proxy and
+   bridge), and `user` when run as root. The figure is the whole run as a
+   round sees it: sandbox set-up, lending the worktree, the agent, tear-down.
+2. `compound serve` against the GitHub twin, as users run it, with
+   `AGENT_SANDBOX=none` and `auto` in one run: label delivered → the agent's
+   first instruction, timed by the agent itself (it writes the time into its
+   worktree, and the file reaches the PR).
+
+    .venv/bin/python bench/sandbox.py [--runs 40] [--samples 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.agents import AgentRequest, AgentRunner, get_backend  # noqa: E402
+from bot.agents.sandbox import probe  # noqa: E402
+from tests.service_process import ServiceProcess, base_env  # noqa: E402
+from tests.twin.server import GitHubTwin  # noqa: E402
+from tests.twin_events import issue_labeled  # noqa: E402
+
+REPO = "bench-org/app"
+SECRET = "bench-secret"
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median_ms": round(statistics.median(ordered) * 1000, 1),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 1),
+        "runs": len(ordered),
+    }
+
+
+async def runner_costs(runs: int) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="compound-bench-sandbox-"))
+    workspace = work / "ws"
+    for i in range(2000):
+        path = workspace / f"src/pkg_{i % 40}/module_{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"VALUE = {i}\n")
+    modes = {"none": probe("none"), "bwrap": probe("bwrap"), "bwrap+allow": probe("bwrap", allow="api.anthropic.com")}
+    if os.geteuid() == 0:
+        modes["user"] = probe("user", bwrap="/nonexistent")
+    modes = {name: sandbox for name, sandbox in modes.items() if sandbox.usable}
+    backend = get_backend("command", command="true")
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(runs):
+        for name, sandbox in modes.items():
+            request = AgentRequest(workspace=workspace, prompt="x", session_id="s-bench", task_kind="task")
+            started = time.perf_counter()
+            result = await AgentRunner(sandbox=sandbox).run(backend, request)
+            times[name].append(time.perf_counter() - started)
+            assert result.exit_code == 0, (name, result.log_tail)
+    base = statistics.median(times["none"])
+    return {
+        name: {**stats(values), "over_none_ms": round((statistics.median(values) - base) * 1000, 1)}
+        for name, values in times.items()
+    } | {"root": os.geteuid() == 0, "worktree_files": 2000}
+
+
+async def label_to_agent(samples: int) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="compound-bench-sandbox-e2e-"))
+    twin = GitHubTwin(work / "twin")
+    await twin.start()
+    iid = twin.add_installation(account="bench-org")
+    files = {f"src/module_{i}.py": f"VALUE = {i}\n" for i in range(200)}
+    repo = twin.add_repo(REPO, installation_id=iid, files={"README.md": "bench\n", **files})
+    twin.set_permission(REPO, "alice", "write")
+    results: dict[str, object] = {}
+    try:
+        for mode in ("none", "auto", "none", "auto"):  # twice each, interleaved
+            env = base_env(
+                APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
+                GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=work / f"data-{mode}", LOG_LEVEL="warning",
+                AGENT_BACKEND="command", AGENT_COMMAND="date +%s.%N > started.txt", AGENT_SANDBOX=mode,
+            )
+            service = ServiceProcess(work, env)
+            await service.start()
+            try:
+                health = await service.get_json("/healthz")
+                latencies = []
+                for i in range(samples + 1):  # the first warms the mirror and the token
+                    number = twin.add_issue(REPO, title=f"{mode} {i}", user="alice")
+                    payload = issue_labeled(twin, REPO, number, "agent", "alice", iid)
+                    sent = time.time()
+                    status, _ = await twin.deliver(service.url + "/api/github/webhooks", "issues", payload, secret=SECRET)
+                    assert status == 202
+                    deadline = time.monotonic() + 60
+                    while not (pulls := [p for p in repo.issues.values() if p.pull and p.title.endswith(f"#{number}")]) \
+                            and not [p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}"]:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"no PR for #{number} ({mode}):\n{service.logs()[-3000:]}")
+                        await asyncio.sleep(0.01)
+                    pull = next(p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}")
+                    started = subprocess.run(
+                        ["git", "--git-dir", str(repo.bare_path), "show", f"{pull.pull.head_sha}:started.txt"],
+                        capture_output=True, text=True, check=True,
+                    ).stdout
+                    if i:
+                        latencies.append(float(started) - sent)
+                entry = results.setdefault(f"{mode} ({health['sandbox']['mode']})", [])
+                assert isinstance(entry, list)
+                entry.extend(latencies)
+            finally:
+                await service.stop()
+    finally:
+        await twin.stop()
+    return {name: stats(values) for name, values in results.items() if isinstance(values, list)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--samples", type=int, default=8)
+    args = parser.parse_args()
+    out = {"runner": asyncio.run(runner_costs(args.runs)), "label_to_agent_started": asyncio.run(label_to_agent(args.samples))}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
