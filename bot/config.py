@@ -80,6 +80,17 @@ class AgentConfig(BaseModel):
         return _one_or_many(value)
 
 
+class LessonsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The share of in-scope sessions held out of each lesson; None: LESSON_HOLDOUT.
+    holdout: float | None = Field(default=None, ge=0.0, le=0.9)
+    # Whether lessons go into this repo's prompts at all (they are still mined and reported).
+    enabled: bool = True
+    # A `reflect` task through the agent backend after each session (off by default).
+    reflect: bool = False
+
+
 class RepoConfig(BaseModel):
     """The keys of `.github/compound.yml` (DESIGN §5); None means the service's setting."""
 
@@ -96,6 +107,12 @@ class RepoConfig(BaseModel):
     forbidden_paths: list[str] = Field(default_factory=list)
     prompt: str = Field(default="", max_length=10_000)
     allowed_bots: list[str] = Field(default_factory=list)
+    lessons: LessonsConfig = Field(default_factory=LessonsConfig)
+    # Prompt variants not to pick any more, as `<kind>.<variant>` (e.g. `task.concise`).
+    retired_variants: list[str] = Field(default_factory=list)
+    # `labels`: the model comes from labels and `label_models` only; `learned`: when no
+    # label chose one, the cheapest model whose first-try rate is near the best's.
+    routing: Literal["labels", "learned"] = "labels"
 
     @field_validator("trigger_label")
     @classmethod

@@ -76,6 +76,8 @@ class CheckFailure:
     # lint, type, test, build, timeout, infra or other (bot/ci/classify.py)
     category: str = "other"
     url: str = ""
+    # GitHub Actions: the command of the step that failed (`Run …` in the job log)
+    command: str | None = None
 
 
 @dataclass

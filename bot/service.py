@@ -139,6 +139,7 @@ class Service:
         from bot.agents import AgentRunner
         from bot.agents.orphans import RunRecords
         from bot.events import EventLog
+        from bot.learning import Learning
         from bot.prompts import Prompts
         from bot.sessions.manager import SessionManager
         from bot.sessions.worker import BotIdentity, SessionWorker
@@ -146,6 +147,8 @@ class Service:
 
         events = EventLog(self.settings.events_path, self.store.sessions)
         identity = BotIdentity(slug=app.get("slug") or "compound")
+        learning = Learning(self.store.sessions, self.store.learning, self.github, events, self.settings.lesson_holdout)
+        events.listeners.append(learning.on_event)
         if self.run_workers:
             self.worker = SessionWorker(
                 settings=self.settings,
@@ -158,10 +161,11 @@ class Service:
                 identity=identity,
                 lease=self.policy.lease,
                 runner=AgentRunner(sandbox=self.sandbox, records=RunRecords(self.settings.data_dir / "agents")),
+                learning=learning,
             )
             self.worker.start()
         self.context.sessions = SessionManager(
-            self.settings, self.store.sessions, events, self.worker, bot_login=identity.login,
+            self.settings, self.store.sessions, events, self.worker, bot_login=identity.login, learning=learning,
         )
 
     async def stop(self) -> None:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # Not in DESIGN §3 (docs/healing.md): tries of the agent within one round
     # before Compound gives up on the round and escalates.
     agent_attempts: int = Field(default=2, ge=1, le=10, alias="AGENT_ATTEMPTS")
+    # The share of in-scope sessions run without a lesson, to measure it (docs/learning.md).
+    lesson_holdout: float = Field(default=0.2, ge=0.0, le=0.9, alias="LESSON_HOLDOUT")
     # How long a CI round waits after a failing check for the rest of the
     # suite, and at most for checks still running before it works with what failed.
     ci_quiet_seconds: float = Field(default=5, ge=0, alias="CI_QUIET_SECONDS")

@@ -35,7 +35,9 @@ async def test_an_agent_failing_every_attempt_escalates_without_a_pr(world: Worl
     await asyncio.sleep(1.0)
     assert attempts.read_text() == "xx"  # AGENT_ATTEMPTS=2: tried twice
     assert "exited with status 3" in comment and "on each of 2 tries" in comment and "it broke: boom" in comment
-    assert len(world.bot_comments(number)) == 1  # the escalation says why; no second failure comment
+    # The escalation says why; no second failure comment (the retrospective is the other one).
+    (retro,) = await world.until(lambda: [c for c in world.bot_comments(number) if "compound:retrospective" in c], what="the retrospective")
+    assert len(world.bot_comments(number)) == 2 and "handed to a human" in retro
     assert LABEL in world.repo.issues[number].labels
     assert world.repo.label(LABEL) is not None and world.repo.label(LABEL).color == "d93f0b"
     assert world.pulls() == []
@@ -459,6 +461,8 @@ async def test_a_failing_commit_status_starts_a_round_and_removing_the_label_res
             world.twin, REPO, head, "ci/jenkins", "failure", "jenkins[bot]", world.iid,
             description="2 tests failed", target_url="https://ci.example/job/7"))
 
+    # Only once the round has stored the PR's head does a status for it concern the session.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     await ci_fails(pr.pull.head_sha)
     await world.until(record.exists, timeout=30, what="the CI round")
     prompt = json.loads(record.read_text())["stdin"]

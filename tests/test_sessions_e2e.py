@@ -471,7 +471,7 @@ async def test_closing_the_pr_ends_the_session_with_its_outcome(world: World, tm
     closed = [e for e in lines if e["type"] == "session.closed"]
     assert closed[0]["outcome"] == "merged" and closed[0]["pr"] == pr.number
     kinds = [e["type"] for e in lines]
-    assert kinds[:4] == ["session.created", "round.started", "agent.started", "agent.finished"]
+    assert kinds[:5] == ["session.created", "round.started", "round.prompt", "agent.started", "agent.finished"]
     assert "round.pushed" in kinds
     assert all(e["session"] == closed[0]["session"] and e["repo"] == REPO for e in lines)
 

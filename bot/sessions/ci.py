@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.checks import CHECK_NAME
 from bot.ci.classify import classify
-from bot.ci.logs import excerpt_stream
+from bot.ci.logs import LogExcerpt
 from bot.prompts import ANNOTATION_LIMIT, LOG_TAIL_LIMIT, MAX_ANNOTATIONS, MAX_FAILURES, CheckFailure
 
 log = logging.getLogger("compound.sessions.ci")
@@ -112,7 +112,7 @@ async def _run_failure(gh: Any, owner: str, name: str, run: dict[str, Any], deta
     if details and output.get("annotations_count"):
         failure.annotations = await _annotations(gh, owner, name, run["id"])
     if details and (run.get("app") or {}).get("slug") == ACTIONS_APP:
-        failure.log_tail = await _job_log(gh, owner, name, run["id"])
+        failure.log_tail, failure.command = await _job_log(gh, owner, name, run["id"])
     failure.category = classify(
         failure.name, failure.conclusion, failure.annotations,
         "\n".join(p for p in (failure.summary, failure.text, failure.log_tail) if p),
@@ -135,14 +135,17 @@ async def _annotations(gh: Any, owner: str, name: str, run_id: int) -> list[str]
     return found
 
 
-async def _job_log(gh: Any, owner: str, name: str, job_id: int) -> str:
-    """The error lines of an Actions job's log (the check run's id is the job's)."""
+async def _job_log(gh: Any, owner: str, name: str, job_id: int) -> tuple[str, str | None]:
+    """The error lines of an Actions job's log (the check run's id is the job's),
+    and the command of the step that failed."""
+    excerpt = LogExcerpt(LOG_TAIL_LIMIT)
     try:
-        chunks = gh.download(
+        async for chunk in gh.download(
             "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs",
             {"owner": owner, "repo": name, "job_id": job_id},
-        )
-        return await excerpt_stream(chunks, limit=LOG_TAIL_LIMIT)
+        ):
+            excerpt.feed(chunk)
+        return excerpt.result(), excerpt.failing_command()
     except Exception as exc:  # a log is a help, not a requirement: the round goes on
         log.warning("could not read the log of job %s in %s/%s: %s", job_id, owner, name, exc)
-        return ""
+        return "", None

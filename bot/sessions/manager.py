@@ -31,9 +31,10 @@ __all__ = ["SessionManager", "comment", "react"]  # handlers post with these
 class SessionManager:
     def __init__(
         self, settings: Settings, store: SessionStore, events: EventLog, worker: Any = None,
-        bot_login: str | None = None,
+        bot_login: str | None = None, learning: Any = None,
     ) -> None:
         self.settings = settings
+        self.learning = learning
         self.store = store
         self.events = events
         self.worker = worker
@@ -95,9 +96,18 @@ class SessionManager:
         labels = [label["name"] for label in issue.get("labels") or []]
         try:
             model = resolve_model(config, self.settings.agent_model, labels, alias)
+            chosen = resolve_model(config, None, labels, alias)
         except UnknownModelAlias as exc:
             await comment(gh, repo, issue["number"], f"Compound cannot start: {exc}")
             return None
+        routing: dict[str, Any] = {}
+        if config.routing == "learned" and chosen is None and self.learning is not None:
+            learned, why = await self.learning.route(
+                repo, labels, issue.get("title") or "", config, seed=f"{repo}#{issue['number']}:{utcnow().isoformat()}",
+            )
+            if learned is not None:
+                model = learned
+            routing = {"model": model, "why": why}
         created = await self.store.create(
             repo=repo,
             installation_id=installation_id,
@@ -113,6 +123,8 @@ class SessionManager:
                 "issue_body": issue.get("body") or "",
                 "requested_by_id": sender.get("id"),
                 "base_branch": base_branch,
+                "labels": labels,
+                **({"routing": routing} if routing else {}),
             },
         )
         if created is None:
@@ -121,7 +133,9 @@ class SessionManager:
             await comment(gh, repo, issue["number"], messages.already_running(active))
             return None
         session, round_ = created
-        await self.events.record(session, "session.created", round_, trigger=sender["login"])
+        await self.events.record(
+            session, "session.created", round_, trigger=sender["login"], labels=labels, **({"routing": routing} if routing else {}),
+        )
         self._poke()
         return session
 

@@ -26,6 +26,8 @@ from bot.github.api import comment
 from bot.prompts import Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
 from bot.sessions.identity import co_author
+from bot.learning import RoundPlan
+from bot.learning.lessons import review_kinds
 from bot.sessions.preflight import HEALING, Decision, Plan, Preflight
 from bot.sessions.reviews import reply, request_rereview, thread_roots
 from bot.settings import Settings
@@ -70,6 +72,7 @@ class RoundRunner:
         identity: Any,
         runner: AgentRunner,
         stops: dict[str, asyncio.Event],
+        learning: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +83,7 @@ class RoundRunner:
         self.identity = identity
         self.runner = runner
         self.preflight = Preflight(settings, store)
+        self.learning = learning
         self._stops = stops
 
     # -- the round ------------------------------------------------------------
@@ -129,6 +133,10 @@ class RoundRunner:
             merging: str | None = None
             if round_.kind == "rebase":
                 merging, conflicts = await self._start_merge(gh, session, workspace, plan)
+                if conflicts:  # what the learning loop mines conflicts from
+                    trigger["conflicts"] = conflicts[:50]
+                    round_.trigger = json.dumps(trigger)
+                    await self.store.update_round(round_.id, trigger=round_.trigger)
                 if not conflicts:
                     result = _merged_cleanly(plan.base_branch)
                     await self._finish(gh, session, round_, config, workspace, result, check, started, token, plan, merging)
@@ -175,11 +183,13 @@ class RoundRunner:
         trigger = round_.trigger_data()
         if plan.failures:
             trigger["checks"] = [
-                {"name": f.name, "conclusion": f.conclusion, "category": f.category, "url": f.url}
+                {"name": f.name, "conclusion": f.conclusion, "category": f.category, "url": f.url,
+                 **({"command": f.command} if f.command else {})}
                 for f in plan.failures
             ]
         if plan.review_comments:
             trigger["comments"] = len(plan.review_comments)
+            trigger["review_kinds"] = review_kinds(c.body for c in plan.review_comments)
             trigger["comment_ids"] = thread_roots(plan.review_comments)
         if plan.base_branch:
             trigger["base_branch"] = plan.base_branch
@@ -243,8 +253,28 @@ class RoundRunner:
             base_branch=plan.base_branch or session.base_branch,
             conflicts=conflicts,
         )
+        learned = await self._learning_plan(session, round_, config, prompt_context)
+        prompt_context.lessons = [lesson.text for lesson in learned.lessons]
+        return self.prompts.render(prompt_context, variant=learned.variant)
+
+    async def _learning_plan(
+        self, session: SessionRow, round_: RoundRow, config: RepoConfig, context: PromptContext
+    ) -> RoundPlan:
+        """The variant and lessons the learning loop picks, recorded on the round."""
         variants = self.prompts.variants(round_.kind)
-        return self.prompts.render(prompt_context, variant=variants[0])
+        if self.learning is None:
+            return RoundPlan(variant=variants[0])
+        learned = await self.learning.plan(
+            session, round_, config, variants, f"{context.issue_title}\n{context.issue_body}\n{context.instructions}",
+        )
+        round_.lessons = json.dumps(learned.lesson_record())
+        round_.choice = json.dumps(learned.choice)
+        await self.store.update_round(round_.id, lessons=round_.lessons, choice=round_.choice)
+        await self.events.record(
+            session, "round.prompt", round_, variant=learned.variant, lessons=[x.id for x in learned.lessons],
+            held_out=[x.id for x in learned.held_out], choice=learned.choice,
+        )
+        return learned
 
     async def _run_agent(
         self,
@@ -367,6 +397,7 @@ class RoundRunner:
             )
             return
         files, insertions, deletions = await workspace.diffstat()
+        paths = await workspace.changed_paths()
         figures.files_changed, figures.insertions, figures.deletions = files, insertions, deletions
         head = await workspace.push(token)
         owner, name = session.owner_name
@@ -411,7 +442,7 @@ class RoundRunner:
         await self.store.update_session(session.id, status=AWAITING, error=None)
         await self.events.record(
             session, "round.pushed", round_, head=head, files_changed=files, pr=pr_number,
-            categories=plan.categories or None,
+            categories=plan.categories or None, files=paths[:200],
         )
 
     @staticmethod
@@ -467,6 +498,9 @@ class RoundRunner:
                 )
         finally:
             await self.events.record(session, f"round.{round_status}", round_, reason=why[:500])
+            if session_status in (FAILED, STOPPED) and not escalate:
+                # The session ends here: the learning loop writes its outcome and retrospective.
+                await self.events.record(session, f"session.{session_status}", reason=why[:500])
 
 
 def _merged_cleanly(base: str | None) -> AgentResult:

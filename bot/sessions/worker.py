@@ -48,6 +48,7 @@ class SessionWorker:
         lease: float = 30.0,
         poll_interval: float = 2.0,
         runner: AgentRunner | None = None,
+        learning: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -67,7 +68,7 @@ class SessionWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self.rounds = RoundRunner(
             settings=settings, store=store, github=github, workspaces=workspaces, prompts=prompts,
-            events=events, identity=identity, runner=self.runner, stops=self._stops,
+            events=events, identity=identity, runner=self.runner, stops=self._stops, learning=learning,
         )
 
     # -- lifecycle ------------------------------------------------------------

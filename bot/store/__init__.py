@@ -19,6 +19,7 @@ from bot.settings import SettingsError
 from bot.store.base import utcnow
 from bot.store.deliveries import SQLITE_BUSY_MS, DeliveryStore
 from bot.store.installations import InstallationStore
+from bot.store.learning import LearningStore
 from bot.store.sessions import SessionStore
 
 # The intake's writer uses INSERT … RETURNING (3.35).
@@ -37,6 +38,7 @@ class Store:
         self.deliveries = DeliveryStore(engine)
         self.installations = InstallationStore(engine)
         self.sessions = SessionStore(engine)
+        self.learning = LearningStore(engine)
 
     @classmethod
     def connect(cls, url: str, **engine_args: Any) -> Store:

@@ -175,6 +175,11 @@ rounds = Table(
     Column("not_before", DateTime(timezone=True)),
     Column("categories", Text),
     Column("automatic", Boolean, nullable=False, server_default=false()),
+    # The learning loop (migration 0006): the lessons the round's prompt carried
+    # and held out (JSON {"carried": [ids], "held_out": [ids]}), and how its
+    # prompt variant and model were chosen (JSON: the posteriors, the reason).
+    Column("lessons", Text),
+    Column("choice", Text),
 )
 
 session_events = Table(
@@ -186,3 +191,91 @@ session_events = Table(
     Column("type", String(50), nullable=False),
     Column("data", Text, nullable=False, server_default="{}"),
 )
+
+
+# One row per ended session (docs/learning.md): written when it ends, rewritten
+# if it ends again (an escalated session resumed and merged).
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("repo", String(300), nullable=False),
+    Column("installation_id", BigInteger, nullable=False),
+    Column("issue_number", Integer, nullable=False),
+    Column("pr_number", Integer),
+    # merged | closed | escalated | failed | stopped
+    Column("outcome", String(20), nullable=False),
+    Column("first_try", Boolean, nullable=False),
+    Column("ci_rounds", Integer, nullable=False),
+    Column("review_rounds", Integer, nullable=False),
+    Column("rebase_rounds", Integer, nullable=False),
+    Column("categories", Text, nullable=False, server_default="[]"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("pr_opened_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("model", String(200)),
+    Column("backend", String(50), nullable=False),
+    Column("prompt_template", String(100)),
+    Column("prompt_variant", String(100)),
+    Column("task_kind", String(50), nullable=False),
+    Column("labels", Text, nullable=False, server_default="[]"),
+    Column("files", Text, nullable=False, server_default="[]"),
+    Column("areas", Text, nullable=False, server_default="[]"),
+    Column("lessons", Text, nullable=False, server_default="[]"),
+    Column("held_out", Text, nullable=False, server_default="[]"),
+)
+Index("ix_outcomes_ended", outcomes.c.ended_at)
+Index("ix_outcomes_repo_ended", outcomes.c.repo, outcomes.c.ended_at)
+
+# Guidance drawn from sessions, put into the prompts of sessions in its scope.
+lessons = Table(
+    "lessons",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # What the miner found (e.g. `ci:octo/app:src:lint:ruff check .`): one lesson per pattern.
+    Column("key", String(500), nullable=False, unique=True),
+    Column("text", Text, nullable=False),
+    Column("repo", String(300), nullable=False),
+    Column("area", String(300)),
+    Column("label", String(200)),
+    Column("task_kind", String(50)),
+    Column("source", String(20), nullable=False),  # mined | reflect | manual
+    Column("status", String(20), nullable=False),  # active | retired
+    Column("pinned", Boolean, nullable=False, server_default=false()),
+    Column("evidence", Text, nullable=False, server_default="[]"),  # session ids
+    Column("reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True)),
+)
+Index("ix_lessons_repo_status", lessons.c.repo, lessons.c.status)
+
+# Which ended sessions carried a lesson and which were held out of it: the
+# evidence that keeps or retires it.
+lesson_trials = Table(
+    "lesson_trials",
+    metadata,
+    Column("lesson_id", Integer, primary_key=True, autoincrement=False),
+    Column("session_id", String(40), primary_key=True),
+    Column("carried", Boolean, nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=False),
+)
+
+# Each prompt variant a session's rounds used, scored: first-try success for
+# the task round's variant, merged for a follow-up round's (docs/learning.md).
+variant_trials = Table(
+    "variant_trials",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("round_kind", String(20), primary_key=True),
+    Column("variant", String(100), primary_key=True),
+    Column("repo", String(300), nullable=False),
+    Column("task_kind", String(50), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_variant_trials_kind", variant_trials.c.round_kind, variant_trials.c.task_kind)

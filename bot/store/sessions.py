@@ -111,6 +111,8 @@ class RoundRow:
     not_before: datetime | None
     categories: str | None
     automatic: bool
+    lessons: str | None
+    choice: str | None
 
     def context_data(self) -> dict[str, Any]:
         return json.loads(self.context or "{}")

@@ -328,6 +328,10 @@ class Workspace:
         """Paths changed between the base and the branch head (added, modified, deleted)."""
         return _paths(await self._run("diff", "--name-only", "-z", "--no-renames", self.base_sha, "HEAD"))
 
+    async def changed_paths(self) -> list[str]:
+        """The paths the branch changes against the base."""
+        return _paths(await self._run("diff", "--name-only", "-z", "--no-renames", self.base_sha, "HEAD"))
+
     async def diffstat(self) -> tuple[int, int, int]:
         """(files changed, insertions, deletions) between the base and the branch head."""
         out = await self._run("diff", "--numstat", "-z", "--no-renames", self.base_sha, "HEAD")

@@ -35,6 +35,10 @@ Plan: {"steps": [step, ...]}, each step an object with one action key:
                                           (0-based, counted in counterfile), the last
                                           plan once they run out: a different script
                                           for each round of one kind
+    {"if_prompt": "text", "then": [step, ...], "else": [step, ...]}
+                                          the `then` steps if the prompt contains the
+                                          text, else the `else` steps: an agent that
+                                          follows guidance when its prompt gives it
 
 Any path may use {workspace}, replaced by the working directory.
 """
@@ -123,6 +127,11 @@ def run_step(step: dict, stdin: str) -> int | None:  # noqa: C901 - one branch p
         counter.write_text(str(n + 1))
         plans = step["plans"]
         for inner in plans[min(n, len(plans) - 1)]:
+            code = run_step(inner, stdin)
+            if code is not None:
+                return code
+    elif "if_prompt" in step:
+        for inner in step.get("then" if step["if_prompt"] in stdin else "else", []):
             code = run_step(inner, stdin)
             if code is not None:
                 return code

@@ -1,0 +1,142 @@
+"""The learning loop end to end: `compound serve` against the twin, real git, the twin's CI,
+the scripted agent; outcomes, retrospectives and lessons read back from the service's store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+from tests.test_healing_e2e import HOOK, WEBHOOK_SECRET, events_of, rounds_of
+from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
+from tests.twin_events import pull_request_event
+
+RETRO = "<!-- compound:retrospective -->"
+# A house rule the agent is not told about: every Python file starts with the SPDX line.
+HOUSE_STYLE = (
+    "import pathlib, sys\n"
+    "bad = [p for p in pathlib.Path('.').glob('*.py') if not p.read_text().startswith('# SPDX-License-Identifier: MIT')]\n"
+    "for p in bad:\n"
+    "    print(f'{p}:1:1: HS001 missing SPDX-License-Identifier header')\n"
+    "sys.exit(1 if bad else 0)\n"
+)
+STYLE_CMD = "python3 tools/house_style.py"
+HEADER = "# SPDX-License-Identifier: MIT\n"
+
+
+def retrospectives(world: World, number: int) -> list[str]:
+    return [b for b in world.bot_comments(number) if b.startswith(RETRO)]
+
+
+def db(world: World) -> sqlite3.Connection:
+    conn = sqlite3.connect(world.tmp / "data" / "compound.db")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def outcome_row(world: World, session: str) -> dict | None:
+    with db(world) as conn:
+        row = conn.execute("SELECT * FROM outcomes WHERE session_id = ?", (session,)).fetchone()
+    return dict(row) if row else None
+
+
+async def merge(world: World, number: int) -> None:
+    pr = world.repo.issues[number]
+    assert pr.pull is not None
+    pr.pull.merged = True
+    await world.deliver("pull_request", pull_request_event(world.twin, REPO, number, "closed", "alice", world.iid))
+
+
+async def test_a_merged_session_leaves_one_retrospective_an_outcome_and_its_events(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice", labels=["enhancement"])
+    world.plan("task", WRITE_FEATURE, {"print": "Added feature()."})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: events_of(world, "round.pushed"), what="the round to finish")
+    payload = pull_request_event(world.twin, REPO, pr.number, "closed", "alice", world.iid)
+    payload["pull_request"]["merged"] = True
+    pr.pull.merged = True
+    status, _ = await world.twin.deliver(world.service.url + HOOK, "pull_request", payload, secret=WEBHOOK_SECRET,
+                                         delivery_id="close-1")
+    assert status == 202
+    (retro,) = await world.until(lambda: retrospectives(world, number), what="the retrospective")
+    session = events_of(world, "session.created")[0]["session"]
+    # The figures, as the store has them.
+    row = outcome_row(world, session)
+    assert row is not None
+    assert row["outcome"] == "merged" and row["first_try"] == 1 and row["pr_number"] == pr.number
+    assert (row["ci_rounds"], row["review_rounds"], row["rebase_rounds"]) == (0, 0, 0)
+    assert row["task_kind"] == "feature" and row["model"] == "test-model-1" and row["backend"] == "command"
+    assert row["prompt_template"] == "task" and row["prompt_variant"] in ("default", "concise")
+    assert json.loads(row["files"]) == ["feature.py"] and json.loads(row["areas"]) == ["."]
+    assert json.loads(row["labels"]) == ["enhancement", "agent"]
+    # … and in the comment.
+    assert "merged, first try" in retro and f"merged (PR #{pr.number})" in retro
+    assert "| First-try success | yes |" in retro and "| Task kind | feature |" in retro
+    assert "CI 0, review 0, rebase 0" in retro and "`task`: started by @alice → pushed" in retro
+    (outcome,) = events_of(world, "session.outcome")
+    assert outcome["first_try"] is True and outcome["outcome"] == "merged"
+    (prompt,) = events_of(world, "round.prompt")
+    assert prompt["choice"]["variant"]["picked"] == prompt["variant"]
+    assert set(prompt["choice"]["variant"]["posterior"]) == {"default", "concise"}
+    # A redelivery and a second close event: still one comment, one outcome.
+    await world.twin.deliver(world.service.url + HOOK, "pull_request", payload, secret=WEBHOOK_SECRET, delivery_id="close-1")
+    await world.twin.deliver(world.service.url + HOOK, "pull_request", payload, secret=WEBHOOK_SECRET, delivery_id="close-2")
+    await asyncio.sleep(2.0)
+    assert len(retrospectives(world, number)) == 1
+    assert len(events_of(world, "session.outcome")) == 1
+
+
+async def test_a_lint_command_ci_ran_becomes_a_lesson_and_the_next_session_succeeds_first_try(world: World):
+    world.twin.commit(REPO, "main", {"tools/house_style.py": HOUSE_STYLE, "app.py": HEADER + "print('hi')\n"}, "house style")
+    records = world.tmp / "task-prompts"
+    records.mkdir()
+    # The agent follows the house rule only when its prompt names the command that checks it.
+    write = {"if_prompt": STYLE_CMD,
+             "then": [{"write": "feature.py", "content": HEADER + "def feature():\n    return 42\n"}],
+             "else": [{"write": "feature.py", "content": "def feature():\n    return 42\n"}]}
+    world.plan("task", {"nth": str(world.tmp / "task-count"), "plans": [
+        [{"record": str(records / "1.json")}, write], [{"record": str(records / "2.json")}, write]]})
+    world.plan("ci_fix", {"write": "feature.py", "content": HEADER + "def feature():\n    return 42\n"},
+               {"print": "Added the SPDX header."})
+    await world.start(LESSON_HOLDOUT="0", CI_QUIET_SECONDS="0")
+    world.twin.ci.configure(REPO, checks=[{"name": "lint", "command": STYLE_CMD, "app": "github-actions"}],
+                            deliver_to=world.service.url + HOOK, secret=WEBHOOK_SECRET, installation_id=world.iid)
+
+    first = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    await world.label(first)
+    pr = (await world.until(world.pulls, what="the first PR"))[0]
+    await world.until(lambda: rounds_of(world, "ci_fix"), timeout=60, what="the CI round")
+    await world.until(lambda: (r := world.twin.ci.results.get(pr.pull.head_sha)) and all(c == "success" for _, c in r),
+                      timeout=60, what="green CI after the fix")
+    await world.until(lambda: len(events_of(world, "round.pushed")) == 2, what="the fix's push recorded")
+    assert STYLE_CMD not in json.loads((records / "1.json").read_text())["stdin"]
+    await merge(world, pr.number)
+    (retro,) = await world.until(lambda: retrospectives(world, first), what="the first retrospective")
+    assert "| First-try success | no |" in retro and "CI 1, review 0, rebase 0" in retro
+    assert "`ci_fix`: CI failed: `lint` (lint) [lint]" in retro
+    assert f"Learned #1 ({REPO}; active for the next sessions): CI's `lint` check runs `{STYLE_CMD}`" in retro
+    with db(world) as conn:
+        (lesson,) = [dict(r) for r in conn.execute("SELECT * FROM lessons")]
+    assert lesson["status"] == "active" and lesson["area"] == "." and STYLE_CMD in lesson["text"]
+
+    second = world.twin.add_issue(REPO, title="Add feature() again", user="alice")
+    await world.label(second)
+    pulls = await world.until(lambda: len(world.pulls()) == 2 and world.pulls(), what="the second PR")
+    pr2 = next(p for p in pulls if p.number != pr.number)
+    prompt = json.loads((records / "2.json").read_text())["stdin"]
+    assert STYLE_CMD in prompt and "Run `python3 tools/house_style.py` yourself" in prompt
+    await world.until(lambda: (r := world.twin.ci.results.get(pr2.pull.head_sha)) and all(c == "success" for _, c in r),
+                      timeout=60, what="green CI on the first try")
+    await world.twin.ci.idle()
+    await asyncio.sleep(1.5)
+    assert len(rounds_of(world, "ci_fix")) == 1  # only the first session's
+    await merge(world, pr2.number)
+    (retro2,) = await world.until(lambda: retrospectives(world, second), what="the second retrospective")
+    assert "merged, first try" in retro2 and "Carried in its prompts: #1 " in retro2
+    session2 = [e for e in events_of(world, "session.created") if e["issue"] == second][0]["session"]
+    row = outcome_row(world, session2)
+    assert row["first_try"] == 1 and json.loads(row["lessons"]) == [1]
+    (prompt_event,) = [e for e in events_of(world, "round.prompt") if e["session"] == session2]
+    assert prompt_event["lessons"] == [1] and prompt_event["held_out"] == []
