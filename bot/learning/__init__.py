@@ -187,18 +187,7 @@ class Learning:
             if lesson.status != RETIRED:
                 learned.append(lesson)
 
-        retired: list[tuple[Lesson, str]] = []
-        involved = sorted(set(result.lessons) | set(result.held_out))
-        trials = await self.store.trials(involved)
-        for lesson_id in involved:
-            lesson = await self.store.lesson(lesson_id)
-            if lesson is None or lesson.pinned or lesson.status != ACTIVE:
-                continue
-            verdict = L.verdict(trials[lesson_id])
-            if verdict is not None and not verdict[0]:
-                await self.store.set_lesson(lesson_id, status=RETIRED, reason=f"retired: {verdict[1]}")
-                retired.append((lesson, verdict[1]))
-                log.info("lesson %s retired: %s", lesson_id, verdict[1])
+        retired = await self.judge(sorted(set(result.lessons) | set(result.held_out)))
 
         await self.events.record(
             session, "session.outcome", outcome=result.outcome, first_try=result.first_try,
@@ -214,6 +203,21 @@ class Learning:
             held_out=[by_id[i] for i in result.held_out if i in by_id],
             learned=learned, retired=retired,
         )
+
+    async def judge(self, lesson_ids: list[int]) -> list[tuple[Lesson, str]]:
+        """Retire each of these lessons that does no better than its holdout (pinned ones stay)."""
+        retired: list[tuple[Lesson, str]] = []
+        trials = await self.store.trials(lesson_ids)
+        for lesson_id in lesson_ids:
+            lesson = await self.store.lesson(lesson_id)
+            if lesson is None or lesson.pinned or lesson.status != ACTIVE:
+                continue
+            verdict = L.verdict(trials[lesson_id])
+            if verdict is not None and not verdict[0]:
+                await self.store.set_lesson(lesson_id, status=RETIRED, reason=f"retired: {verdict[1]}")
+                retired.append((lesson, verdict[1]))
+                log.info("lesson %s retired: %s", lesson_id, verdict[1])
+        return retired
 
     async def _post(self, session: SessionRow, body: str) -> None:
         """The retrospective on the issue: edited in place if it is already there."""
