@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(on SQLite it is stored compressed), e.g. to replay it with `compound receive`.",
     )
     payload.add_argument("delivery_id", help="the X-GitHub-Delivery id")
+
+    from bot.learning import cli as lessons_cli
+
+    lessons_cli.add_parser(sub)
     return parser
 
 
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: _serve(settings, workers=not args.no_workers),
         "worker": lambda: _worker(settings),
         "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id),
+        "lessons": lambda: _lessons(settings, args),
         "db": lambda: _db_payload(settings, args.delivery_id)
         if args.db_command == "payload"
         else _db_upgrade(settings),
@@ -235,6 +240,12 @@ async def _receive(settings: Settings, event: str, payload_path: Path, delivery_
         print(stored.last_error or "", file=sys.stderr)
         return 1
     return 0
+
+
+async def _lessons(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.learning import cli as lessons_cli
+
+    return await lessons_cli.run(settings, args)
 
 
 async def _db_upgrade(settings: Settings) -> int:
