@@ -175,7 +175,7 @@ rounds = Table(
     Column("not_before", DateTime(timezone=True)),
     Column("categories", Text),
     Column("automatic", Boolean, nullable=False, server_default=false()),
-    # The learning loop (migration 0006): the lessons the round's prompt carried
+    # The learning loop (migration 0007): the lessons the round's prompt carried
     # and held out (JSON {"carried": [ids], "held_out": [ids]}), and how its
     # prompt variant and model were chosen (JSON: the posteriors, the reason).
     Column("lessons", Text),

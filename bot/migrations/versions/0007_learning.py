@@ -12,16 +12,16 @@
 - `rounds.lessons`, `rounds.choice`: what a round's prompt carried and held
   out, and how its variant (and model) were picked.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
