@@ -37,6 +37,9 @@ DEFAULT_MODELS: dict[str, str] = {
 # `agent:<suffix>` labels Compound uses itself: never read as model aliases.
 RESERVED_LABEL_SUFFIXES = frozenset({"needs-human"})
 MODEL_LABEL_PREFIX = "agent:"
+# Whose comments the prompt quotes (`prompt_comments`): people with write
+# access and Compound itself, or everyone (still quoted as data).
+PROMPT_COMMENTS_WRITERS, PROMPT_COMMENTS_EVERYONE = "writers", "everyone"
 
 LABEL_MAX = 50  # GitHub's limit on a label name
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
@@ -107,6 +110,7 @@ class RepoConfig(BaseModel):
     forbidden_paths: list[str] = Field(default_factory=list)
     prompt: str = Field(default="", max_length=10_000)
     allowed_bots: list[str] = Field(default_factory=list)
+    prompt_comments: Literal["writers", "everyone"] = PROMPT_COMMENTS_WRITERS
     lessons: LessonsConfig = Field(default_factory=LessonsConfig)
     # Prompt variants not to pick any more, as `<kind>.<variant>` (e.g. `task.concise`).
     retired_variants: list[str] = Field(default_factory=list)

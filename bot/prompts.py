@@ -88,6 +88,9 @@ class PromptContext:
     issue_title: str = ""
     issue_body: str = ""
     comments: list[Comment] = field(default_factory=list)
+    # Comments not quoted because their authors lack write access (and the
+    # repo's `prompt_comments` is `writers`): bot/sessions/commenters.py.
+    left_out_comments: int = 0
     instructions: str = ""
     pr_number: int | None = None
     branch: str | None = None
@@ -95,6 +98,7 @@ class PromptContext:
     lessons: list[str] = field(default_factory=list)
     failures: list[CheckFailure] = field(default_factory=list)
     review_comments: list[Comment] = field(default_factory=list)
+    left_out_review_comments: int = 0
     # rebase rounds: the base branch merged in, and the files git could not merge
     base_branch: str | None = None
     conflicts: list[str] = field(default_factory=list)

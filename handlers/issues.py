@@ -1,4 +1,6 @@
-"""`issues.labeled`: the trigger label (or `agent:<alias>`) starts a task session."""
+"""`issues.labeled`: the trigger label (or `agent:<alias>`) starts a task session;
+`issues.unlabeled` of `agent:needs-human` resumes it; `issues.edited` after the
+trigger is answered once: the session keeps the text it was started on."""
 
 from __future__ import annotations
 
@@ -54,3 +56,14 @@ async def on_issues_unlabeled(event: sansio.Event, gh: Any, ctx: Context) -> Non
         return
     session = await ctx.store.sessions.for_issue(data["repository"]["full_name"], data["issue"]["number"])
     await ctx.sessions.unlabeled(gh, session, data["sender"])
+
+
+@router.register("issues", action="edited")
+@needs_github
+async def on_issues_edited(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    data = event.data
+    changes = data.get("changes") or {}
+    if "pull_request" in data["issue"] or not ({"body", "title"} & changes.keys()):
+        return
+    session = await ctx.store.sessions.for_issue(data["repository"]["full_name"], data["issue"]["number"])
+    await ctx.sessions.issue_edited(gh, session, data["issue"])

@@ -56,6 +56,7 @@ def test_no_content_is_the_defaults_without_a_message(text):
     assert config.max_ci_rounds is None and config.max_review_rounds is None
     assert config.setup_commands == config.test_commands == config.forbidden_paths == []
     assert config.prompt == "" and config.allowed_bots == []
+    assert config.prompt_comments == "writers"
 
 
 def test_the_full_example_parses():
@@ -85,6 +86,11 @@ def test_keys_are_merged_over_the_defaults():
     # A single command is a list of one.
     assert config.test_commands == ["make test"]
     assert config.trigger_label == "agent"
+
+
+def test_prompt_comments_may_let_everyone_in():
+    config, message = parse_config("prompt_comments: everyone\n")
+    assert message is None and config.prompt_comments == "everyone"
 
 
 def test_label_models_may_name_a_default_alias():
@@ -129,6 +135,7 @@ def test_label_models_may_name_a_default_alias():
         ("test_commands:\n  - pytest\n  - [nested]\n", "`test_commands.1` (line 3): Input should be a valid string"),
         ("agent: claude-code\n", "`agent` (line 1): Input should be a valid dictionary"),
         ("prompt: [a]\n", "`prompt` (line 1): Input should be a valid string"),
+        ("prompt_comments: all\n", "`prompt_comments` (line 1): Input should be 'writers' or 'everyone'"),
         ("1: 2\n", "Keys should be strings"),
     ],
 )

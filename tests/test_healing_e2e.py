@@ -294,8 +294,9 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     prompt = json.loads(record.read_text())["stdin"]
     for text in ("Please add type hints.", "feature() needs a return type", "other() too", "agreed with the above"):
         assert text in prompt
-    # Mallory's comment is there only as the thread Rita answered, quoted as data.
-    assert "earlier comment in this thread by mallory" in prompt
+    # Mallory (read access) started the thread Rita answered: her comment is left out, and counted.
+    assert "IGNORE ALL INSTRUCTIONS" not in prompt and "mallory" not in prompt
+    assert "1 comment by someone without write access to the repo is left out" in prompt
     bot = f"{world.twin.app_slug}[bot]"
     replies = [c for c in world.repo.review_comments.values() if c.user == bot]
     threads = {c.in_reply_to_id or c.id for c in world.repo.review_comments.values() if c.review_id == review}

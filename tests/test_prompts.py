@@ -190,6 +190,24 @@ def test_lessons_section_is_omitted_when_there_are_none(prompts, kind, variant):
     assert "\n\n\n" not in text
 
 
+@pytest.mark.parametrize(("kind", "variant"), every_template())
+def test_comments_left_out_are_counted_with_the_reason(prompts, kind, variant):
+    text = prompts.render(full_context(kind), variant).text
+    assert "left out" not in text
+    prose = outside_blocks(prompts.render(full_context(kind, left_out_comments=3), variant).text)
+    assert "3 comments by people without write access to the repo are left out" in prose
+    assert "`prompt_comments`" in prose
+    prose = outside_blocks(prompts.render(full_context(kind, comments=[], left_out_comments=1), variant).text)
+    assert "1 comment by someone without write access to the repo is left out" in prose
+
+
+def test_review_comments_left_out_are_counted_next_to_the_review(prompts):
+    prose = outside_blocks(prompts.render(full_context("review_fix", left_out_review_comments=2)).text)
+    review, issue = prose.index("## Review comments"), prose.index("## Issue #12")
+    counted = prose.index("2 comments by people without write access")
+    assert review < counted < issue
+
+
 def test_ci_fix_without_details_says_so(prompts):
     prompt = prompts.render(full_context("ci_fix", failures=[CheckFailure("lint", "failure")]))
     assert data_blocks(prompt)["check name"].content == "lint"

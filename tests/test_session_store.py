@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
 
-from bot.store import Store
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.settings import async_database_url
+from bot.store import MIGRATIONS, Store
 from bot.store.sessions import AWAITING, R_CANCELLED, R_QUEUED, R_RUNNING
+from tests.conftest import PG_ADMIN_URL
 
 
 async def new(store: Store, issue: int = 1, repo: str = "o/r"):
@@ -189,3 +202,93 @@ async def test_budget_and_runs_per_head(store: Store):
     assert await store.sessions.count_runs(session.id, "ci_fix", "a" * 40) == 0
     await store.sessions.update_round(round_.id, status=R_DONE, head_before="a" * 40)
     assert await store.sessions.count_runs(session.id, "ci_fix", "a" * 40) == 1
+
+
+async def test_the_issue_body_at_the_trigger_is_kept_on_the_session(store: Store):
+    created = await store.sessions.create(
+        repo="o/r", installation_id=1, issue_number=3, issue_title="t", branch="b", backend="command",
+        model=None, triggered_by="alice", config={}, issue_body="Do it ```this``` way",
+    )
+    assert created is not None
+    assert (await store.sessions.get(created[0].id)).issue_body == "Do it ```this``` way"
+
+
+async def test_the_edit_notice_is_claimed_once_however_many_ask_at_once(store: Store):
+    session, _ = await new(store)
+    claims = await asyncio.gather(*(store.sessions.claim_edit_notice(session.id) for _ in range(8)))
+    assert sorted(claims) == [False] * 7 + [True]
+    assert (await store.sessions.get(session.id)).issue_edit_noticed_at is not None
+    assert not await store.sessions.claim_edit_notice(session.id)
+    # A notice that could not be posted is claimed again by the retry.
+    await store.sessions.release_edit_notice(session.id)
+    assert await store.sessions.claim_edit_notice(session.id)
+    other, _ = await new(store, issue=2)
+    assert await store.sessions.claim_edit_notice(other.id)
+
+
+# -- migration 0006 on a database that holds sessions from before ------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own (the shared test database is already at head)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'before.db'}"
+        return
+    name = f"compound_migrate_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield async_database_url(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _alembic(sync_conn, verb: str, revision: str) -> None:
+    cfg = Config(str(MIGRATIONS / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = sync_conn
+    getattr(command, verb)(cfg, revision)
+
+
+async def test_migration_0006_keeps_the_body_of_sessions_from_before(empty_database: str):
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0005")
+            now = datetime.now(timezone.utc)
+            for sid, context in (("s-old", '{"issue_body": "as labelled", "base_branch": "main"}'), ("s-none", "{}")):
+                await conn.execute(text(
+                    "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
+                    "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, 1, 'b', 'awaiting', 'command', "
+                    "'alice', :now, :now)"
+                ), {"id": sid, "now": now})
+                await conn.execute(text(
+                    "INSERT INTO rounds (session_id, number, kind, status, context, created_at) "
+                    "VALUES (:id, 1, 'task', 'done', :context, :now)"
+                ), {"id": sid, "context": context, "now": now})
+            await conn.execute(text(
+                "INSERT INTO rounds (session_id, number, kind, status, context, created_at) "
+                "VALUES ('s-old', 2, 'command', 'done', '{\"issue_body\": \"not this\"}', :now)"
+            ), {"now": now})
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "head")
+        store = Store(engine)
+        old, none = await store.sessions.get("s-old"), await store.sessions.get("s-none")
+        assert (old.issue_body, old.issue_edit_noticed_at) == ("as labelled", None)
+        assert none.issue_body is None
+        assert await store.sessions.claim_edit_notice("s-old")
+        # And back: 0006 comes off cleanly.
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "downgrade", "0005")
+            columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("sessions")})
+        assert "issue_body" not in columns and "issue_edit_noticed_at" not in columns
+    finally:
+        await engine.dispose()

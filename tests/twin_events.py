@@ -68,6 +68,28 @@ def issue_unlabeled(twin: GitHubTwin, full_name: str, number: int, label: str, s
     return checked("issues", payload)
 
 
+def issue_edited(
+    twin: GitHubTwin, full_name: str, number: int, sender: str, installation_id: int,
+    *, body: str | None = None, title: str | None = None,
+) -> dict[str, Any]:
+    """Edits the issue's body and/or title in the twin and returns its `issues.edited`."""
+    repo = repo_of(twin, full_name)
+    issue = repo.issues[number]
+    payload = example("issues", "edited")
+    payload.update(common(twin, full_name, sender, installation_id))
+    changes: dict[str, Any] = {}
+    if body is not None:
+        changes["body"] = {"from": issue.body or ""}
+        issue.body = body
+    if title is not None:
+        changes["title"] = {"from": issue.title}
+        issue.title = title
+    issue.updated_at = now_iso()
+    payload["changes"] = changes
+    payload["issue"] = shapes.issue(twin, repo, issue)
+    return checked("issues", payload)
+
+
 def comment_created(twin: GitHubTwin, full_name: str, number: int, body: str, sender: str, installation_id: int) -> dict[str, Any]:
     """Adds the comment to the twin (as `sender`) and returns its `issue_comment.created`."""
     repo = repo_of(twin, full_name)

@@ -119,8 +119,10 @@ class SessionManager:
             triggered_by=sender["login"],
             config=config.model_dump(mode="json"),
             instructions=instructions,
+            # The issue as the trigger's payload shows it: what the maintainer
+            # read when they started the session. Later edits are not followed.
+            issue_body=issue.get("body") or "",
             context={
-                "issue_body": issue.get("body") or "",
                 "requested_by_id": sender.get("id"),
                 "base_branch": base_branch,
                 "labels": labels,
@@ -186,6 +188,27 @@ class SessionManager:
             session, kind=last.kind, sender=sender, instructions=last.instructions,
             context=last.context_data(), trigger=last.trigger_data(),
         )
+
+    async def issue_edited(self, gh: Any, session: SessionRow | None, issue: dict[str, Any]) -> None:
+        """The issue's text changed after the trigger: say once that the session keeps the old.
+
+        Following an edit silently would let anyone who can edit the issue
+        rewrite a task a maintainer already started; ignoring it silently would
+        leave the editor expecting the agent to see it.
+        """
+        if session is None or session.outcome is not None:
+            return
+        if (issue.get("body") or "") == (session.issue_body or "") and (issue.get("title") or "") == session.issue_title:
+            return  # an edit the trigger already saw, or a change back
+        if not await self.store.claim_edit_notice(session.id):
+            return
+        try:
+            config = RepoConfig.model_validate(session.config_data())
+            await comment(gh, session.repo, session.issue_number, messages.issue_edited(session, config.trigger_label))
+        except BaseException:
+            await self.store.release_edit_notice(session.id)  # the delivery's retry says it
+            raise
+        await self.events.record(session, "session.issue_edited")
 
     # -- healing: what events ask for ---------------------------------------------
 

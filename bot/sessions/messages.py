@@ -186,6 +186,31 @@ def status(session: SessionRow | None, rounds: list[RoundRow]) -> str:
     return "\n".join(lines)
 
 
+EDIT_MARK = "<!-- compound:issue-edited {id} -->"
+
+
+def issue_edited(session: SessionRow, trigger_label: str) -> str:
+    """Said once per session when the issue is edited after it was triggered."""
+    text = (
+        f"{EDIT_MARK.format(id=session.id)}\n"
+        f"This issue was edited after @{session.triggered_by} started session `{session.id}`. "
+        "Compound keeps working from the title and description as they were then, "
+        "so that nobody can change a task after a maintainer has started it; the edit is not shown to the agent.\n\n"
+    )
+    if session.pr_number is not None:
+        return text + (
+            f"To use the new text, a maintainer can tell the agent what changed with `/agent <instructions>` "
+            f"on #{session.pr_number}, or close #{session.pr_number} and label this issue `{trigger_label}` "
+            "again to start a new session from the issue as it reads now."
+        )
+    stop_first = "`/agent stop` this session, then " if session.active else ""
+    return text + (
+        f"To use the new text, a maintainer can {stop_first}remove and add the `{trigger_label}` label "
+        "again (or comment `/agent`) to start a new session from the issue as it reads now. "
+        "`/agent retry` keeps the text from the start."
+    )
+
+
 def config_invalid(error: str) -> str:
     return (
         "`.github/compound.yml` is not valid, so Compound uses its defaults for now:\n\n"

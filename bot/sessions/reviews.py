@@ -17,8 +17,9 @@ async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[
     """The review's text and its inline comments, each with the thread comment it answers.
 
     Everything here was written by the reviewer, whom the handler checked for
-    write access; the earlier comment a reply answers may be anyone's and is
-    quoted as data only.
+    write access; the earlier comment a reply answers may be anyone's, and the
+    prompt quotes it only if `prompt_comments` lets its author in
+    (bot/sessions/commenters.py).
     """
     owner, name = session.owner_name
     where = {"owner": owner, "repo": name, "pull_number": session.pr_number}

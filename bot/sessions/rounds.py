@@ -25,6 +25,7 @@ from bot.events import EventLog
 from bot.github.api import comment
 from bot.prompts import Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
+from bot.sessions.commenters import Commenters
 from bot.sessions.identity import co_author
 from bot.learning import RoundPlan
 from bot.learning.lessons import review_kinds
@@ -220,36 +221,37 @@ class RoundRunner:
     async def _prompt(
         self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig, plan: Plan, conflicts: list[str]
     ) -> Any:
-        context = round_.context_data()
-        if "issue_body" not in context:  # follow-up rounds: the issue as the task round saw it
-            first = (await self.store.rounds(session.id))[0]
-            context["issue_body"] = first.context_data().get("issue_body", "")
-        owner, name = session.owner_name
+        own = f"{self.identity.slug}[bot]"
+        commenters = Commenters(gh, session.repo, config, own_login=own)
         comments: list[Comment] = []
+        left_out = 0
         if round_.kind == "task":
+            owner, name = session.owner_name
             raw = await gh.getitem(
                 "/repos/{owner}/{repo}/issues/{issue_number}/comments",
                 {"owner": owner, "repo": name, "issue_number": session.issue_number},
             )
-            own = f"{self.identity.slug}[bot]"
-            comments = [
+            comments, left_out = await commenters.screen([
                 Comment(author=c["user"]["login"], body=c.get("body") or "")
                 for c in raw
                 if c["user"]["login"] != own  # Compound's own notes are not the task
-            ]
+            ])
+        review_comments, left_out_review = await commenters.screen(plan.review_comments)
         prompt_context = PromptContext(
             kind=round_.kind,
             repo=session.repo,
             issue_number=session.issue_number,
             issue_title=session.issue_title,
-            issue_body=context.get("issue_body", ""),
+            issue_body=await self._issue_body(session),
             comments=comments,
+            left_out_comments=left_out,
             instructions=round_.instructions,
             pr_number=session.pr_number,
             branch=session.branch,
             config=config,
             failures=plan.failures,
-            review_comments=plan.review_comments,
+            review_comments=review_comments,
+            left_out_review_comments=left_out_review,
             base_branch=plan.base_branch or session.base_branch,
             conflicts=conflicts,
         )
@@ -275,6 +277,16 @@ class RoundRunner:
             held_out=[x.id for x in learned.held_out], choice=learned.choice,
         )
         return learned
+
+    async def _issue_body(self, session: SessionRow) -> str:
+        """The issue's description as the trigger saw it, never as it reads now
+        (handlers/issues.py tells the issue when it is edited since)."""
+        if session.issue_body is not None:
+            return session.issue_body
+        # A session created by a Compound from before migration 0006 (a rolling
+        # upgrade) kept it in its first round's context only.
+        first = (await self.store.rounds(session.id))[0]
+        return str(first.context_data().get("issue_body", ""))
 
     async def _run_agent(
         self,

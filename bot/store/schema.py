@@ -138,6 +138,11 @@ sessions = Table(
     # A head someone other than Compound pushed: no automatic round on it.
     Column("hold_head", String(64)),
     Column("escalated_at", DateTime(timezone=True)),
+    # The issue's description as the trigger saw it (migration 0006): every
+    # round quotes this, not the issue as it reads now. NULL: from before 0006.
+    Column("issue_body", Text),
+    # When Compound said on the issue that it does not follow edits (once).
+    Column("issue_edit_noticed_at", DateTime(timezone=True)),
 )
 
 rounds = Table(

@@ -60,6 +60,8 @@ class SessionRow:
     updated_at: datetime
     hold_head: str | None
     escalated_at: datetime | None
+    issue_body: str | None
+    issue_edit_noticed_at: datetime | None
 
     @property
     def held(self) -> bool:
@@ -174,6 +176,7 @@ class SessionStore:
         model: str | None,
         triggered_by: str,
         config: dict[str, Any],
+        issue_body: str = "",
         kind: str = "task",
         instructions: str = "",
         context: dict[str, Any] | None = None,
@@ -190,7 +193,7 @@ class SessionStore:
             await conn.execute(
                 insert(s).values(
                     id=session_id, repo=repo, installation_id=installation_id,
-                    issue_number=issue_number, issue_title=issue_title, branch=branch,
+                    issue_number=issue_number, issue_title=issue_title, issue_body=issue_body, branch=branch,
                     status=QUEUED, model=model, backend=backend, triggered_by=triggered_by,
                     config=json.dumps(config), created_at=now, updated_at=now,
                 )
@@ -469,6 +472,23 @@ class SessionStore:
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(r).where(r.c.id == round_id).values(**values))
+
+    async def claim_edit_notice(self, session_id: str) -> bool:
+        """Whether this caller is the one to tell the issue its edits are not followed.
+
+        True once per session: the first to set `issue_edit_noticed_at` wins,
+        whatever other deliveries (more edits, redeliveries) run at the same time.
+        """
+        stmt = (
+            update(s).where(s.c.id == session_id, s.c.issue_edit_noticed_at.is_(None))
+            .values(issue_edit_noticed_at=utcnow())
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def release_edit_notice(self, session_id: str) -> None:
+        """The notice could not be posted: let the delivery's retry post it."""
+        await self.update_session(session_id, issue_edit_noticed_at=None)
 
     async def defer(self, round_id: int, seconds: float) -> None:
         """Put a claimed round back to wait (its suite has not settled yet); not an attempt."""
