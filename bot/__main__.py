@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Applies database migrations first. Without APP_ID it offers the GitHub App "
         "manifest flow at / to register the App.",
     )
-    serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        help="listen address (default: HOST, else 0.0.0.0, or 127.0.0.1 while no App is registered)",
+    )
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
     serve.add_argument(
         "--no-workers",
@@ -171,8 +174,9 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
 
     service = Service(settings, run_workers=workers)
     await service.start()
+    host = settings.listen_host
     listener = await listen(
-        service.web_app(), service.intake, host=settings.host, port=settings.port, path=settings.webhook_path
+        service.web_app(), service.intake, host=host, port=settings.port, path=settings.webhook_path
     )
     # What start-up built lives as long as the process: keep the collector off
     # it, and let it run less often (each delivery allocates a lot, briefly).
@@ -184,7 +188,7 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     # up while the event loop is busy.
     sys.setswitchinterval(0.0005)
     mode = "" if settings.app_id else " (not registered yet: open / to register the GitHub App)"
-    log.info("listening on http://%s:%s%s", settings.host, settings.port, mode,
+    log.info("listening on http://%s:%s%s", host, listener.port, mode,
              extra={"webhook_path": settings.webhook_path})
     try:
         await _wait_for_signal()
