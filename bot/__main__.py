@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the web server and in-process workers (applies migrations first)",
         description="Run the webhook server and, unless --no-workers, the session workers. "
         "Applies database migrations first. Without APP_ID it offers the GitHub App "
-        "manifest flow at / to register the App.",
+        "manifest flow to register the App, at a one-time URL it prints.",
     )
     serve.add_argument(
         "--host",
@@ -187,9 +187,11 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     # every step and commit; the default 5 ms hand-over holds each group commit
     # up while the event loop is busy.
     sys.setswitchinterval(0.0005)
-    mode = "" if settings.app_id else " (not registered yet: open / to register the GitHub App)"
+    mode = "" if settings.app_id else " (setup mode: not registered yet)"
     log.info("listening on http://%s:%s%s", host, listener.port, mode,
              extra={"webhook_path": settings.webhook_path})
+    if service.setup_gate is not None:
+        _announce_setup(settings, service.setup_gate.token, host, listener.port)
     try:
         await _wait_for_signal()
     finally:
@@ -197,6 +199,28 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
         await listener.close()
         await service.stop()
     return 0
+
+
+def _announce_setup(settings: Settings, token: str, host: str, port: int) -> None:
+    """The one-time link, on stdout (the operator's console) and in the log."""
+    wildcard = host in {"0.0.0.0", "::"}
+    shown = "127.0.0.1" if wildcard else host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/?token={token}"
+    if wildcard:
+        reach = " (from another machine, put this machine's name in place of 127.0.0.1)"
+    elif host in {"127.0.0.1", "localhost", "::1"}:
+        reach = (f" (it listens on {host} only: from another machine, forward the port with"
+                 f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)")
+    else:
+        reach = ""
+    print(
+        f"\nCompound is not registered as a GitHub App yet. To register it, open\n\n    {url}\n\n"
+        f"in your browser{reach}. The link works once, for one browser; restarting "
+        f"`compound serve` makes a new one. The credentials will be saved to "
+        f"{settings.credentials_file}.\n",
+        flush=True,
+    )
+    log.info("setup mode: register the GitHub App at %s", url)
 
 
 async def _worker(settings: Settings) -> int:
