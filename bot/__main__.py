@@ -32,9 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the web server and in-process workers (applies migrations first)",
         description="Run the webhook server and, unless --no-workers, the session workers. "
         "Applies database migrations first. Without APP_ID it offers the GitHub App "
-        "manifest flow at / to register the App.",
+        "manifest flow to register the App, at a one-time URL it prints.",
     )
-    serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        help="listen address (default: HOST, else 0.0.0.0, or 127.0.0.1 while no App is registered)",
+    )
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
     serve.add_argument(
         "--no-workers",
@@ -176,8 +179,9 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
 
     service = Service(settings, run_workers=workers)
     await service.start()
+    host = settings.listen_host
     listener = await listen(
-        service.web_app(), service.intake, host=settings.host, port=settings.port, path=settings.webhook_path
+        service.web_app(), service.intake, host=host, port=settings.port, path=settings.webhook_path
     )
     # What start-up built lives as long as the process: keep the collector off
     # it, and let it run less often (each delivery allocates a lot, briefly).
@@ -188,9 +192,11 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     # every step and commit; the default 5 ms hand-over holds each group commit
     # up while the event loop is busy.
     sys.setswitchinterval(0.0005)
-    mode = "" if settings.app_id else " (not registered yet: open / to register the GitHub App)"
-    log.info("listening on http://%s:%s%s", settings.host, settings.port, mode,
+    mode = "" if settings.app_id else " (setup mode: not registered yet)"
+    log.info("listening on http://%s:%s%s", host, listener.port, mode,
              extra={"webhook_path": settings.webhook_path})
+    if service.setup_gate is not None:
+        _announce_setup(settings, service.setup_gate.token, host, listener.port)
     try:
         await _wait_for_signal()
     finally:
@@ -198,6 +204,28 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
         await listener.close()
         await service.stop()
     return 0
+
+
+def _announce_setup(settings: Settings, token: str, host: str, port: int) -> None:
+    """The one-time link, on stdout (the operator's console) and in the log."""
+    wildcard = host in {"0.0.0.0", "::"}
+    shown = "127.0.0.1" if wildcard else host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/?token={token}"
+    if wildcard:
+        reach = " (from another machine, put this machine's name in place of 127.0.0.1)"
+    elif host in {"127.0.0.1", "localhost", "::1"}:
+        reach = (f" (it listens on {host} only: from another machine, forward the port with"
+                 f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)")
+    else:
+        reach = ""
+    print(
+        f"\nCompound is not registered as a GitHub App yet. To register it, open\n\n    {url}\n\n"
+        f"in your browser{reach}. The link works once, for one browser; restarting "
+        f"`compound serve` makes a new one. The credentials will be saved to "
+        f"{settings.credentials_file}.\n",
+        flush=True,
+    )
+    log.info("setup mode: register the GitHub App at %s", url)
 
 
 async def _worker(settings: Settings) -> int:

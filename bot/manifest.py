@@ -4,21 +4,31 @@ When `compound serve` starts without `APP_ID`, the web app mounts these routes
 instead of the webhook endpoint:
 
     from bot.manifest import setup_routes
-    setup_routes(app, settings, env_path=Path(".env"))
+    setup_routes(app, settings, env_path=settings.credentials_file, gate=SetupGate())
 
+- Every page answers 403 to a browser the gate has not admitted: only the
+  one that opened the one-time link `compound serve` printed
+  (`bot/setup_gate.py`). The link's `/?token=...` sets the gate's cookie
+  and redirects to `/`, so the token does not stay in the address bar.
 - `GET /` explains that Compound is not registered yet and shows a form that
   POSTs the manifest built from `app.yml` to GitHub
   (`{web}/settings/apps/new`, or `{web}/organizations/{org}/settings/apps/new`
   with `?org=NAME`). The webhook URL and the redirect URL are derived from the
   URL the browser used (`X-Forwarded-Proto` / `X-Forwarded-Host` behind a
-  proxy). A random `state` rides along and is checked on return.
+  proxy). A random `state`, bound to the admitted browser, rides along and is
+  checked on return.
 - GitHub sends the browser back to `GET /setup?code=...&state=...`. Compound
   trades the code for the App's credentials (`POST
-  /app-manifests/{code}/conversions`), writes `APP_ID`, `PRIVATE_KEY` (one
-  line, literal `\\n`), `WEBHOOK_SECRET`, `GITHUB_CLIENT_ID` and
-  `GITHUB_CLIENT_SECRET` into `env_path` (other lines kept, mode 0600), and
-  shows a link to install the App. The running process does not switch modes:
-  the operator restarts `compound serve`, which then reads the new `.env`.
+  /app-manifests/{code}/conversions`), writes the private key to
+  `github-app-{id}.private-key.pem` next to `env_path` and `APP_ID`,
+  `PRIVATE_KEY_PATH`, `WEBHOOK_SECRET`, `GITHUB_CLIENT_ID` and
+  `GITHUB_CLIENT_SECRET` into `env_path` (other lines kept, both files mode
+  0600, values bare so that `docker run --env-file` reads them too; see
+  `bot/envfile.py`), and shows a link to install the App. If either file
+  cannot be written, the page shows the credentials instead, once: GitHub
+  never hands out that key again. The running process does not switch modes:
+  the operator restarts `compound serve`, whose settings loader reads
+  `env_path`.
 
 After one successful registration the routes refuse a second one (409), so a
 stray visitor cannot replace the credentials before the restart. The code, the
@@ -28,13 +38,11 @@ paths without query strings, since `/setup`'s carries the (single-use) code.
 
 from __future__ import annotations
 
-import io
+import hmac
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +53,11 @@ import gidgethub.aiohttp
 import jinja2
 import yaml
 from aiohttp import web
-from dotenv.parser import parse_stream
 
+from bot.envfile import UnsafeValue, plain, write_env, write_private
 from bot.github.client import REQUESTER
 from bot.settings import Settings
+from bot.setup_gate import SetupGate
 
 log = logging.getLogger("compound.manifest")
 
@@ -105,16 +114,46 @@ _DONE = _templates.from_string(
     _LAYOUT.replace(
         "{% block body %}{% endblock %}",
         """<p>The GitHub App <strong>{{ name }}</strong> (id {{ app_id }}) is
-registered and its credentials are saved in <code>{{ env_path }}</code>.</p>
+registered. Its settings are saved in <code>{{ env_path }}</code> and its
+private key in <code>{{ key_path }}</code> (both readable by this service's
+user only).</p>
 <ol><li><a href="{{ install_url }}">Install the App</a> on the repositories it
 should work on.</li>
 <li>Restart <code>compound serve</code> so that it picks up the new settings.</li></ol>""",
     )
 )
 
+_UNSAVED = _templates.from_string(
+    _LAYOUT.replace(
+        "{% block body %}{% endblock %}",
+        """<p>The GitHub App <strong>{{ name }}</strong> (id {{ app_id }}) is
+registered, but Compound could not save its credentials to
+<code>{{ env_path }}</code>: {{ error }}.</p>
+<p><strong>Copy them now.</strong> This page is shown once, and GitHub never
+shows the private key again (you could only generate a new one in the App's
+settings).</p>
+<ol><li>Save the private key below to a file only the service can read, e.g.
+<code>{{ key_name }}</code> with mode 0600.</li>
+<li>Put these settings in the service's environment or in a dotenv file it
+reads (<code>ENV_FILE</code>), with <code>PRIVATE_KEY_PATH</code> naming the
+key file:
+<pre id="settings">{{ settings_text }}</pre></li>
+<li><a href="{{ install_url }}">Install the App</a> on the repositories it
+should work on, and restart <code>compound serve</code>.</li></ol>
+<pre id="private-key">{{ pem }}</pre>""",
+    )
+)
+
 _MESSAGE = _templates.from_string(
     _LAYOUT.replace("{% block body %}{% endblock %}", "<p>{{ message }}</p>")
 )
+
+_REGISTERED = {"title": "Already registered",
+               "message": "Compound was just registered; restart `compound serve`."}
+_FORBIDDEN = {"title": "Setup link needed",
+              "message": "Only the browser that opened the one-time setup link printed on "
+                         "compound serve's console can register Compound. Restart "
+                         "compound serve for a new link if it was used elsewhere."}
 
 
 class ManifestFlow:
@@ -125,15 +164,18 @@ class ManifestFlow:
         settings: Settings,
         env_path: Path,
         *,
+        gate: SetupGate,
         manifest_path: Path | None = None,
     ) -> None:
         self.settings = settings
         self.env_path = Path(env_path)
+        self.gate = gate
         if manifest_path is None:
             cwd_manifest = Path("app.yml")
             manifest_path = cwd_manifest if cwd_manifest.is_file() else DEFAULT_MANIFEST
         self.manifest_path = manifest_path
-        self._states: cachetools.TTLCache[str, bool] = cachetools.TTLCache(
+        # state -> the browser session it was handed to
+        self._states: cachetools.TTLCache[str, str] = cachetools.TTLCache(
             maxsize=1024, ttl=STATE_TTL
         )
         self.registered: dict[str, Any] | None = None
@@ -150,10 +192,12 @@ class ManifestFlow:
         manifest["redirect_url"] = base_url + "/setup"
         return manifest
 
-    async def register_page(self, request: web.Request) -> web.Response:
+    async def register_page(self, request: web.Request) -> web.StreamResponse:
+        browser = self.gate.browser(request)
+        if browser is None or "token" in request.query:
+            return self._admit(request, browser)
         if self.registered is not None:
-            return _page(_MESSAGE, 409, title="Already registered",
-                         message="Compound was just registered; restart `compound serve`.")
+            return _page(_MESSAGE, 409, **_REGISTERED)
         org = request.query.get("org")
         web_base = self.settings.web_base_url
         if org:
@@ -164,7 +208,7 @@ class ManifestFlow:
         else:
             new_app_url = f"{web_base}/settings/apps/new"
         state = secrets.token_urlsafe(24)
-        self._states[state] = True
+        self._states[state] = browser
         base_url = external_base_url(request)
         manifest = self.manifest(base_url)
         return _page(
@@ -178,13 +222,32 @@ class ManifestFlow:
             env_path=self.env_path,
         )
 
+    def _admit(self, request: web.Request, browser: str | None) -> web.StreamResponse:
+        """The one-time link: set the browser's cookie and drop the token from the URL."""
+        session = browser or self.gate.admit(request)  # the link opened again: still in
+        if session is None:
+            log.warning("setup page refused: not the browser that opened the setup link")
+            return _page(_MESSAGE, 403, **_FORBIDDEN)
+        query = {k: v for k, v in request.query.items() if k != "token"}
+        response = web.Response(status=303, headers={"Location": request.rel_url.with_query(query).path_qs})
+        _private(response)
+        secure = external_base_url(request).startswith("https://")
+        self.gate.set_cookie(response, session, secure=secure)
+        if browser is None:
+            log.info("setup link used; this browser may now register the App")
+        return response
+
     async def setup_page(self, request: web.Request) -> web.Response:
+        browser = self.gate.browser(request)
+        if browser is None:
+            log.warning("setup callback refused: not the browser that opened the setup link")
+            return _page(_MESSAGE, 403, **_FORBIDDEN)
         if self.registered is not None:
-            return _page(_MESSAGE, 409, title="Already registered",
-                         message="Compound was just registered; restart `compound serve`.")
+            return _page(_MESSAGE, 409, **_REGISTERED)
         state = request.query.get("state", "")
         code = request.query.get("code", "")
-        if not state or state not in self._states:
+        owner = self._states.get(state) if state else None
+        if owner is None or not hmac.compare_digest(owner, browser):
             return _page(_MESSAGE, 400, title="Registration not recognised",
                          message="This link does not belong to a registration started "
                                  "here, or it is over an hour old. Start again from the home page.")
@@ -206,27 +269,44 @@ class ManifestFlow:
                          message="Trading the code for the App's credentials failed. "
                                  "Reload this page to try again.")
         del self._states[state]
-        write_env(
-            self.env_path,
-            {
-                "APP_ID": str(app["id"]),
-                "PRIVATE_KEY": app["pem"].strip().replace("\r\n", "\n").replace("\n", "\\n"),
-                "WEBHOOK_SECRET": app.get("webhook_secret") or "",
-                "GITHUB_CLIENT_ID": app.get("client_id") or "",
-                "GITHUB_CLIENT_SECRET": app.get("client_secret") or "",
-            },
-        )
+        # From here on the credentials exist only in `app`: whatever happens,
+        # this request shows or saves them, and no second registration runs.
         self.registered = {"id": app["id"], "slug": app.get("slug")}
-        log.info("registered GitHub App id=%s slug=%s; settings written to %s",
-                 app["id"], app.get("slug"), self.env_path)
+        name = app.get("name") or app.get("slug") or app["id"]
+        install_url = f"{app['html_url'].rstrip('/')}/installations/new"
+        key_path = self.env_path.parent.resolve() / key_file_name(app["id"])
+        values = credential_values(app, key_path)
+        try:
+            save_credentials(self.env_path, key_path, values, app["pem"])
+        except (OSError, UnsafeValue) as exc:
+            error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log.error("registered GitHub App id=%s slug=%s but could not save its credentials "
+                      "to %s (%s); the setup page shows them once", app["id"], app.get("slug"),
+                      self.env_path, error)
+            return _page(
+                _UNSAVED,
+                200,
+                title="Save Compound's credentials",
+                name=name,
+                app_id=app["id"],
+                env_path=self.env_path,
+                error=error,
+                key_name=key_path.name,
+                settings_text="".join(f"{k}={v}\n" for k, v in values.items() if v is not None),
+                pem=_pem(app["pem"]),
+                install_url=install_url,
+            )
+        log.info("registered GitHub App id=%s slug=%s; settings written to %s, key to %s",
+                 app["id"], app.get("slug"), self.env_path, key_path)
         return _page(
             _DONE,
             200,
             title="Compound is registered",
-            name=app.get("name") or app.get("slug") or app["id"],
+            name=name,
             app_id=app["id"],
-            install_url=f"{app['html_url'].rstrip('/')}/installations/new",
+            install_url=install_url,
             env_path=self.env_path,
+            key_path=key_path,
         )
 
     async def _convert(self, code: str) -> dict[str, Any]:
@@ -244,10 +324,11 @@ def setup_routes(
     settings: Settings,
     env_path: Path,
     *,
+    gate: SetupGate,
     manifest_path: Path | None = None,
 ) -> ManifestFlow:
     """Mount `GET /` and `GET /setup` on `app`; returns the flow (for tests)."""
-    flow = ManifestFlow(settings, env_path, manifest_path=manifest_path)
+    flow = ManifestFlow(settings, env_path, gate=gate, manifest_path=manifest_path)
     app.router.add_get("/", flow.register_page)
     app.router.add_get("/setup", flow.setup_page)
     return flow
@@ -260,48 +341,50 @@ def external_base_url(request: web.Request) -> str:
     return f"{proto or request.scheme}://{host or request.host}"
 
 
-def write_env(path: Path, values: dict[str, str]) -> None:
-    """Set `values` in the dotenv file at `path`, keeping its other lines.
+def key_file_name(app_id: object) -> str:
+    return f"github-app-{app_id}.private-key.pem"
 
-    Written to a temporary file and renamed, so a crash leaves the old file;
-    the result is readable by its owner only (it holds the App's key).
-    """
-    path = Path(path)
+
+def credential_values(app: dict[str, Any], key_path: Path) -> dict[str, str | None]:
+    """The dotenv settings for a converted manifest; PRIVATE_KEY is removed, the file wins."""
+    return {
+        "APP_ID": str(app["id"]),
+        "PRIVATE_KEY": None,
+        "PRIVATE_KEY_PATH": str(key_path),
+        "WEBHOOK_SECRET": app.get("webhook_secret") or "",
+        "GITHUB_CLIENT_ID": app.get("client_id") or "",
+        "GITHUB_CLIENT_SECRET": app.get("client_secret") or "",
+    }
+
+
+def save_credentials(
+    env_path: Path, key_path: Path, values: dict[str, str | None], pem: str
+) -> None:
+    """The key to its own file, then the settings; a failure leaves neither behind."""
+    for name, value in values.items():
+        if value is not None:
+            plain(name, value)  # refuse before writing anything
+    existed = key_path.exists()
+    write_private(key_path, _pem(pem))
     try:
-        original = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        original = ""
-    out: list[str] = []
-    written: set[str] = set()
-    for binding in parse_stream(io.StringIO(original)):
-        key = binding.key
-        if key in values:
-            if key not in written:  # a duplicate later line is dropped
-                out.append(f"{key}={_quote(values[key])}\n")
-                written.add(key)
-        else:
-            out.append(binding.original.string)
-    if out and not out[-1].endswith("\n"):
-        out[-1] += "\n"
-    out.extend(f"{k}={_quote(v)}\n" for k, v in values.items() if k not in written)
-    fd, tmp = tempfile.mkstemp(prefix=".env.", dir=path.resolve().parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(out))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_env(env_path, values)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if not existed:
+            key_path.unlink(missing_ok=True)
         raise
-    os.chmod(path, 0o600)
 
 
-def _quote(value: str) -> str:
-    """A single-quoted dotenv value: python-dotenv decodes only `\\\\` and `\\'` there,
-    so a PEM's literal `\\n` stays as written."""
-    return "'" + re.sub(r"\\(?=[\\']|$)|'", lambda m: "\\" + m.group(0), value) + "'"
+def _pem(pem: str) -> str:
+    return pem.strip().replace("\r\n", "\n") + "\n"
+
+
+def _private(response: web.StreamResponse) -> None:
+    # Setup pages carry secrets or tokens: not cached, not leaked as a Referer.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
 
 
 def _page(template: jinja2.Template, status: int, **context: Any) -> web.Response:
-    return web.Response(text=template.render(**context), status=status, content_type="text/html")
+    response = web.Response(text=template.render(**context), status=status, content_type="text/html")
+    _private(response)
+    return response

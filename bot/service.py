@@ -7,7 +7,6 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +21,7 @@ from bot.intake import DeliveryWriter, Intake
 from bot.logs import install_record_context, redactor
 from bot.metrics import Metrics
 from bot.settings import Settings
+from bot.setup_gate import SetupGate
 from bot.store import Store
 from bot.web import create_app
 
@@ -39,7 +39,6 @@ class Service:
     settings: Settings
     policy: DispatchPolicy | None = None
     run_workers: bool = True
-    env_path: Path = Path(".env")
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -54,6 +53,8 @@ class Service:
         self.worker: Any = None
         self.github: Any = None
         self.sandbox: Any = None  # bot.agents.sandbox.Sandbox, once probed
+        # Setup mode: the one-time token `compound serve` prints (bot/setup_gate.py).
+        self.setup_gate = SetupGate() if self.settings.app_id is None else None
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
         self.dispatcher = Dispatcher(
             router=handlers.router,
@@ -184,7 +185,7 @@ class Service:
             intake=self.intake,
             store=self.store,
             metrics=self.metrics,
-            env_path=self.env_path,
+            setup_gate=self.setup_gate,
             sandbox=lambda: self.sandbox.health() if self.sandbox is not None else None,
         )
 

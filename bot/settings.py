@@ -30,11 +30,16 @@ class Settings(BaseSettings):
     private_key_path: Path | None = Field(default=None, alias="PRIVATE_KEY_PATH")
     webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
     webhook_path: str = Field(default="/api/github/webhooks", alias="WEBHOOK_PATH")
-    host: str = Field(default="0.0.0.0", alias="HOST")
+    # Unset: all interfaces once the App is registered, loopback only before
+    # (setup mode), so no stranger reaches the setup pages (`listen_host`).
+    host: str | None = Field(default=None, alias="HOST")
     port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
     ghe_host: str | None = Field(default=None, alias="GHE_HOST")
     ghe_protocol: Literal["https", "http"] = Field(default="https", alias="GHE_PROTOCOL")
     data_dir: Path = Field(default=Path("./data"), alias="DATA_DIR")
+    # Where setup mode writes the App's credentials and start-up reads them
+    # (default DATA_DIR/.env, see `credentials_file`).
+    env_file: Path | None = Field(default=None, alias="ENV_FILE")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     agent_backend: Literal["claude-code", "codex", "aider", "command"] = Field(
         default="claude-code", alias="AGENT_BACKEND"
@@ -86,7 +91,10 @@ class Settings(BaseSettings):
             raise ValueError("must start with '/'")
         return value
 
-    @field_validator("ghe_host", "agent_command", "agent_model", "database_url", mode="before")
+    @field_validator(
+        "app_id", "private_key_path", "host", "ghe_host", "agent_command", "agent_model",
+        "database_url", "env_file", mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -98,6 +106,17 @@ class Settings(BaseSettings):
         return self
 
     # -- derived values ---------------------------------------------------
+
+    @property
+    def listen_host(self) -> str:
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.app_id is not None else "127.0.0.1"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The dotenv file the manifest flow writes: ENV_FILE, else DATA_DIR/.env."""
+        return self.env_file if self.env_file is not None else self.data_dir / ".env"
 
     @property
     def api_base_url(self) -> str:
@@ -162,9 +181,26 @@ def async_database_url(url: str) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build Settings, turning a validation error into one clear line."""
+    """Build Settings, turning a validation error into one clear line.
+
+    Read in this order, each over the one before: `./.env`, the credentials
+    file the manifest flow wrote (`credentials_file`, found with the first
+    two), the environment. An explicit `_env_file` (tests) replaces the files.
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        if "_env_file" in overrides:
+            return settings
+        written = settings.credentials_file
+        try:
+            if not written.is_file():
+                return settings
+            written.open("rb").close()  # unreadable: say so here, not deep in pydantic
+        except OSError as exc:
+            name = "ENV_FILE" if settings.env_file is not None else "DATA_DIR"
+            raise SettingsError(f"{name}: cannot read {written}: {exc.strerror}") from None
+        files = (Path(".env"), written)
+        return Settings(_env_file=files, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = err.get("loc") or ()

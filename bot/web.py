@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.intake import MAX_BODY, Intake
 from bot.metrics import Metrics
 from bot.settings import Settings
+from bot.setup_gate import SetupGate
 from bot.store import Store
 
 log = logging.getLogger("compound.web")
@@ -24,7 +24,7 @@ def create_app(
     intake: Intake,
     store: Store,
     metrics: Metrics,
-    env_path: Path = Path(".env"),
+    setup_gate: SetupGate | None = None,
     sandbox: Callable[[], dict[str, Any] | None] = lambda: None,
 ) -> web.Application:
     """Build the web app from its parts; nothing here opens a socket."""
@@ -53,5 +53,6 @@ def create_app(
     if settings.app_id is None:
         from bot.manifest import setup_routes
 
-        setup_routes(app, settings, env_path)
+        # Without a gate nobody could pass; with one, only the console's link does.
+        setup_routes(app, settings, settings.credentials_file, gate=setup_gate or SetupGate())
     return app

@@ -28,12 +28,20 @@ def base_env(**env: object) -> dict[str, str]:
 
 class ServiceProcess:
     def __init__(
-        self, cwd: Path, env: dict[str, str], command: str = "serve", args: tuple[str, ...] = ()
+        self,
+        cwd: Path,
+        env: dict[str, str],
+        command: str = "serve",
+        args: tuple[str, ...] = (),
+        *,
+        host: str | None = "127.0.0.1",  # None: HOST unset, the service's default
     ) -> None:
         self.cwd = cwd
         self.args = args
         self.port = int(env.get("PORT") or free_port())
-        self.env = {**env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        self.env = {**env, "PORT": str(self.port)}
+        if host is not None:
+            self.env["HOST"] = host
         self.command = command
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path = cwd / f"compound-{command}-{self.port}.log"
