@@ -66,6 +66,8 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
             await comment(gh, repo, number, str(exc))
             return
         await comment(gh, repo, number, f"From the next round on, this session uses `{model}`.")
+    elif command.name == "lessons":
+        await comment(gh, repo, number, await _lessons(ctx, session, repo, issue, config))
     elif command.name == "fix-ci":
         if session is None or session.pr_number is None or session.outcome is not None:
             await comment(gh, repo, number, "There is no open Compound pull request here whose CI could be fixed.")
@@ -91,3 +93,19 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
             sender=sender,
             instructions=command.argument,
         )
+
+
+async def _lessons(ctx: Context, session: Any, repo: str, issue: dict[str, Any], config: Any) -> str:
+    learning = ctx.sessions.learning
+    if learning is None:
+        return messages.lessons_in_scope([], 0.0)
+    if session is not None:  # on the PR too: the session's issue decides the scope
+        rounds = await ctx.store.sessions.rounds(session.id)
+        labels = list((rounds[0].context_data() if rounds else {}).get("labels") or [])
+        title, body = session.issue_title, getattr(session, "issue_body", None) or ""
+    else:
+        labels = [label["name"] for label in issue.get("labels") or []]
+        title, body = issue.get("title") or "", issue.get("body") or ""
+    found = await learning.in_scope(session, repo, labels, title, f"{title}\n{body}")
+    holdout = config.lessons.holdout if config.lessons.holdout is not None else learning.holdout
+    return messages.lessons_in_scope(found, holdout)

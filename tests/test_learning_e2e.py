@@ -122,6 +122,10 @@ async def test_a_lint_command_ci_ran_becomes_a_lesson_and_the_next_session_succe
     assert lesson["status"] == "active" and lesson["area"] == "." and STYLE_CMD in lesson["text"]
 
     second = world.twin.add_issue(REPO, title="Add feature() again", user="alice")
+    # `/agent lessons` on the next issue lists what its session will carry.
+    await world.command(second, "/agent lessons")
+    (listed,) = await world.until(lambda: [b for b in world.bot_comments(second) if "Lessons in scope" in b], what="/agent lessons")
+    assert "**Lessons in scope here** (1):" in listed and f"#1 ({REPO}; from 1 session)" in listed and STYLE_CMD in listed
     await world.label(second)
     pulls = await world.until(lambda: len(world.pulls()) == 2 and world.pulls(), what="the second PR")
     pr2 = next(p for p in pulls if p.number != pr.number)

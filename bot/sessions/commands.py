@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SUBCOMMANDS = frozenset({"help", "status", "stop", "retry", "fix-ci", "model"})
+SUBCOMMANDS = frozenset({"help", "status", "stop", "retry", "fix-ci", "model", "lessons"})
 _COMMAND = re.compile(r"\A\s*/agent(?:\s+|\Z)(.*)\Z", re.DOTALL)
 
 

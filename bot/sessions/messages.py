@@ -20,10 +20,27 @@ HELP = """\
 | `/agent retry` | run the last failed or stopped round again |
 | `/agent model <alias>` | use another model (an alias from `models` in `.github/compound.yml`) from the next round on |
 | `/agent fix-ci` | one CI fix round on the PR's current head, even after Compound escalated |
+| `/agent lessons` | the lessons Compound has learned that are in scope here |
 | `/agent help` | this help |
 
 Labelling an issue with the trigger label (`agent` unless `.github/compound.yml` says otherwise) starts a task too; a label `agent:<alias>` picks the model. Only people with write access can start work.
 """
+
+
+def lessons_in_scope(lessons: list[Any], holdout: float) -> str:
+    """`/agent lessons`: what a session here would carry in its prompts."""
+    if not lessons:
+        return ("No lesson Compound has learned is in scope here yet. Lessons come from ended sessions "
+                "(a CI check that failed, review comments, conflicts); maintainers can add their own with `compound lessons add`.")
+    lines = [f"**Lessons in scope here** ({len(lessons)}):", ""]
+    for lesson in lessons:
+        pinned = ", pinned" if lesson.pinned else ""
+        evidence = len(lesson.evidence)
+        lines.append(f"- #{lesson.id} ({lesson.scope}; from {evidence} session{'s' if evidence != 1 else ''}{pinned}): {lesson.text}")
+    if holdout > 0:
+        lines += ["", f"About {holdout:.0%} of sessions run without each unpinned lesson, to measure whether it helps; "
+                  "a lesson that does not is retired. Maintainers manage them with `compound lessons`."]
+    return "\n".join(lines)
 
 
 def _tail(text: str, lines: int = 30) -> str:
