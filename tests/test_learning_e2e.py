@@ -130,6 +130,8 @@ async def test_a_lint_command_ci_ran_becomes_a_lesson_and_the_next_session_succe
     pulls = await world.until(lambda: len(world.pulls()) == 2 and world.pulls(), what="the second PR")
     pr2 = next(p for p in pulls if p.number != pr.number)
     prompt = json.loads((records / "2.json").read_text())["stdin"]
+    (run,) = await world.until(lambda: [r for r in world.check_runs(pr2.pull.head_sha) if r.name == "Compound"], what="its check run")
+    assert "### Learning" in run.output["summary"] and "- Lessons: #1" in run.output["summary"]
     assert STYLE_CMD in prompt and "Run `python3 tools/house_style.py` yourself" in prompt
     await world.until(lambda: (r := world.twin.ci.results.get(pr2.pull.head_sha)) and all(c == "success" for _, c in r),
                       timeout=60, what="green CI on the first try")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bot.checks import RoundFigures, clip
@@ -124,9 +125,31 @@ def round_done(round_: RoundRow, result: Any, figures: RoundFigures, head: str, 
 def check_summary(round_: RoundRow, result: Any, figures: RoundFigures, plan: Any = None) -> str:
     summary = (result.final_message or "").strip()
     return (
-        f"{figures.table()}\n\nTrigger: {trigger_text(round_)}{_plan_details(plan)}\n\n"
+        f"{figures.table()}\n\nTrigger: {trigger_text(round_)}{_plan_details(plan)}{learning_text(round_)}\n\n"
         f"{clip(summary, 30000, keep='head')}"
     )
+
+
+def learning_text(round_: RoundRow) -> str:
+    """How the learning loop shaped the round: its prompt variant, lessons and model choice."""
+    choice = json.loads(getattr(round_, "choice", None) or "{}")
+    if not choice:
+        return ""
+    lines = []
+    variant = choice.get("variant") or {}
+    if variant:
+        posterior = variant.get("posterior") or {}
+        odds = ", ".join(f"`{v}` {a - 1}/{a + b - 2}" for v, (a, b) in posterior.items())
+        lines.append(f"Prompt: `{round_.kind}` variant `{variant.get('picked')}` ({variant.get('why')}"
+                     + (f"; first try so far: {odds}" if odds else "") + ")")
+    carried = json.loads(getattr(round_, "lessons", None) or "{}")
+    if carried.get("carried") or carried.get("held_out"):
+        lines.append("Lessons: " + (", ".join(f"#{i}" for i in carried.get("carried") or []) or "none")
+                     + (f"; held out to measure them: {', '.join(f'#{i}' for i in carried['held_out'])}" if carried.get("held_out") else ""))
+    routing = round_.context_data().get("routing") or {}
+    if routing:
+        lines.append(f"Model `{routing.get('model')}` chosen by learned routing: {routing.get('why')}")
+    return ("\n\n### Learning\n\n" + "\n".join(f"- {line}" for line in lines)) if lines else ""
 
 
 def log_text(result: Any) -> str:
