@@ -90,8 +90,6 @@ class LessonsConfig(BaseModel):
     holdout: float | None = Field(default=None, ge=0.0, le=0.9)
     # Whether lessons go into this repo's prompts at all (they are still mined and reported).
     enabled: bool = True
-    # A `reflect` task through the agent backend after each session (off by default).
-    reflect: bool = False
 
 
 class RepoConfig(BaseModel):
