@@ -148,7 +148,10 @@ class Service:
 
         events = EventLog(self.settings.events_path, self.store.sessions)
         identity = BotIdentity(slug=app.get("slug") or "compound")
-        learning = Learning(self.store.sessions, self.store.learning, self.github, events, self.settings.lesson_holdout)
+        learning = Learning(
+            self.store.sessions, self.store.learning, self.github, events, self.settings.lesson_holdout,
+            enabled=self.settings.learning == "on",
+        )
         events.listeners.append(learning.on_event)
         if self.run_workers:
             self.worker = SessionWorker(

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     agent_attempts: int = Field(default=2, ge=1, le=10, alias="AGENT_ATTEMPTS")
     # The share of in-scope sessions run without a lesson, to measure it (docs/learning.md).
     lesson_holdout: float = Field(default=0.2, ge=0.0, le=0.9, alias="LESSON_HOLDOUT")
+    # `off`: outcomes and lessons are still recorded, but prompts carry no lessons,
+    # the first variant is always used and routing stays with labels (a baseline).
+    learning: Literal["on", "off"] = Field(default="on", alias="LEARNING")
     # How long a CI round waits after a failing check for the rest of the
     # suite, and at most for checks still running before it works with what failed.
     ci_quiet_seconds: float = Field(default=5, ge=0, alias="CI_QUIET_SECONDS")

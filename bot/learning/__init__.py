@@ -66,7 +66,10 @@ class Concluded:
 
 
 class Learning:
-    def __init__(self, sessions: SessionStore, store: LearningStore, github: Any, events: Any, holdout: float) -> None:
+    def __init__(
+        self, sessions: SessionStore, store: LearningStore, github: Any, events: Any, holdout: float, enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled
         self.sessions = sessions
         self.store = store
         self.github = github
@@ -79,6 +82,8 @@ class Learning:
         self, session: SessionRow, round_: RoundRow, config: RepoConfig, variants: list[str], issue_text: str
     ) -> RoundPlan:
         """The round's variant and lessons; the first variant and none if the store fails."""
+        if not self.enabled:
+            return RoundPlan(variant=variants[0], choice={"variant": {"picked": variants[0], "why": "LEARNING=off"}})
         try:
             return await self._plan(session, round_, config, variants, issue_text)
         except Exception:
@@ -125,6 +130,8 @@ class Learning:
 
     async def route(self, repo: str, labels: list[str], title: str, config: RepoConfig, seed: str) -> tuple[str | None, str]:
         """`routing: learned`: (model, why) among the repo's configured models."""
+        if not self.enabled:
+            return None, "LEARNING=off"
         candidates = list(dict.fromkeys(config.models.values()))
         if not candidates:
             return None, "no models configured"
