@@ -90,6 +90,8 @@ class LessonsConfig(BaseModel):
     holdout: float | None = Field(default=None, ge=0.0, le=0.9)
     # Whether lessons go into this repo's prompts at all (they are still mined and reported).
     enabled: bool = True
+    # After each session, a `reflect` task through the agent backend distils 0–3 lessons.
+    reflect: bool = False
 
 
 class RepoConfig(BaseModel):

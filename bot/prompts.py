@@ -26,7 +26,7 @@ import jinja2
 
 from bot.config import RepoConfig
 
-KINDS = ("task", "ci_fix", "review_fix", "rebase", "command")
+KINDS = ("task", "ci_fix", "review_fix", "rebase", "command", "reflect")
 DEFAULT_VARIANT = "default"
 SUFFIX = ".md.j2"
 
@@ -102,6 +102,8 @@ class PromptContext:
     # rebase rounds: the base branch merged in, and the files git could not merge
     base_branch: str | None = None
     conflicts: list[str] = field(default_factory=list)
+    # reflect: the finished session's rounds, as text (agents' summaries included: data)
+    timeline: str = ""
 
 
 @dataclass
@@ -224,6 +226,7 @@ def bound(context: PromptContext) -> PromptContext:
         issue_body=truncate_head(context.issue_body, ISSUE_BODY_LIMIT),
         comments=[replace(c, body=truncate_head(c.body, COMMENT_LIMIT)) for c in comments],
         instructions=truncate_head(context.instructions, INSTRUCTIONS_LIMIT),
+        timeline=truncate_head(context.timeline, INSTRUCTIONS_LIMIT),
         lessons=[truncate_head(lesson, LESSON_LIMIT) for lesson in context.lessons],
         failures=failures,
         review_comments=[
@@ -250,6 +253,7 @@ def _untrusted_texts(context: PromptContext) -> Iterable[str]:
     yield context.issue_title
     yield context.issue_body
     yield context.instructions
+    yield context.timeline
     yield context.config.prompt
     for c in (*context.comments, *context.review_comments):
         yield c.author

@@ -153,7 +153,11 @@ class Service:
             enabled=self.settings.learning == "on",
         )
         events.listeners.append(learning.on_event)
+        runner = AgentRunner(sandbox=self.sandbox, records=RunRecords(self.settings.data_dir / "agents"))
         if self.run_workers:
+            from bot.learning.reflect import Reflector
+
+            learning.reflector = Reflector(self.settings, runner, Prompts())
             self.worker = SessionWorker(
                 settings=self.settings,
                 store=self.store.sessions,
@@ -164,7 +168,7 @@ class Service:
                 owner=self.owner,
                 identity=identity,
                 lease=self.policy.lease,
-                runner=AgentRunner(sandbox=self.sandbox, records=RunRecords(self.settings.data_dir / "agents")),
+                runner=runner,
                 learning=learning,
             )
             self.worker.start()

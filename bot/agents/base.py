@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-TASK_KINDS = ("task", "ci_fix", "review_fix", "rebase", "command")
+TASK_KINDS = ("task", "ci_fix", "review_fix", "rebase", "command", "reflect")
 
 
 @dataclass

@@ -12,6 +12,7 @@ session goes on as it would have without learning.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class Learning:
         self, sessions: SessionStore, store: LearningStore, github: Any, events: Any, holdout: float, enabled: bool = True,
     ) -> None:
         self.enabled = enabled
+        # Runs the optional `reflect` task (bot/learning/reflect.py); set where agents can run.
+        self.reflector: Any = None
         self.sessions = sessions
         self.store = store
         self.github = github
@@ -193,6 +196,7 @@ class Learning:
             )
             if lesson.status != RETIRED:
                 learned.append(lesson)
+        learned += await self._reflect(session, rounds, result)
 
         retired = await self.judge(sorted(set(result.lessons) | set(result.held_out)))
 
@@ -210,6 +214,28 @@ class Learning:
             held_out=[by_id[i] for i in result.held_out if i in by_id],
             learned=learned, retired=retired,
         )
+
+    async def _reflect(self, session: SessionRow, rounds: list[RoundRow], result: Outcome) -> list[Lesson]:
+        """`lessons: {reflect: true}`: the agent's own lessons, validated, as active lessons."""
+        config = RepoConfig.model_validate(session.config_data())
+        if not config.lessons.reflect or self.reflector is None:
+            return []
+        try:
+            reflection = await self.reflector(session, rounds, config, result.areas)
+        except Exception:
+            log.warning("the reflect task of %s failed", session.id, exc_info=True)
+            return []
+        found = []
+        for text, area in reflection.accepted:
+            key = f"reflect:{session.repo}:{hashlib.sha256(text.lower().encode()).hexdigest()[:16]}"
+            lesson, _ = await self.store.upsert_lesson(key, text, session.repo, evidence=[session.id], source="reflect", area=area)
+            if lesson.status != RETIRED:
+                found.append(lesson)
+        await self.events.record(
+            session, "session.reflected", accepted=[x.id for x in found],
+            refused=[{"text": t, "why": why} for t, why in reflection.refused], error=reflection.error,
+        )
+        return found
 
     async def judge(self, lesson_ids: list[int]) -> list[tuple[Lesson, str]]:
         """Retire each of these lessons that does no better than its holdout (pinned ones stay)."""
