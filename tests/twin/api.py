@@ -51,6 +51,9 @@ class RecordedRequest:
     operation_id: str | None
     status: int
     installation_id: int | None
+    # The installation token's repositories (None: all) and permissions, if one was used.
+    repositories: frozenset[str] | None = None
+    permissions: dict[str, str] | None = None
 
 
 @dataclass
@@ -137,6 +140,7 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         return answer(401, shapes.error(401, "Bad credentials"))
     if call.token is not None:
         record.installation_id = call.token.installation_id
+        record.repositories, record.permissions = call.token.repositories, dict(call.token.permissions)
         accepted = _refused(call)
         if accepted is not None:
             twin.permission_refusals.append(f"{request.method} {path} ({op_id}): needs {accepted}")

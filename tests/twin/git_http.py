@@ -66,6 +66,7 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
     status, headers, payload = await _run_backend(twin, request, repo.bare_path, service, body)
     response = web.Response(status=status, body=payload, headers=headers)
     if service == "git-receive-pack" and status == 200:
+        twin.push_scopes.append((repo.full_name, token.repositories, dict(token.permissions)))
         after = await gitrepo.refs(repo.bare_path)
         for ref, sha in after.items():
             if before.get(ref) != sha:

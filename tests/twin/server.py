@@ -58,6 +58,8 @@ class GitHubTwin(PullSetup, CheckSetup):
         # authentication: a repository outside the token's scope, or a push
         # without contents:write.
         self.git_refusals: list[tuple[str, str, int]] = []
+        # (full_name, repositories, permissions) of the token of every push received.
+        self.push_scopes: list[tuple[str, frozenset[str] | None, dict[str, str]]] = []
         # REST calls answered 403 because the token lacks the permission.
         self.permission_refusals: list[str] = []
         self.rate_limits = RateLimits()
