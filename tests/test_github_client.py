@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.github import AppAuth, GitHub, InstallationTokens, InvalidPrivateKey, RetryPolicy
+from bot.github import AppAuth, GitHub, InstallationTokens, InvalidPrivateKey, RetryPolicy, TokenScope
 from bot.github.api import can_trigger, permission
 from bot.metrics import Metrics
 from bot.settings import load_settings
@@ -408,7 +408,7 @@ async def test_token_cache_shares_one_request_and_survives_a_cancelled_caller():
     release = asyncio.Event()
     fetched: list[int] = []
 
-    async def fetch(installation_id: int) -> dict:
+    async def fetch(installation_id: int, scope: TokenScope) -> dict:
         fetched.append(installation_id)
         await release.wait()
         return {"token": f"t{len(fetched)}", "expires_at": "2999-01-01T00:00:00Z"}
@@ -430,7 +430,7 @@ async def test_token_cache_shares_one_request_and_survives_a_cancelled_caller():
 async def test_token_cache_expires_by_margin():
     now = [0.0]
 
-    async def fetch(installation_id: int) -> dict:
+    async def fetch(installation_id: int, scope: TokenScope) -> dict:
         return {"token": "t", "expires_at": "1970-01-01T01:00:00+00:00"}  # epoch 3600
 
     metrics = Metrics()

@@ -184,7 +184,17 @@ async def test_label_to_pull_request_with_trailers_and_a_check_run(world: World)
             break
     print(f"REST calls from label to PR opened: {len(upto_pr)}: {[c.operation_id for c in upto_pr]}")
     assert len(upto_pr) <= 12
-    assert world.twin.token_requests[world.iid] == 1
+    # Least privilege: the handler's token covers the installation; the round asks
+    # for one token for its repository's API calls and one, contents:write only, to push.
+    scopes = [(r.repositories, r.permissions) for r in world.twin.token_log]
+    assert len(scopes) == 3 and (None, None) in scopes
+    assert (["hello"], {"contents": "write"}) in scopes
+    (round_scope,) = [p for r, p in scopes if r == ["hello"] and p != {"contents": "write"}]
+    assert round_scope["pull_requests"] == "write" and round_scope["contents"] == "read"
+    assert world.twin.push_scopes == [(REPO, frozenset({"hello"}), {"metadata": "read", "contents": "write"})]
+    for call in calls:
+        if call.operation_id in ("pulls/create", "checks/create", "issues/list-comments"):
+            assert call.repositories == frozenset({"hello"}) and call.permissions["contents"] == "read", call
 
 
 async def test_read_only_sender_is_refused_and_nothing_runs(world: World):

@@ -46,6 +46,7 @@ def iid(twin: GitHubTwin) -> int:
 
 
 async def test_commit_statuses_and_the_combined_status(twin, api, iid):
+    twin.app_permissions["statuses"] = "write"  # Compound only reads them; this App writes them too
     token = f"token {await api.token(iid)}"
     sha = twin.commit(REPO, "main", {"a.txt": "a\n"})
     _, combined, _ = await api.call("GET", f"/repos/{REPO}/commits/main/status", token)

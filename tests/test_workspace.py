@@ -430,6 +430,11 @@ async def test_token_is_never_written_anywhere(setup: Setup, monkeypatch: pytest
     carrying = [e for e in ours if "GIT_CONFIG_VALUE_0" in e]
     assert carrying and all(e["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {header.decode()}" for e in carrying)
     assert len(carrying) < len(ours)  # only fetch and push carry it
+    talking = {"fetch", "push", "ls-remote"}
+    for argv, env in zip(argvs, envs):
+        if "GIT_CONFIG_VALUE_0" in env and "GIT_LITERAL_PATHSPECS" in env:
+            subcommand = next(a for a in argv[1:] if not a.startswith("-") and "=" not in a)
+            assert subcommand in talking, argv
     assert all(e["GIT_TERMINAL_PROMPT"] == "0" and e["HOME"].startswith(str(setup.data)) for e in ours)
 
     for config in (ws.mirror / "config", second.path / ".git"):

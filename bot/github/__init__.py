@@ -2,6 +2,8 @@
 
     github = GitHub.from_settings(session, settings, metrics)
     gh = github.installation(installation_id)   # no request yet
+    gh = github.repository(installation_id, "o/r", {"issues": "write"})  # one repo's token
+    token = await github.push_token(installation_id, "o/r")     # contents:write on o/r
     issue = await gh.getitem("/repos/{owner}/{repo}/issues/{n}", {...})
 """
 
@@ -11,10 +13,12 @@ from bot.github.auth import (
     InstallationToken,
     InstallationTokens,
     InvalidPrivateKey,
+    TokenScope,
 )
-from bot.github.client import REQUESTER, GitHub, GitHubClient, RetryPolicy
+from bot.github.client import PUSH_PERMISSIONS, REQUESTER, GitHub, GitHubClient, RetryPolicy
 
 __all__ = [
+    "PUSH_PERMISSIONS",
     "REQUESTER",
     "TOKEN_SAFETY_MARGIN",
     "AppAuth",
@@ -24,4 +28,5 @@ __all__ = [
     "InstallationTokens",
     "InvalidPrivateKey",
     "RetryPolicy",
+    "TokenScope",
 ]

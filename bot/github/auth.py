@@ -3,7 +3,9 @@
 `AppAuth` signs App JWTs (reused for a few minutes rather than signed per
 call). `InstallationTokens` holds installation access tokens until shortly
 before they expire, so steady load costs one token request per installation
-per hour, and concurrent callers for one installation share one request.
+and scope per hour, and concurrent callers for one share one request. A scope
+(`TokenScope`) narrows a token to some repositories and permissions: a round
+pushes with one for its repository and `contents: write` only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,13 +95,66 @@ class InstallationToken:
         return f"InstallationToken(expires_at={self.expires_at})"
 
 
-# Creates one installation token: POST /app/installations/{id}/access_tokens,
-# answering GitHub's JSON ({"token": ..., "expires_at": ...}).
-TokenFetcher = Callable[[int], Awaitable[dict[str, Any]]]
+@dataclass(frozen=True)
+class TokenScope:
+    """What a token is narrowed to when it is requested.
+
+    `repositories` are names without the owner (the installation's account
+    owns them all); `permissions` are (name, level) pairs. None leaves that
+    side as wide as the installation: GitHub then grants every repository or
+    every permission the installation has. Sorted, so equal scopes share a
+    cache entry.
+    """
+
+    repositories: tuple[str, ...] | None = None
+    permissions: tuple[tuple[str, str], ...] | None = None
+
+    @classmethod
+    def of(
+        cls, repositories: Iterable[str] | None = None, permissions: Mapping[str, str] | None = None
+    ) -> TokenScope:
+        return cls(
+            tuple(sorted(set(repositories))) if repositories is not None else None,
+            tuple(sorted(permissions.items())) if permissions is not None else None,
+        )
+
+    @property
+    def whole(self) -> bool:
+        return self.repositories is None and self.permissions is None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of POST /app/installations/{id}/access_tokens."""
+        body: dict[str, Any] = {}
+        if self.repositories is not None:
+            body["repositories"] = list(self.repositories)
+        if self.permissions is not None:
+            body["permissions"] = dict(self.permissions)
+        return body
+
+    def __str__(self) -> str:  # for logs
+        repos = ",".join(self.repositories) if self.repositories is not None else "all"
+        perms = ",".join(f"{k}:{v}" for k, v in self.permissions) if self.permissions is not None else "all"
+        return f"repositories={repos} permissions={perms}"
+
+
+WHOLE_INSTALLATION = TokenScope()
+
+# Creates one installation token: POST /app/installations/{id}/access_tokens
+# with the scope's body, answering GitHub's JSON ({"token", "expires_at",
+# "permissions", ...}).
+TokenFetcher = Callable[[int, TokenScope], Awaitable[dict[str, Any]]]
+
+_Key = tuple[int, TokenScope]
 
 
 class InstallationTokens:
-    """Installation access tokens, cached until `margin` seconds before expiry."""
+    """Installation access tokens per (installation, scope), cached until `margin`
+    seconds before expiry.
+
+    A token for the whole installation also tells what the installation was
+    granted (its `permissions`); `granted()` remembers that, so narrower
+    tokens ask only for what GitHub can give.
+    """
 
     def __init__(
         self,
@@ -114,57 +169,85 @@ class InstallationTokens:
         self._metrics = metrics
         self._margin = margin
         # The cache's clock is the wall clock because `expires_at` is one.
-        self._cache: cachetools.TLRUCache[int, InstallationToken] = cachetools.TLRUCache(
+        self._cache: cachetools.TLRUCache[_Key, InstallationToken] = cachetools.TLRUCache(
             maxsize=maxsize, ttu=self._expiry, timer=clock
         )
-        self._inflight: dict[int, asyncio.Task[InstallationToken]] = {}
+        self._inflight: dict[_Key, asyncio.Task[InstallationToken]] = {}
+        self._granted: cachetools.LRUCache[int, dict[str, str]] = cachetools.LRUCache(maxsize=maxsize)
 
-    def _expiry(self, _key: int, value: InstallationToken, _now: float) -> float:
+    def _expiry(self, _key: _Key, value: InstallationToken, _now: float) -> float:
         return value.expires_at - self._margin
 
-    async def get(self, installation_id: int) -> str:
-        """A valid token for the installation, requesting one only when needed."""
-        cached = self._cache.get(installation_id)
+    async def get(self, installation_id: int, scope: TokenScope = WHOLE_INSTALLATION) -> str:
+        """A valid token for the installation and scope, requesting one only when needed."""
+        key = (installation_id, scope)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached.token
-        task = self._inflight.get(installation_id)
+        task = self._inflight.get(key)
         if task is None:
-            # One request per installation however many callers wait for it.
-            # The task is kept until it finishes; shield() below keeps a
-            # cancelled caller from cancelling it for the others.
-            task = asyncio.ensure_future(self._request(installation_id))
-            self._inflight[installation_id] = task
-            task.add_done_callback(lambda t: self._forget_request(installation_id, t))
+            # One request per (installation, scope) however many callers wait
+            # for it. The task is kept until it finishes; shield() below keeps
+            # a cancelled caller from cancelling it for the others.
+            task = asyncio.ensure_future(self._request(key))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._forget_request(key, t))
         token = await asyncio.shield(task)
         return token.token
 
-    def _forget_request(self, installation_id: int, task: asyncio.Task[InstallationToken]) -> None:
-        if self._inflight.get(installation_id) is task:
-            del self._inflight[installation_id]
+    async def granted(self, installation_id: int) -> dict[str, str] | None:
+        """The permissions the installation was granted, as its last whole-installation
+        token said (None if GitHub did not say). Costs a token request only when
+        no such token is cached, so what it says is at most a token's life old."""
+        await self.get(installation_id)
+        known = self._granted.get(installation_id)
+        return dict(known) if known is not None else None
 
-    def invalidate(self, installation_id: int, token: str | None = None) -> None:
+    def _forget_request(self, key: _Key, task: asyncio.Task[InstallationToken]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+
+    def invalidate(
+        self, installation_id: int, token: str | None = None, scope: TokenScope = WHOLE_INSTALLATION
+    ) -> None:
         """Forget the cached token (only if it is still `token`, when given).
 
         Passing the token that was refused keeps concurrent callers that all
         saw the same 401 from dropping the fresh token one of them fetched.
         """
-        cached = self._cache.get(installation_id)
+        key = (installation_id, scope)
+        cached = self._cache.get(key)
         if cached is not None and (token is None or cached.token == token):
-            del self._cache[installation_id]
+            del self._cache[key]
 
-    async def _request(self, installation_id: int) -> InstallationToken:
+    async def _request(self, key: _Key) -> InstallationToken:
+        installation_id, scope = key
         if self._metrics is not None:
             self._metrics.token_requests.inc()
-        log.debug("requesting installation token", extra={"installation": installation_id})
-        data = await self._fetch(installation_id)
+        fields = {"installation": installation_id, "scope": str(scope)}
+        log.debug("requesting installation token", extra=fields)
+        data = await self._fetch(installation_id, scope)
         expires_at = _parse_timestamp(data["expires_at"])
         token = InstallationToken(token=data["token"], expires_at=expires_at)
-        self._cache[installation_id] = token
-        log.info(
-            "installation token obtained",
-            extra={"installation": installation_id, "expires_at": data["expires_at"]},
-        )
+        self._cache[key] = token
+        if scope.whole and isinstance(data.get("permissions"), dict):
+            self._granted[installation_id] = {str(k): str(v) for k, v in data["permissions"].items()}
+        log.info("installation token obtained", extra={**fields, "expires_at": data["expires_at"]})
         return token
+
+
+def narrowed(wanted: Mapping[str, str], granted: Mapping[str, str]) -> dict[str, str]:
+    """`wanted`, each permission capped at the level the installation was granted;
+    one it was not granted at all is left out (GitHub refuses a token that asks
+    for more than the installation has, with 422)."""
+    levels = {"read": 1, "write": 2, "admin": 3}
+    out: dict[str, str] = {}
+    for name, level in wanted.items():
+        have = granted.get(name)
+        if have is None or have not in levels:
+            continue
+        out[name] = level if levels.get(level, 0) <= levels[have] else have
+    return out
 
 
 def _parse_timestamp(value: str) -> float:

@@ -8,7 +8,8 @@ header, pagination, ETag-cache and error code still run around it:
 
 - authentication: the App JWT, or the installation token fetched lazily on
   the first request (a handler that makes no call costs no token request),
-  refreshed once on a 401;
+  refreshed once on a 401; `github.repository(id, "o/r", permissions)` hands
+  out a client whose token reaches that one repository only;
 - retries with bounded exponential backoff on 5xx, secondary rate limits and
   primary rate-limit exhaustion, honouring `Retry-After` / `x-ratelimit-reset`
   (see `RetryPolicy` for the numbers);
@@ -33,13 +34,23 @@ import gidgethub
 import gidgethub.aiohttp
 import gidgethub.sansio
 
-from bot.github.auth import TOKEN_SAFETY_MARGIN, AppAuth, InstallationTokens
+from bot.github.auth import (
+    TOKEN_SAFETY_MARGIN,
+    WHOLE_INSTALLATION,
+    AppAuth,
+    InstallationTokens,
+    TokenScope,
+    narrowed,
+)
 from bot.metrics import Metrics
 from bot.settings import Settings, SettingsError
 
 log = logging.getLogger("compound.github")
 
 REQUESTER = "Compound"
+
+# The only permission of the token git pushes with (GitHub adds metadata:read).
+PUSH_PERMISSIONS = {"contents": "write"}
 
 # Methods whose repetition has the same effect as one call. Only these are
 # retried after a network error: a POST or PATCH that failed in transit may
@@ -133,14 +144,42 @@ class GitHub:
         return GitHubClient(self, installation_id=None)
 
     def installation(self, installation_id: int) -> GitHubClient:
-        """A client acting as the given installation (installation token)."""
+        """A client acting as the given installation (a token for all its repositories)."""
         return GitHubClient(self, installation_id=int(installation_id))
 
-    async def _create_installation_token(self, installation_id: int) -> dict[str, Any]:
+    def repository(
+        self, installation_id: int, full_name: str, permissions: Mapping[str, str]
+    ) -> GitHubClient:
+        """A client whose token reaches only `full_name`, with at most `permissions`.
+
+        The scope is settled on the first request: `permissions` capped at what
+        the installation was granted, so an installation that has not accepted
+        one of them still works (with less) instead of failing on a 422.
+        """
+        name = full_name.split("/", 1)[1]
+        return GitHubClient(
+            self, installation_id=int(installation_id), repository=name, permissions=dict(permissions)
+        )
+
+    async def scope(
+        self, installation_id: int, repository: str, permissions: Mapping[str, str]
+    ) -> TokenScope:
+        """One repository (a name, no owner), `permissions` as far as the installation has them."""
+        granted = await self.tokens.granted(installation_id)
+        allowed = narrowed(permissions, granted) if granted is not None else None
+        return TokenScope.of([repository], allowed)
+
+    async def push_token(self, installation_id: int, full_name: str) -> str:
+        """The token git pushes (and fetches) with: that one repository, `contents: write` only."""
+        name = full_name.split("/", 1)[1]
+        return await self.tokens.get(int(installation_id), TokenScope.of([name], PUSH_PERMISSIONS))
+
+    async def _create_installation_token(self, installation_id: int, scope: TokenScope) -> dict[str, Any]:
+        body = scope.body()
         data = await self.app().post(
             "/app/installations/{installation_id}/access_tokens",
             {"installation_id": installation_id},
-            data=b"",
+            data=body if body else b"",
         )
         return dict(data)
 
@@ -148,16 +187,28 @@ class GitHub:
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     """A gidgethub client with Compound's auth, retry and metrics at its I/O seam."""
 
-    def __init__(self, github: GitHub, *, installation_id: int | None) -> None:
+    def __init__(
+        self,
+        github: GitHub,
+        *,
+        installation_id: int | None,
+        repository: str | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(
             github.session, REQUESTER, cache=github.cache, base_url=github.api_base_url
         )
         self.installation_id = installation_id
+        self.repository = repository
         self._github = github
+        self._wanted = permissions
+        self._scope: TokenScope | None = WHOLE_INSTALLATION if repository is None else None
         self._rate_label = str(installation_id or 0)
 
     def __repr__(self) -> str:
         who = "app" if self.installation_id is None else f"installation={self.installation_id}"
+        if self.repository is not None:
+            who += f" repository={self.repository}"
         return f"<GitHubClient {who} {self.base_url}>"
 
     async def sleep(self, seconds: float) -> None:
@@ -201,8 +252,15 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         """The Authorization header value, and the installation token in it."""
         if self.installation_id is None:
             return f"bearer {self._github.auth.jwt()}", None
-        token = await self._github.tokens.get(self.installation_id)
+        token = await self._github.tokens.get(self.installation_id, await self.token_scope())
         return f"token {token}", token
+
+    async def token_scope(self) -> TokenScope:
+        """What this client's installation token is narrowed to (settled on first use)."""
+        if self._scope is None:
+            assert self.installation_id is not None and self.repository is not None
+            self._scope = await self._github.scope(self.installation_id, self.repository, self._wanted or {})
+        return self._scope
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
@@ -237,8 +295,9 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                         "installation token refused, requesting a new one",
                         extra=self._log_fields(method, url, attempt=attempt),
                     )
-                    self._github.tokens.invalidate(self.installation_id, token)
-                    token = await self._github.tokens.get(self.installation_id)
+                    scope = await self.token_scope()
+                    self._github.tokens.invalidate(self.installation_id, token, scope)
+                    token = await self._github.tokens.get(self.installation_id, scope)
                     headers["authorization"] = f"token {token}"
                     continue
                 retry_in = self._retry_delay(status, response_headers, data, attempt)

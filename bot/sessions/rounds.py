@@ -55,6 +55,26 @@ log = logging.getLogger("compound.sessions")
 
 DEFER_SECONDS = 5.0
 
+# What a round's REST calls need, on its repository only: comments, labels and
+# reactions (issues), the PR, its reviews and reviewers (pull_requests), the
+# Compound check run (checks), CI results and job logs (checks, statuses,
+# actions), branches and commits (contents). Never contents:write: the push
+# goes through git, with its own token (`GitHub.push_token`).
+ROUND_PERMISSIONS = {
+    "actions": "read",
+    "checks": "write",
+    "contents": "read",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+    "statuses": "read",
+}
+
+
+def round_client(github: Any, session: SessionRow) -> Any:
+    """The GitHub client for a round: a token that reaches the session's repository only."""
+    return github.repository(session.installation_id, session.repo, ROUND_PERMISSIONS)
+
 
 class RoundFailed(Exception):
     """Ends a round with a message for the issue or PR (not a crash)."""
@@ -90,7 +110,7 @@ class RoundRunner:
     # -- the round ------------------------------------------------------------
 
     async def run(self, session: SessionRow, round_: RoundRow) -> None:
-        gh = self.github.installation(session.installation_id)
+        gh = round_client(self.github, session)
         config = RepoConfig.model_validate(session.config_data())
         decision = await self.preflight.decide(gh, session, round_, config)
         if decision.action != "run":
@@ -115,7 +135,8 @@ class RoundRunner:
             categories=plan.categories or None,
         )
         try:
-            token = await self.github.tokens.get(session.installation_id)
+            # Fetching the mirror: the push token (one repository, contents only).
+            token = await self.github.push_token(session.installation_id, session.repo)
             follow_up = session.head_sha is not None
             workspace = await self.workspaces.open(
                 session.repo, session.id, session.branch, token,
@@ -140,7 +161,7 @@ class RoundRunner:
                     await self.store.update_round(round_.id, trigger=round_.trigger)
                 if not conflicts:
                     result = _merged_cleanly(plan.base_branch)
-                    await self._finish(gh, session, round_, config, workspace, result, check, started, token, plan, merging)
+                    await self._finish(gh, session, round_, config, workspace, result, check, started, plan, merging)
                     return
             prompt = await self._prompt(gh, session, round_, config, plan, conflicts)
             await self.store.update_round(round_.id, prompt_variant=prompt.variant)
@@ -148,7 +169,7 @@ class RoundRunner:
             await self.store.update_session(session.id, status=RUNNING)
             result, tries = await self._run_agent(session, round_, config, workspace, prompt.text, stop, check)
             await self._finish(
-                gh, session, round_, config, workspace, result, check, started, token, plan, merging, conflicts, tries,
+                gh, session, round_, config, workspace, result, check, started, plan, merging, conflicts, tries,
             )
         except RoundFailed as exc:
             await self._fail(gh, session, round_, str(exc), check, status=FAILED)
@@ -343,7 +364,6 @@ class RoundRunner:
         result: AgentResult,
         check: CheckRun | None,
         started: float,
-        token: str,
         plan: Plan,
         merging: str | None = None,
         conflicts: list[str] | None = None,
@@ -411,7 +431,8 @@ class RoundRunner:
         files, insertions, deletions = await workspace.diffstat()
         paths = await workspace.changed_paths()
         figures.files_changed, figures.insertions, figures.deletions = files, insertions, deletions
-        head = await workspace.push(token)
+        # Asked for now, not at the round's start: the agent may have run for most of a token's hour.
+        head = await workspace.push(await self.github.push_token(session.installation_id, session.repo))
         owner, name = session.owner_name
         pr_number = session.pr_number
         if pr_number is not None:

@@ -20,7 +20,7 @@ from bot.logs import log_context
 from bot.prompts import Prompts
 from bot.sessions import messages
 from bot.sessions.identity import BotIdentity, co_author
-from bot.sessions.rounds import RoundFailed, RoundRunner
+from bot.sessions.rounds import RoundFailed, RoundRunner, round_client
 from bot.settings import Settings
 from bot.store.sessions import FAILED, QUEUED, R_QUEUED, RoundRow, SessionRow, SessionStore
 from bot.workspace import Workspaces
@@ -150,7 +150,7 @@ class SessionWorker:
                 await self.store.update_round(round_.id, status=R_QUEUED)
                 await self.store.update_session(session.id, status=QUEUED, error=str(exc)[:4000])
                 return
-            gh = self.github.installation(session.installation_id)
+            gh = round_client(self.github, session)
             why = messages.crashed(round_, exc)
             await self.rounds.fail(gh, session, round_, why, status=FAILED)
         except Exception:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import shapes
 from .auth import BadCredentials, looks_like_jwt, parse_authorization, verify_app_jwt
+from .permissions import NOT_ACCESSIBLE, refusal
 from .rest import HANDLERS, ApiError, Call, Reply
 from .validation import load_spec
 
@@ -50,6 +51,9 @@ class RecordedRequest:
     operation_id: str | None
     status: int
     installation_id: int | None
+    # The installation token's repositories (None: all) and permissions, if one was used.
+    repositories: frozenset[str] | None = None
+    permissions: dict[str, str] | None = None
 
 
 @dataclass
@@ -136,6 +140,12 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         return answer(401, shapes.error(401, "Bad credentials"))
     if call.token is not None:
         record.installation_id = call.token.installation_id
+        record.repositories, record.permissions = call.token.repositories, dict(call.token.permissions)
+        accepted = _refused(call)
+        if accepted is not None:
+            twin.permission_refusals.append(f"{request.method} {path} ({op_id}): needs {accepted}")
+            twin.rate_limits.spend(bucket)
+            return answer(403, shapes.error(403, NOT_ACCESSIBLE), {"x-accepted-github-permissions": accepted})
 
     handler = HANDLERS.get(op_id)
     if handler is None:
@@ -181,6 +191,21 @@ def _installation_of(twin: GitHubTwin, request: web.Request) -> int | None:
     auth = parse_authorization(request.headers.get("Authorization"))
     token = twin.tokens.tokens.get(auth[1]) if auth else None
     return token.installation_id if token else None
+
+
+def _refused(call: Call) -> str | None:
+    """The permission sets the operation accepts, if the token holds none of them.
+
+    A repository the token cannot see is left to the handler, which answers
+    404 as GitHub does: GitHub does not say "forbidden" about what it hides.
+    """
+    assert call.token is not None
+    if "owner" in call.params and "repo" in call.params:
+        try:
+            call.repo()
+        except ApiError:
+            return None
+    return refusal(call.operation_id, call.token.permissions)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -81,6 +81,18 @@ class InstallationToken:
         return not self.revoked and (now or time.time()) < self.expires_at
 
 
+@dataclass(frozen=True)
+class TokenRequest:
+    """One POST .../access_tokens as the twin received it, and the token it minted."""
+
+    installation_id: int
+    # The body's fields as sent (None when absent).
+    repositories: list[str] | None
+    repository_ids: list[int] | None
+    permissions: dict[str, str] | None
+    token: InstallationToken
+
+
 @dataclass
 class TokenStore:
     """Installation tokens the twin has minted."""

@@ -4,7 +4,8 @@ Load it from the root conftest with ``pytest_plugins = ["tests.twin.fixtures"]``
 A test whose twin saw a request that does not conform to GitHub's OpenAPI
 description fails at teardown, and the session's exit status is 1 whatever
 else happened.  Tests that send invalid requests on purpose wrap them in
-``with twin.expect_violations():``.
+``with twin.expect_violations():``. The same goes for a call refused because
+the token lacks a permission (``with twin.expect_refusals():``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ async def twin(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
         await server.stop()
     found = [f"{request.node.nodeid}: {v}" for v in server.violations]
     found += [f"{request.node.nodeid}: on_push callback failed: {e}" for e in server.push_errors]
+    # A 403 for a missing permission means a token was scoped too narrowly:
+    # Compound may swallow the error, the test must not.
+    found += [f"{request.node.nodeid}: refused, token lacks a permission: {e}" for e in server.permission_refusals]
     _VIOLATIONS.extend(found)
     if found:
-        pytest.fail("GitHub twin saw requests outside its OpenAPI description:\n" + "\n".join(found))
+        pytest.fail("GitHub twin saw requests GitHub would refuse (outside its OpenAPI description, or beyond the token):\n" + "\n".join(found))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from . import gitrepo
 from .auth import BadCredentials, parse_basic
+from .permissions import holds
 
 if TYPE_CHECKING:
     from .server import GitHubTwin
@@ -44,20 +45,28 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         token = twin.tokens.check(password)
     except BadCredentials:
         return _unauthorized()
+    pushing = service == "git-receive-pack" or request.query.get("service") == "git-receive-pack"
+    what = f"{owner}/{name} {'push' if pushing else 'fetch'}"
     if repo is None or repo.installation_id != token.installation_id or (
         token.repositories is not None and repo.name not in token.repositories
     ):
+        # GitHub hides a repository the token does not cover: "not found", not "forbidden".
+        twin.git_refusals.append((f"{owner}/{name}", "push" if pushing else "fetch", 404))
+        log.info("git %s refused: outside the token's repositories", what)
         return web.Response(status=404, text="Repository not found.\n")
-
-    pushing = service == "git-receive-pack" or request.query.get("service") == "git-receive-pack"
-    if pushing and token.permissions.get("contents") != "write":
-        return web.Response(status=403, text="Write access to repository not granted.\n")
+    if not holds(token.permissions, "contents", "write" if pushing else "read"):
+        # A push answers 403 with GitHub's words; a fetch without contents:read finds nothing.
+        status, text = (403, "Write access to repository not granted.") if pushing else (404, "Repository not found.")
+        twin.git_refusals.append((repo.full_name, "push" if pushing else "fetch", status))
+        log.info("git %s refused: the token lacks contents permission", what)
+        return web.Response(status=status, text=text + "\n")
 
     before = await gitrepo.refs(repo.bare_path) if service == "git-receive-pack" else {}
     body = await request.read()
     status, headers, payload = await _run_backend(twin, request, repo.bare_path, service, body)
     response = web.Response(status=status, body=payload, headers=headers)
     if service == "git-receive-pack" and status == 200:
+        twin.push_scopes.append((repo.full_name, token.repositories, dict(token.permissions)))
         after = await gitrepo.refs(repo.bare_path)
         for ref, sha in after.items():
             if before.get(ref) != sha:

@@ -19,7 +19,7 @@ from .blobs import PREFIX as BLOB_PREFIX
 from .blobs import Blobs
 from .ci import SimulatedCI
 from .api import Fault, RateLimits, RecordedRequest
-from .auth import TokenStore, app_private_key_pem
+from .auth import TokenRequest, TokenStore, app_private_key_pem
 from .setup_checks import CheckSetup
 from .setup_pulls import PullSetup, follow_ref
 from .state import APP_SLUG, PERMISSIONS, Comment, Installation, Issue, Label, Repo, State
@@ -34,6 +34,7 @@ DEFAULT_PERMISSIONS = {
     "issues": "write",
     "metadata": "read",
     "pull_requests": "write",
+    "statuses": "read",
 }
 
 
@@ -51,6 +52,16 @@ class GitHubTwin(PullSetup, CheckSetup):
         self.token_ttl: float = 3600
         self.tokens = TokenStore()
         self.token_requests: dict[int, int] = {}
+        # Every token request with the scope it asked for, oldest first.
+        self.token_log: list[TokenRequest] = []
+        # (full_name, service, status) of every git request refused after
+        # authentication: a repository outside the token's scope, or a push
+        # without contents:write.
+        self.git_refusals: list[tuple[str, str, int]] = []
+        # (full_name, repositories, permissions) of the token of every push received.
+        self.push_scopes: list[tuple[str, frozenset[str] | None, dict[str, str]]] = []
+        # REST calls answered 403 because the token lacks the permission.
+        self.permission_refusals: list[str] = []
         self.rate_limits = RateLimits()
         self.validate_responses = validate_responses
         self.requests: list[RecordedRequest] = []
@@ -214,9 +225,25 @@ class GitHubTwin(PullSetup, CheckSetup):
     def revoke_tokens(self) -> None:
         self.tokens.revoke_all()
 
-    def mint_token(self, installation_id: int) -> str:
-        """An installation token without an API call (not counted in token_requests)."""
-        return self.tokens.mint(installation_id, self.token_ttl, dict(self.app_permissions)).token
+    def mint_token(
+        self,
+        installation_id: int,
+        repositories: list[str] | None = None,
+        permissions: dict[str, str] | None = None,
+    ) -> str:
+        """An installation token without an API call (not counted in token_requests).
+
+        ``repositories`` (names, without the owner) and ``permissions`` narrow
+        it as the same fields of a token request do (unchecked: set-up).
+        """
+        granted = dict(permissions) if permissions is not None else dict(self.app_permissions)
+        repos = frozenset(repositories) if repositories is not None else None
+        return self.tokens.mint(installation_id, self.token_ttl, granted, repos).token
+
+    def scope_of(self, token: str) -> tuple[frozenset[str] | None, dict[str, str]]:
+        """(repository names or None for all, permissions) of a token the twin minted."""
+        record = self.tokens.tokens[token]
+        return record.repositories, dict(record.permissions)
 
     def app_jwt(self, lifetime: int = 540) -> str:
         """A valid App JWT, signed with the App's key (for tests calling /app*)."""
@@ -298,6 +325,20 @@ class GitHubTwin(PullSetup, CheckSetup):
             del self.violations[start:]
         if not caught:
             raise AssertionError("expected a spec violation, got none")
+
+    @contextlib.contextmanager
+    def expect_refusals(self) -> Iterator[list[str]]:
+        """Collect the 403s for missing permissions made inside the block instead of
+        failing the test; the block must cause at least one, else AssertionError."""
+        start = len(self.permission_refusals)
+        caught: list[str] = []
+        try:
+            yield caught
+        finally:
+            caught.extend(self.permission_refusals[start:])
+            del self.permission_refusals[start:]
+        if not caught:
+            raise AssertionError("expected a permission refusal, got none")
 
     def calls(self, operation_id: str) -> list[RecordedRequest]:
         """Recorded requests for one operation id."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 
 from .. import shapes
-from ..auth import app_private_key_pem
+from ..auth import TokenRequest, app_private_key_pem
+from ..permissions import beyond
 from ..state import now_iso
 from .base import ApiError, Call, Reply, not_found, operation
 
@@ -31,6 +32,8 @@ async def get_repo_installation(call: Call) -> Reply:
 
 @operation("apps/create-installation-access-token")
 async def create_access_token(call: Call) -> Reply:
+    """A token for the installation, narrowed to `repositories` / `repository_ids` and
+    `permissions` when the body names them (the body's shape is checked by the spec)."""
     twin = call.twin
     inst = twin.state.installations.get(call.int_param("installation_id"))
     if inst is None:
@@ -43,11 +46,19 @@ async def create_access_token(call: Call) -> Reply:
     if names is not None or ids is not None:
         mine = twin.state.repos_of(inst.id)
         wanted = {r.name for r in mine if r.name in (names or []) or r.id in (ids or [])}
-        if len(wanted) < len(names or []) + len(ids or []):
+        if len(wanted) < len(set(names or [])) + len(set(ids or [])):
             raise ApiError(422, "There is at least one repository that does not exist or is not accessible to the parent installation.")
         repos = frozenset(wanted)
-    permissions = body.get("permissions") or dict(twin.app_permissions)
+    asked = body.get("permissions")
+    if asked is not None:
+        if beyond(asked, twin.app_permissions):
+            raise ApiError(422, "The permissions requested are not granted to this installation.")
+        # GitHub adds metadata:read to every token that reaches repositories.
+        permissions = {"metadata": "read", **asked}
+    else:
+        permissions = dict(twin.app_permissions)
     token = twin.tokens.mint(inst.id, twin.token_ttl, permissions, repos)
+    twin.token_log.append(TokenRequest(inst.id, names, ids, asked, token))
     reply = {
         "token": token.token,
         "expires_at": now_iso(token.expires_at),
