@@ -19,6 +19,8 @@ def _log_beta(a: float, b: float) -> float:
 def prob_greater(s1: int, n1: int, s2: int, n2: int) -> float:
     """P(p1 > p2) for p1 ~ Beta(1+s1, 1+n1−s1), p2 ~ Beta(1+s2, 1+n2−s2)."""
     a1, b1, a2, b2 = 1 + s1, 1 + n1 - s1, 1 + s2, 1 + n2 - s2
+    if a1 > a2:  # the sum runs over a1 terms: take the shorter one, P(p1 > p2) = 1 − P(p2 > p1)
+        return 1.0 - prob_greater(s2, n2, s1, n1)
     # The closed form for integer a1 (a finite sum over i < a1).
     total = 0.0
     for i in range(a1):
