@@ -312,7 +312,8 @@ async def _db_payload(settings: Settings, delivery_id: str) -> int:
 async def _report(settings: Settings, since: datetime | None, repo: str | None, *, as_json: bool) -> int:
     import json
 
-    from bot.learning.report import build_report, render
+    from bot.learning.report import build_report
+    from bot.learning.report_table import render
     from bot.store import Store
 
     store = Store.connect(settings.resolved_database_url)
