@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         from bot.learning.report import parse_since
 
         try:
-            since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+            since = parse_since(args.since, datetime.now(UTC)) if args.since is not None else None
         except ValueError as exc:
             print(f"compound: --since: {exc}", file=sys.stderr)
             return 2
