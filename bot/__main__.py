@@ -316,7 +316,7 @@ async def _report(settings: Settings, since: datetime | None, repo: str | None, 
     from bot.learning.report_table import render
     from bot.store import Store
 
-    store = Store.connect(settings.resolved_database_url)
+    store = Store.connect(settings.resolved_database_url, pool_size=3)  # its three queries at once
     try:
         report = await build_report(store.engine, since=since, repo=repo)
     finally:

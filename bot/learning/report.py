@@ -16,6 +16,7 @@ bucket's smallest and largest, so off by less than the bucket's spread.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -232,7 +233,15 @@ def _order(entry: dict[str, Any]) -> tuple[int, bool, str]:
     return -entry["sessions"], entry["key"] is None, entry["key"] or ""
 
 
-async def _lessons(conn: Any, since: datetime | None, repo: str | None) -> list[dict[str, Any]]:
+async def _fetch(engine: AsyncEngine, stmt: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # Room to hash the groups: a sort of 100,000 rows on five text keys spills to disk at the 4 MB default.
+            await conn.execute(text("SET LOCAL work_mem = '64MB'"))
+        return list((await conn.execute(stmt)).all())
+
+
+async def _lessons(engine: AsyncEngine, since: datetime | None, repo: str | None) -> list[dict[str, Any]]:
     carried, success = cast(lt.c.carried, Integer), cast(lt.c.success, Integer)
     stmt = select(
         lt.c.lesson_id, func.count(), func.sum(carried), func.sum(success), func.sum(carried * success),
@@ -242,12 +251,11 @@ async def _lessons(conn: Any, since: datetime | None, repo: str | None) -> list[
     if repo:  # a lesson belongs to one repo and is only tried on its sessions
         stmt = stmt.where(lt.c.lesson_id.in_(select(ls.c.id).where(ls.c.repo == repo)))
     arms: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
-    for lesson_id, n, wn, s, ws in (await conn.execute(stmt)).all():
+    for lesson_id, n, wn, s, ws in await _fetch(engine, stmt):
         n, wn, s, ws = int(n), int(wn or 0), int(s or 0), int(ws or 0)
         arms[lesson_id] = (ws, wn), (s - ws, n - wn)  # (first tries, trials) with it and held out
     found = {
-        row.id: Lesson.from_row(row)
-        for row in (await conn.execute(select(ls).where(ls.c.id.in_(list(arms))))).all()
+        row.id: Lesson.from_row(row) for row in await _fetch(engine, select(ls).where(ls.c.id.in_(list(arms))))
     } if arms else {}
     out = []
     for lesson_id in sorted(arms):
@@ -289,24 +297,24 @@ async def build_report(
     ends, prs = _queries(dialect, where)
     groups: dict[str, dict[str | None, _Group]] = {name: {} for name in ("totals", *GROUPS)}
     combos: dict[tuple[Any, ...], _Group] = {}
-    async with engine.connect() as conn:
-        if dialect == "postgresql":
-            # Room to hash the groups: a sort of 100,000 rows on five text keys spills to disk at the 4 MB default.
-            await conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        # Each combination's rows first, then the combinations into each grouping.
-        width = len(KEYS)
-        for row in (await conn.execute(ends)).all():
-            combo = tuple(row[:width])
-            group = combos.get(combo) or combos.setdefault(combo, _Group())
-            sums = group.sums
-            for name, value in zip(_SUMS, row[width + 1:], strict=False):
-                sums[name] += value or 0
-            _add(group.ends, row[width], row.sessions, row.low, row.high)
-        for row in (await conn.execute(prs)).all():
-            combo = tuple(row[:width])
-            group = combos.get(combo) or combos.setdefault(combo, _Group())
-            _add(group.prs, row[width], row.sessions, row.low, row.high)
-        report["lessons"] = await _lessons(conn, since, repo)
+    # The three queries at once, each on its own connection (when the pool has three: the
+    # CLI's does; SQLite runs each in its own thread, outside the GIL while it sorts).
+    end_rows, pr_rows, report["lessons"] = await asyncio.gather(
+        _fetch(engine, ends), _fetch(engine, prs), _lessons(engine, since, repo),
+    )
+    # Each combination's rows first, then the combinations into each grouping.
+    width = len(KEYS)
+    for row in end_rows:
+        combo = tuple(row[:width])
+        group = combos.get(combo) or combos.setdefault(combo, _Group())
+        sums = group.sums
+        for name, value in zip(_SUMS, row[width + 1:], strict=False):
+            sums[name] += value or 0
+        _add(group.ends, row[width], row.sessions, row.low, row.high)
+    for row in pr_rows:
+        combo = tuple(row[:width])
+        group = combos.get(combo) or combos.setdefault(combo, _Group())
+        _add(group.prs, row[width], row.sessions, row.low, row.high)
     groups["totals"][None] = _Group()
     for combo, part in combos.items():
         for name in groups:
