@@ -220,6 +220,12 @@ async def test_json_through_the_cli_equals_the_figures(store, known, database_ur
     assert "o/b" not in text.stdout
 
 
+@pytest.mark.parametrize("command", [["report"], ["events"], ["events", "export"]], ids=" ".join)
+def test_help(command, tmp_path):
+    done = run(*command, "--help", env=base_env(), cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("usage: compound")
+
+
 @pytest.mark.parametrize("since", ["yesterday", "30x", "2099-01-01", ""])
 @pytest.mark.parametrize("command", [["report"], ["events", "export"]], ids=" ".join)
 def test_a_bad_since_is_a_clear_error(command, since, tmp_path):
