@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot import __version__
@@ -16,6 +18,11 @@ from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("compound")
+
+SINCE_HELP = (
+    "start of the window: 30d, 6h, 90m, 2w back from now, a date (2026-11-01), "
+    "an ISO time (UTC unless it says), or all"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +79,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     payload.add_argument("delivery_id", help="the X-GitHub-Delivery id")
 
+    report = sub.add_parser(
+        "report",
+        help="first-try success, rounds, time and cost of ended sessions",
+        description="First-try success (with 95 % credible intervals), CI/review/rebase rounds, "
+        "time to PR and to resolution, and cost of the sessions that ended in the window: in all, "
+        "by task kind, model, prompt variant and repo; the prompts that spiralled; each lesson "
+        "against its holdout. See docs/report.md.",
+    )
+    report.add_argument("--since", metavar="WHEN", default="30d", help=SINCE_HELP + " (default: 30d)")
+    report.add_argument("--repo", metavar="OWNER/NAME", help="only this repository's sessions")
+    report.add_argument("--json", action="store_true", help="print JSON (keys in docs/report.md)")
+
+    events = sub.add_parser("events", help="session event commands", description="Session event commands.")
+    events_sub = events.add_subparsers(dest="events_command", required=True, metavar="EVENTS_COMMAND")
+    export = events_sub.add_parser(
+        "export",
+        help="print the stored session events as JSON lines",
+        description="Print the session events the store holds as JSON lines, oldest first, in the "
+        "shape of DATA_DIR/events.jsonl (docs/events.md).",
+    )
+    export.add_argument("--since", metavar="WHEN", help=SINCE_HELP + " (default: all)")
+    export.add_argument("--session", metavar="ID", help="only this session's events")
+    export.add_argument("--type", action="append", default=[], metavar="TYPE",
+                        help="only events of this type, e.g. session.outcome (repeatable)")
+
     from bot.learning import cli as lessons_cli
 
     lessons_cli.add_parser(sub)
@@ -102,7 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     _init_sentry(settings)
+    since = None
+    if args.command in ("report", "events"):
+        from bot.learning.report import parse_since
+
+        try:
+            since = parse_since(args.since, datetime.now(UTC)) if args.since is not None else None
+        except ValueError as exc:
+            print(f"compound: --since: {exc}", file=sys.stderr)
+            return 2
     runner = {
+        "report": lambda: _report(settings, since, args.repo, as_json=args.json),
+        "events": lambda: _events_export(settings, since, args.session, args.type),
         "serve": lambda: _serve(settings, workers=not args.no_workers),
         "worker": lambda: _worker(settings),
         "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id),
@@ -302,6 +345,41 @@ async def _db_payload(settings: Settings, delivery_id: str) -> int:
         return 1
     sys.stdout.buffer.write(record.payload)
     sys.stdout.flush()
+    return 0
+
+
+async def _report(settings: Settings, since: datetime | None, repo: str | None, *, as_json: bool) -> int:
+    import json
+
+    from bot.learning.report import build_report
+    from bot.learning.report_table import render
+    from bot.store import Store
+
+    store = Store.connect(settings.resolved_database_url, pool_size=3)  # its three queries at once
+    try:
+        report = await build_report(store.engine, since=since, repo=repo)
+    finally:
+        await store.close()
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if as_json else render(report))
+    return 0
+
+
+async def _events_export(settings: Settings, since: datetime | None, session: str | None, types: list[str]) -> int:
+    import orjson
+
+    from bot.store import Store
+    from bot.store.events import stream_events
+
+    store = Store.connect(settings.resolved_database_url)
+    out = sys.stdout.buffer
+    try:
+        async for line in stream_events(store.engine, since=since, session_id=session, types=types):
+            out.write(orjson.dumps(line) + b"\n")
+        out.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted; say nothing at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        await store.close()
     return 0
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.config import RepoConfig
-from bot.github.api import comment, own_comment
 from bot.learning import lessons as L
 from bot.learning.kinds import areas_of, task_kind
 from bot.learning.outcomes import build, lessons_of, ran
@@ -254,6 +253,8 @@ class Learning:
 
     async def _post(self, session: SessionRow, body: str) -> None:
         """The retrospective on the issue: edited in place if it is already there."""
+        from bot.github.api import comment, own_comment  # not at import: `compound report` starts faster
+
         gh = self.github.installation(session.installation_id)
         existing = await own_comment(gh, session.repo, session.issue_number, lambda text: text.startswith(MARKER))
         if existing is None:

@@ -19,6 +19,8 @@ def _log_beta(a: float, b: float) -> float:
 def prob_greater(s1: int, n1: int, s2: int, n2: int) -> float:
     """P(p1 > p2) for p1 ~ Beta(1+s1, 1+n1−s1), p2 ~ Beta(1+s2, 1+n2−s2)."""
     a1, b1, a2, b2 = 1 + s1, 1 + n1 - s1, 1 + s2, 1 + n2 - s2
+    if a1 > a2:  # the sum runs over a1 terms: take the shorter one, P(p1 > p2) = 1 − P(p2 > p1)
+        return 1.0 - prob_greater(s2, n2, s1, n1)
     # The closed form for integer a1 (a finite sum over i < a1).
     total = 0.0
     for i in range(a1):
@@ -29,13 +31,36 @@ def prob_greater(s1: int, n1: int, s2: int, n2: int) -> float:
 
 
 def _cdf(x: float, a: int, b: int) -> float:
-    """The Beta(a, b) CDF for integer a, b: the binomial tail identity."""
+    """The Beta(a, b) CDF: the regularized incomplete beta function, by its
+    continued fraction (Lentz), which neither overflows nor grows with a + b."""
     if x <= 0:
         return 0.0
     if x >= 1:
         return 1.0
-    n = a + b - 1
-    return sum(math.comb(n, j) * x**j * (1 - x) ** (n - j) for j in range(a, n + 1))
+    front = math.exp(a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b))
+    if x < (a + 1) / (a + b + 2):
+        return front * _continued_fraction(x, a, b) / a
+    return 1.0 - front * _continued_fraction(1 - x, b, a) / b
+
+
+def _continued_fraction(x: float, a: int, b: int) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
 
 
 def interval(successes: int, trials: int, mass: float = 0.95) -> tuple[float, float]:
