@@ -100,12 +100,10 @@ async def _lessons(ctx: Context, session: Any, repo: str, issue: dict[str, Any],
     if learning is None:
         return messages.lessons_in_scope([], 0.0)
     if session is not None:  # on the PR too: the session's issue decides the scope
-        rounds = await ctx.store.sessions.rounds(session.id)
-        labels = list((rounds[0].context_data() if rounds else {}).get("labels") or [])
-        title, body = session.issue_title, getattr(session, "issue_body", None) or ""
+        labels = await learning.labels(session)
+        title, body = session.issue_title, session.issue_body or ""
     else:
         labels = [label["name"] for label in issue.get("labels") or []]
         title, body = issue.get("title") or "", issue.get("body") or ""
     found = await learning.in_scope(session, repo, labels, title, f"{title}\n{body}")
-    holdout = config.lessons.holdout if config.lessons.holdout is not None else learning.holdout
-    return messages.lessons_in_scope(found, holdout)
+    return messages.lessons_in_scope(found, learning.holdout_for(config))

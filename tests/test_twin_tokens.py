@@ -4,28 +4,15 @@ and over git. Real HTTP on loopback, real git."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from tests.test_twin import Api, git
+from tests.test_twin import Api, api, git, session  # noqa: F401 - the twin's API fixtures
 from tests.twin import GitHubTwin
 
 REPO = "octo-org/hello"
 OTHER = "octo-org/other"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def api(twin: GitHubTwin, session: aiohttp.ClientSession) -> Api:
-    return Api(twin, session)
 
 
 @pytest.fixture

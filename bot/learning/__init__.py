@@ -95,8 +95,7 @@ class Learning:
     async def _plan(
         self, session: SessionRow, round_: RoundRow, config: RepoConfig, variants: list[str], issue_text: str
     ) -> RoundPlan:
-        rounds = await self.sessions.rounds(session.id)
-        labels = list((rounds[0].context_data() if rounds else {}).get("labels") or [])
+        labels = await self.labels(session)
         kind = task_kind(labels, session.issue_title)
         retired = {v.lower() for v in config.retired_variants}
         usable = [v for v in variants if f"{round_.kind}.{v}".lower() not in retired] or variants[:1]
@@ -116,13 +115,8 @@ class Learning:
         plan = RoundPlan(variant=variant, choice=choice)
         if not config.lessons.enabled:
             return plan
-        holdout = config.lessons.holdout if config.lessons.holdout is not None else self.holdout
-        touched = [f for type_, data in await self.sessions.events(session.id) if type_ == "round.pushed"
-                   for f in data.get("files") or []]
-        in_scope = [
-            x for x in L.usable(await self.store.lessons(repo=session.repo, status=ACTIVE))
-            if L.in_scope(x, repo=session.repo, labels=labels, task_kind=kind, areas=areas_of(touched), text=issue_text)
-        ]
+        holdout = self.holdout_for(config)
+        in_scope = await self.in_scope(session, session.repo, labels, session.issue_title, issue_text)
         for lesson in in_scope:
             if L.held_out(session.id, lesson, holdout):
                 plan.held_out.append(lesson)
@@ -271,7 +265,17 @@ class Learning:
 
     # -- `/agent lessons` ---------------------------------------------------------------
 
+    def holdout_for(self, config: RepoConfig) -> float:
+        """The repo config's `lessons.holdout`, else LESSON_HOLDOUT."""
+        return config.lessons.holdout if config.lessons.holdout is not None else self.holdout
+
+    async def labels(self, session: SessionRow) -> list[str]:
+        """The issue's labels when the session was triggered (kept in its first round)."""
+        rounds = await self.sessions.rounds(session.id)
+        return list((rounds[0].context_data() if rounds else {}).get("labels") or [])
+
     async def in_scope(self, session: SessionRow | None, repo: str, labels: list[str], title: str, text: str) -> list[Lesson]:
+        """The active lessons a session (or an issue with none yet) would carry, best first."""
         kind = task_kind(labels, title)
         touched: list[str] = []
         if session is not None:

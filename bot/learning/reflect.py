@@ -137,7 +137,8 @@ class Reflector:
             first = rounds[0].context_data() if rounds else {}
             prompt = self.prompts.render(PromptContext(
                 kind="reflect", repo=session.repo, issue_number=session.issue_number,
-                issue_title=session.issue_title, issue_body=getattr(session, "issue_body", None) or first.get("issue_body", ""),
+                issue_title=session.issue_title,
+                issue_body=session.issue_body if session.issue_body is not None else str(first.get("issue_body", "")),
                 config=config, timeline=timeline(rounds),
             ))
             backend = get_backend(config.agent.backend or self.settings.agent_backend, command=self.settings.agent_command)

@@ -132,7 +132,7 @@ def check_summary(round_: RoundRow, result: Any, figures: RoundFigures, plan: An
 
 def learning_text(round_: RoundRow) -> str:
     """How the learning loop shaped the round: its prompt variant, lessons and model choice."""
-    choice = json.loads(getattr(round_, "choice", None) or "{}")
+    choice = json.loads(round_.choice or "{}")
     if not choice:
         return ""
     lines = []
@@ -142,7 +142,7 @@ def learning_text(round_: RoundRow) -> str:
         odds = ", ".join(f"`{v}` {a - 1}/{a + b - 2}" for v, (a, b) in posterior.items())
         lines.append(f"Prompt: `{round_.kind}` variant `{variant.get('picked')}` ({variant.get('why')}"
                      + (f"; first try so far: {odds}" if odds else "") + ")")
-    carried = json.loads(getattr(round_, "lessons", None) or "{}")
+    carried = json.loads(round_.lessons or "{}")
     if carried.get("carried") or carried.get("held_out"):
         lines.append("Lessons: " + (", ".join(f"#{i}" for i in carried.get("carried") or []) or "none")
                      + (f"; held out to measure them: {', '.join(f'#{i}' for i in carried['held_out'])}" if carried.get("held_out") else ""))

@@ -428,8 +428,8 @@ class RoundRunner:
                 escalate=round_.kind in HEALING,
             )
             return
-        files, insertions, deletions = await workspace.diffstat()
-        paths = await workspace.changed_paths()
+        paths, insertions, deletions = await workspace.changes()
+        files = len(paths)
         figures.files_changed, figures.insertions, figures.deletions = files, insertions, deletions
         # Asked for now, not at the round's start: the agent may have run for most of a token's hour.
         head = await workspace.push(await self.github.push_token(session.installation_id, session.repo))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -67,15 +67,6 @@ class Outcome:
         for name in _JSON:
             values[name] = json.dumps(values[name])
         return values
-
-    @classmethod
-    def from_row(cls, row: Any) -> Outcome:
-        m = dict(row._mapping)
-        for name in _JSON:
-            m[name] = json.loads(m[name] or "[]")
-        for name in ("started_at", "ended_at", "pr_opened_at"):
-            m[name] = aware(m[name]) if m[name] else None
-        return cls(**{f.name: m[f.name] for f in fields(cls) if f.name in m})
 
 
 @dataclass
@@ -156,22 +147,6 @@ class LearningStore:
                      "ended_at": outcome.ended_at}
                     for (kind, variant), success in seen.items()
                 ])
-
-    async def outcome(self, session_id: str) -> Outcome | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(oc).where(oc.c.session_id == session_id))).first()
-        return Outcome.from_row(row) if row else None
-
-    async def outcomes(self, repo: str | None = None, since: datetime | None = None, limit: int | None = None) -> list[Outcome]:
-        stmt = select(oc).order_by(oc.c.ended_at.desc())
-        if repo:
-            stmt = stmt.where(oc.c.repo == repo)
-        if since:
-            stmt = stmt.where(oc.c.ended_at >= since)
-        if limit:
-            stmt = stmt.limit(limit)
-        async with self.engine.connect() as conn:
-            return [Outcome.from_row(r) for r in (await conn.execute(stmt)).all()]
 
     async def variant_counts(self, round_kind: str, task_kind: str, repo: str | None = None) -> dict[str, tuple[int, int]]:
         """Per variant of ``round_kind`` within ``task_kind``: (successes, trials)."""
@@ -282,7 +257,3 @@ class LearningStore:
             (ws, wn), (hs, hn) = arms.get(True, (0, 0)), arms.get(False, (0, 0))
             out[lesson_id] = Trials(ws, wn, hs, hn)
         return out
-
-    async def recent_with(self, repo: str, since: datetime | None = None) -> list[Outcome]:
-        """The repo's outcomes, newest first, for the miner (bounded: the last 200)."""
-        return await self.outcomes(repo=repo, since=since, limit=200)

@@ -328,19 +328,21 @@ class Workspace:
         """Paths changed between the base and the branch head (added, modified, deleted)."""
         return _paths(await self._run("diff", "--name-only", "-z", "--no-renames", self.base_sha, "HEAD"))
 
-    async def changed_paths(self) -> list[str]:
-        """The paths the branch changes against the base."""
-        return _paths(await self._run("diff", "--name-only", "-z", "--no-renames", self.base_sha, "HEAD"))
-
-    async def diffstat(self) -> tuple[int, int, int]:
-        """(files changed, insertions, deletions) between the base and the branch head."""
+    async def changes(self) -> tuple[list[str], int, int]:
+        """(paths changed, insertions, deletions) between the base and the branch head: one `git diff`."""
         out = await self._run("diff", "--numstat", "-z", "--no-renames", self.base_sha, "HEAD")
-        files = insertions = deletions = 0
+        paths: list[str] = []
+        insertions = deletions = 0
         for record in out.split(b"\0"):
             if not record:
                 continue
-            added, deleted, _ = record.split(b"\t", 2)
-            files += 1
+            added, deleted, path = record.split(b"\t", 2)
+            paths.append(path.decode(errors="surrogateescape"))
             insertions += int(added) if added.isdigit() else 0  # "-" for binary files
             deletions += int(deleted) if deleted.isdigit() else 0
-        return files, insertions, deletions
+        return paths, insertions, deletions
+
+    async def diffstat(self) -> tuple[int, int, int]:
+        """(files changed, insertions, deletions) between the base and the branch head."""
+        paths, insertions, deletions = await self.changes()
+        return len(paths), insertions, deletions
