@@ -224,7 +224,15 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     await service.start()
     host = settings.listen_host
     listener = await listen(
-        service.web_app(), service.intake, host=host, port=settings.port, path=settings.webhook_path
+        service.web_app(),
+        service.intake,
+        host=host,
+        port=settings.port,
+        path=settings.webhook_path,
+        max_connections=settings.webhook_max_connections,
+        head_timeout=settings.webhook_head_timeout,
+        body_timeout=settings.webhook_body_timeout,
+        body_budget=settings.webhook_body_budget_mb * 1024 * 1024,
     )
     # What start-up built lives as long as the process: keep the collector off
     # it, and let it run less often (each delivery allocates a lot, briefly).

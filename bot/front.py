@@ -16,6 +16,16 @@ so a delivery gets the same answer either way.
 One request per connection is answered at a time, in order (pipelined requests
 wait in the buffer; reading pauses when a lot is waiting). A connection with
 nothing in progress for `keepalive_timeout` seconds is closed, as aiohttp does.
+
+Limits, so that slow or greedy clients cannot starve the others: at most
+`max_connections` connections are served at once (more are answered 503 and
+closed); a request head must arrive within `head_timeout` seconds of its first
+byte and the whole request within `body_timeout` (408 and closed otherwise,
+however steadily the bytes trickle in); a body over the 25 MB cap is answered
+413; and bodies still arriving, before their signature can be checked, may
+hold at most `body_budget` bytes across all connections together: a request
+whose announced Content-Length would exceed it is answered 503 and closed
+(GitHub redelivers), so 25 MB announced on many connections costs nothing.
 """
 
 from __future__ import annotations
@@ -35,12 +45,17 @@ from bot.intake import MAX_BODY, Intake
 log = logging.getLogger("compound.web")
 
 MAX_HEAD = 64 * 1024  # longer heads go to aiohttp, which answers 400 or 431
+MAX_CONNECTIONS = 1024
+HEAD_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its head
+BODY_TIMEOUT = 30.0  # seconds from a request's first byte to the end of its body
+BODY_BUDGET = 64 * 1024 * 1024  # bytes of unverified bodies in flight, all connections together
 READ_PAUSE = 1 << 20  # stop reading while answering once this much is waiting
 _HANDED_OVER = (b"transfer-encoding", b"expect", b"upgrade")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 # A delivery's head: (request length, head length, headers, keep-alive, HTTP/1.0).
 _Head = tuple[int, int, dict[bytes, bytes], bool, bool]
 _HAND_OVER: _Head = (-1, -1, {}, False, False)  # the request is aiohttp's
+_TOO_LARGE: _Head = (-2, -2, {}, False, False)  # a delivery over MAX_BODY: 413 without reading it
 
 
 class Front:
@@ -53,8 +68,18 @@ class Front:
         *,
         path: str,
         keepalive_timeout: float = 75.0,
+        max_connections: int = MAX_CONNECTIONS,
+        head_timeout: float = HEAD_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        body_budget: int = BODY_BUDGET,
     ) -> None:
         self.intake = intake
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.body_budget = body_budget
+        self.in_flight = 0  # bytes reserved for bodies still arriving
+        self.refused = {408: 0, 413: 0, 503: 0}
         self.fallback = fallback
         self.path = path.encode()
         self.prefix = b"POST " + self.path
@@ -117,12 +142,20 @@ class Front:
 
     async def _reap(self) -> None:
         loop = asyncio.get_running_loop()
-        every = max(0.05, min(5.0, self.keepalive_timeout / 3))
+        every = max(0.05, min(5.0, self.keepalive_timeout / 3, self.head_timeout / 4, self.body_timeout / 4))
         while True:
             await asyncio.sleep(every)
-            idle_since = loop.time() - self.keepalive_timeout
+            now = loop.time()
+            idle_since = now - self.keepalive_timeout
             for conn in list(self.connections):
-                if not conn.busy and conn.last < idle_since:
+                if conn.busy:
+                    continue
+                if conn.started is not None:
+                    limit = self.body_timeout if conn.has_head else self.head_timeout
+                    if now - conn.started > limit:
+                        conn.refuse(408, b'{"error":"request timeout"}')
+                        continue
+                if conn.last < idle_since:
                     conn.close()
 
 
@@ -137,6 +170,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.eof = False
         self.last = 0.0  # loop time of the last bytes in or answer out
+        self.started: float | None = None  # loop time of the first byte of the request arriving
+        self.reserved = 0  # bytes of front.in_flight this connection's body holds
         self._task: asyncio.Task[None] | None = None
         # The head of the request in the buffer, once parsed, while its body arrives.
         self._head: _Head | None = None
@@ -149,14 +184,51 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.last = self._loop.time()
+        if len(self.front.connections) >= self.front.max_connections:
+            self.refuse(503, b'{"error":"too many connections"}')
+            return
         self.front.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)
+        self._release()
         self.transport = None
+
+    @property
+    def has_head(self) -> bool:
+        return self._head is not None
+
+    def refuse(self, status: int, answer: bytes) -> None:
+        """Answer `status` and close: the client is over a limit."""
+        self.front.refused[status] = self.front.refused.get(status, 0) + 1
+        self.front.connections.discard(self)
+        self._release()
+        self.buffer.clear()
+        self._head = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(self.front.response(status, answer, False, False))
+            transport.close()
+
+    def _release(self) -> None:
+        self.front.in_flight -= self.reserved
+        self.reserved = 0
+
+    def _reserve(self, head: _Head) -> bool:
+        """Reserve the announced body's bytes from the shared budget; False: refused."""
+        need = head[0]
+        front = self.front
+        if front.in_flight + need > front.body_budget:
+            self.refuse(503, b'{"error":"busy, retry later"}')
+            return False
+        front.in_flight += need
+        self.reserved = need
+        return True
 
     def data_received(self, data: bytes) -> None:
         self.last = self._loop.time()
+        if self.started is None and not self.busy:
+            self.started = self.last
         if self.busy or self.buffer or self._head is not None:
             self.buffer += data
             if not self.busy:
@@ -168,11 +240,13 @@ class _Connection(asyncio.Protocol):
         # The usual case: a whole request in one read. Slice it from `data`
         # without going through the buffer (12 KB copied once, not three times).
         head = self._parse_head(data)
-        if head is None or head is _HAND_OVER or len(data) < head[0]:
+        if head is None or head is _HAND_OVER or head is _TOO_LARGE or len(data) < head[0]:
             self.buffer += data
             if head is _HAND_OVER:
                 self._hand_over()
-            elif head is not None:
+            elif head is _TOO_LARGE:
+                self.refuse(413, b'{"error":"payload too large"}')
+            elif head is not None and self._reserve(head):
                 self._head = head
             return
         total = head[0]
@@ -208,7 +282,12 @@ class _Connection(asyncio.Protocol):
             head = self._parse_head(self.buffer)
             if head is _HAND_OVER:
                 self._hand_over()
+            elif head is _TOO_LARGE:
+                self.refuse(413, b'{"error":"payload too large"}')
+                return
             if head is None or head is _HAND_OVER:
+                return
+            if len(self.buffer) < head[0] and not self._reserve(head):
                 return
             self._head = head
         total, head_length = self._head[0], self._head[1]
@@ -220,6 +299,8 @@ class _Connection(asyncio.Protocol):
         self._start(body, head)
 
     def _start(self, body: bytes, head: _Head) -> None:
+        self._release()
+        self.started = None
         self.busy = True
         _, _, headers, keep_alive, http10 = head
         self._task = self._loop.create_task(self._answer(body, headers, keep_alive, http10))
@@ -255,9 +336,11 @@ class _Connection(asyncio.Protocol):
             or version not in ("1.1", "1.0")
             or length is None
             or any(name in headers for name in _HANDED_OVER)
-            or int(length) > MAX_BODY
+            or not length.isdigit()
         ):
             return _HAND_OVER
+        if int(length) > MAX_BODY:
+            return _TOO_LARGE
         return head_length + int(length), head_length, headers, parser.should_keep_alive(), version == "1.0"
 
     def _hand_over(self) -> None:
@@ -300,6 +383,7 @@ class _Connection(asyncio.Protocol):
         transport.write(self.front.response(status, answer, keep_alive, http10))
         self.busy = False
         self.last = self._loop.time()
+        self.started = self.last if self.buffer else None  # a pipelined request's clock starts now
         if not keep_alive:
             transport.close()
             return
@@ -320,12 +404,13 @@ async def listen(
     port: int,
     path: str,
     keepalive_timeout: float = 75.0,
+    **limits: float,
 ) -> Listener:
     """Serve `app` on host:port, deliveries to `path` through the front."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=keepalive_timeout)
     await runner.setup()
     assert runner.server is not None
-    front = Front(intake, runner.server, path=path, keepalive_timeout=keepalive_timeout)
+    front = Front(intake, runner.server, path=path, keepalive_timeout=keepalive_timeout, **limits)  # type: ignore[arg-type]
     try:
         await front.start(host, port)
     except BaseException:

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     private_key_path: Path | None = Field(default=None, alias="PRIVATE_KEY_PATH")
     webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
     webhook_path: str = Field(default="/api/github/webhooks", alias="WEBHOOK_PATH")
+    webhook_max_connections: int = Field(default=1024, ge=1, alias="WEBHOOK_MAX_CONNECTIONS")
+    webhook_head_timeout: float = Field(default=10.0, gt=0, alias="WEBHOOK_HEAD_TIMEOUT")
+    webhook_body_timeout: float = Field(default=30.0, gt=0, alias="WEBHOOK_BODY_TIMEOUT")
+    webhook_body_budget_mb: int = Field(default=64, ge=26, alias="WEBHOOK_BODY_BUDGET_MB")
     # Unset: all interfaces once the App is registered, loopback only before
     # (setup mode), so no stranger reaches the setup pages (`listen_host`).
     host: str | None = Field(default=None, alias="HOST")
