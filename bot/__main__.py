@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         else _db_upgrade(settings),
     }[args.command]
     try:
+        from bot.store import check_reachable
+
+        _run(check_reachable(settings.resolved_database_url))
         return _run(runner())
     except SettingsError as exc:
         print(f"compound: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.settings import SettingsError
@@ -41,15 +42,28 @@ class Store:
     @classmethod
     def connect(cls, url: str, **engine_args: Any) -> Store:
         """Build a store from an async SQLAlchemy URL (see Settings.resolved_database_url)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise SettingsError("DATABASE_URL: not a database URL; use sqlite:///path or postgresql://…") from exc
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise SettingsError(
+                f"DATABASE_URL: unsupported scheme {backend!r}; use sqlite:///path or postgresql://…"
+            )
+        if backend == "sqlite":
             if sqlite3.sqlite_version_info < MIN_SQLITE:
                 raise SettingsError(
                     f"DATABASE_URL: SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed and this "
                     f"Python has {sqlite3.sqlite_version}; use a newer Python build, or PostgreSQL"
                 )
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise SettingsError(
+                        f"DATABASE_URL: cannot create the SQLite file's directory: {exc.strerror}"
+                    ) from exc
             # One connection: SQLite has one writer anyway, and two connections of
             # one process would only wait on each other's locks (busy handler sleeps).
             engine_args.setdefault("pool_size", 1)
@@ -104,6 +118,23 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def check_reachable(url: str, timeout: float = 15.0) -> None:
+    """Connect once and run `SELECT 1`; SettingsError naming DATABASE_URL when that fails.
+
+    The CLI calls it before a command opens the store, so an unreachable or
+    misnamed database is one line and exit 2, not a traceback from deep inside.
+    """
+    store = Store.connect(url)
+    try:
+        await asyncio.wait_for(store.ping(), timeout)
+    except Exception as exc:  # any failure to connect is the setting's to report
+        reason = getattr(exc, "orig", None) or exc
+        detail = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise SettingsError(f"DATABASE_URL: cannot reach the database ({type(reason).__name__}: {detail})") from None
+    finally:
+        await store.close()
 
 
 def _upgrade(sync_conn: Any) -> None:
