@@ -171,8 +171,7 @@ class DeliveryWriter:
             new = await self._store.write(
                 [r for r, _ in batch], self._owner, self._lease, processed, hold=True
             )
-        except Exception as exc:  # the callers get the error (503); the loop goes on
-            log.warning("could not write %d deliveries and %d marks: %s", len(batch), len(processed), exc)
+        except Exception as exc:  # the callers get the error (503) and log it once; the loop goes on
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -214,6 +213,7 @@ class Intake:
         self._secret = secret.encode() if secret else None
         self._writer = writer
         self._dispatcher = dispatcher
+        self._store_failing = 0  # deliveries answered 503 since the store last took a write
         self._metrics = metrics
         self._events = events
         self._counters: dict[tuple[str, str], Any] = {}
@@ -301,13 +301,23 @@ class Intake:
         record.claimed = dispatcher is not None and dispatcher.reserve()
         try:
             new = await self._writer.store(record)
-        except Exception:
+        except Exception as exc:
             if record.claimed:
                 dispatcher.unreserve()
-            log.exception("could not store delivery", extra={"delivery": delivery_id, "event": event})
+            # One line when the store stops taking writes (disk full, database
+            # gone), not one per delivery; another when it takes them again.
+            if not self._store_failing:
+                log.error(
+                    "the store refuses writes (%s: %s); answering 503 until it takes them again",
+                    type(exc).__name__, exc, extra={"delivery": delivery_id, "event": event},
+                )
+            self._store_failing += 1
             self._count(event, "store_error")
             # GitHub shows the failure and the delivery can be redelivered: nothing lost.
             return 503, orjson.dumps({"error": "could not store the delivery; please redeliver"})
+        if self._store_failing:
+            log.warning("the store takes writes again, after %d deliveries answered 503", self._store_failing)
+            self._store_failing = 0
         if not new:
             if record.claimed:
                 dispatcher.unreserve()
