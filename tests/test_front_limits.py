@@ -164,7 +164,7 @@ async def test_slow_loris_and_25_mb_announcements_do_not_stop_a_delivery(service
         assert took < 1.0, took
         assert await stored(service, delivery)
         # At most two 25 MB announcements fit the 64 MB budget; the rest were refused.
-        assert listener.front.in_flight <= 64 * MB
+        assert listener.front.in_flight <= 2 * len(announced(25 * MB)) + 2 * 25 * MB
         assert listener.front.refused[503] >= 97
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         assert (rss_after - rss_before) * 1024 < 100 * MB
