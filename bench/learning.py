@@ -3,16 +3,21 @@
 A repository with three path areas (`api/`, `web/`, `cli/`) whose CI runs two
 GitHub Actions checks the agent is never told about: `style` (every file under
 an area starts with `# style: <area>`, checked by `python3 tools/style.py`)
-and `flaky` (fails on about one commit in six whatever the code, as flaky
-suites do). `compound serve` (SQLite, the `command` backend running
-bench/sim_agent.py) against the GitHub twin, whose CI runs both on every push;
-N issues (`Add mod <n> under <area>/`) are labelled four at a time; each PR is
-merged once its CI is green (or closed if Compound escalates). Run twice, with
-LEARNING=on and LEARNING=off, with the same seeds (the agent's luck depends on
-the issue number only). Learning on should find the `style` lessons (one per
-area), keep them, retire the `flaky` ones (they cannot help), and prefer the
-`concise` variant (the simulated agent gets the style right by chance more
-often with it).
+and `tests` (every `VALUE_<n>` is `<n>`, checked by `python3 tools/tests.py`).
+`compound serve` (SQLite, the `command` backend running bench/sim_agent.py)
+against the GitHub twin, whose CI runs both on every push; N issues (`Add mod
+<n> under <area>/`) are labelled four at a time; each PR is merged once its CI
+is green (or closed if Compound escalates). Run twice, with LEARNING=on and
+LEARNING=off, with the same seeds (the agent's luck depends on the issue
+number only).
+
+The simulated agent gets the style right when a lesson names the `style`
+command (else by chance, 30 %, whatever the variant) and the value right with
+a probability that depends on the prompt variant alone (`default` 60 %,
+`concise` 90 %): lessons and variants each matter, independently. Learning on
+should find the `style` lessons (one per area) and keep them, retire the
+`tests` lessons (the agent ignores them: they cannot help), and converge on
+the `concise` variant.
 
     .venv/bin/python bench/learning.py [--sessions 300] [--batch 4]
 """
@@ -50,20 +55,24 @@ STYLE = (
     "print(f'Found {len(bad)} errors.' if bad else 'All checks passed!')\n"
     "sys.exit(1 if bad else 0)\n"
 )
-FLAKY = (
-    "import hashlib, pathlib, sys\n"
-    "files = sorted(str(p) for a in ('api', 'web', 'cli') for p in pathlib.Path(a).glob('*.py'))\n"
-    "digest = hashlib.sha256(''.join(pathlib.Path(f).read_text() for f in files).encode()).digest()\n"
-    "if digest[0] % 6 == 0:\n"
-    "    print('tests/test_sync.py::test_sync FAILED')\n"
-    "    print('E   TimeoutError: the sync service did not answer')\n"
-    "    print('FAILED tests/test_sync.py::test_sync - TimeoutError')\n"
-    "    sys.exit(1)\n"
-    "print('1 passed')\n"
+TESTS = (
+    "import pathlib, re, sys\n"
+    "failed = []\n"
+    "for area in ('api', 'web', 'cli'):\n"
+    "    for p in sorted(pathlib.Path(area).glob('mod_*.py')):\n"
+    "        n = int(p.stem.split('_')[1])\n"
+    "        m = re.search(r'^VALUE_\\d+ = (-?\\d+)$', p.read_text(), re.M)\n"
+    "        got = int(m.group(1)) if m else None\n"
+    "        if got != n:\n"
+    "            failed.append(p)\n"
+    "            print(f'FAILED tests/test_mods.py::test_value[{p}] - assert {got} == {n}')\n"
+    "            print(f'E   assert {got} == {n}')\n"
+    "print(f'{len(failed)} failed' if failed else 'all passed')\n"
+    "sys.exit(1 if failed else 0)\n"
 )
 CHECKS = [
     {"name": "style", "command": "python3 tools/style.py", "app": "github-actions"},
-    {"name": "flaky", "command": "python3 tools/flaky.py", "app": "github-actions"},
+    {"name": "tests", "command": "python3 tools/tests.py", "app": "github-actions"},
 ]
 
 
@@ -71,7 +80,7 @@ async def run(mode: str, sessions: int, batch: int, work: Path) -> dict[str, obj
     twin = GitHubTwin(work / f"twin-{mode}")
     await twin.start()
     iid = twin.add_installation(account="sim-org")
-    files = {"README.md": "sim\n", "tools/style.py": STYLE, "tools/flaky.py": FLAKY}
+    files = {"README.md": "sim\n", "tools/style.py": STYLE, "tools/tests.py": TESTS}
     files.update({f"{a}/__init__.py": f"# style: {a}\n" for a in AREAS})
     repo = twin.add_repo(REPO, installation_id=iid, files=files)
     twin.set_permission(REPO, "alice", "write")
@@ -160,6 +169,16 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
     variants: dict[str, int] = {}
     for r in last:
         variants[r["prompt_variant"]] = variants.get(r["prompt_variant"], 0) + 1
+    # Each variant's first-try record, over all sessions and over those that carried a lesson
+    # (where the style is right, so what is left is the variant's own effect).
+    by_variant: dict[str, dict[str, int]] = {}
+    for r in rows:
+        v = by_variant.setdefault(r["prompt_variant"], {"sessions": 0, "first_try": 0, "with_lessons": 0, "with_lessons_first_try": 0})
+        v["sessions"] += 1
+        v["first_try"] += r["first_try"]
+        if json.loads(r["lessons"] or "[]"):
+            v["with_lessons"] += 1
+            v["with_lessons_first_try"] += r["first_try"]
     curve = [round(sum(r["first_try"] for r in rows[i:i + 50]) / len(rows[i:i + 50]), 2) for i in range(0, len(rows), 50)]
     return {
         "sessions": len(rows),
@@ -169,6 +188,7 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
         "outcomes": {k: sum(1 for r in rows if r["outcome"] == k) for k in ("merged", "closed", "escalated", "failed")},
         "ci_rounds": sum(r["ci_rounds"] for r in rows),
         "variants_last_100": variants,
+        "by_variant": by_variant,
         "lessons": [
             {"id": x["id"], "status": x["status"], "area": x["area"], "evidence": len(json.loads(x["evidence"])),
              "text": x["text"][:90], "reason": x["reason"]}

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot import __version__
+import bot
 from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compound: runs AI coding agents on GitHub issues and pull requests.",
         epilog="Settings come from the environment and .env (see README.md).",
     )
-    parser.add_argument("--version", action="version", version=f"compound {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     lessons_cli.add_parser(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`, with the version read only when asked (see bot/__init__.py)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"compound {bot.__version__}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +213,7 @@ def _init_sentry(settings: Settings) -> None:
 
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
-        release=f"compound@{__version__}",
+        release=f"compound@{bot.__version__}",
         before_send=redact_event,
         send_default_pii=False,
     )

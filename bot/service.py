@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -53,6 +55,7 @@ class Service:
         self.worker: Any = None
         self.github: Any = None
         self.sandbox: Any = None  # bot.agents.sandbox.Sandbox, once probed
+        self.digest_task: asyncio.Task[None] | None = None  # the periodic digest (docs/report.md), when on
         # Setup mode: the one-time token `compound serve` prints (bot/setup_gate.py).
         self.setup_gate = SetupGate() if self.settings.app_id is None else None
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
@@ -96,6 +99,11 @@ class Service:
             if self.run_workers:
                 await self._probe_sandbox()
             self._start_sessions(app)
+            if self.run_workers and self.settings.report_digest_repo:
+                from bot.learning.digest import Digest
+
+                digest = Digest(self.settings, self.store, self.github, bot_login=f"{app.get('slug') or 'compound'}[bot]")
+                self.digest_task = asyncio.create_task(digest.run(), name="digest")
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
@@ -177,6 +185,10 @@ class Service:
         )
 
     async def stop(self) -> None:
+        if self.digest_task is not None:
+            self.digest_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.digest_task
         if self.worker is not None:
             await self.worker.close()
         await self.writer.close()

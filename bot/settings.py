@@ -6,11 +6,26 @@ Apps recognise them (DESIGN §3).
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def digest_interval(text: str) -> timedelta:
+    """REPORT_DIGEST_INTERVAL: `daily`, `weekly`, or hours, days or weeks (`12h`, `1d`, `2w`), at least an hour."""
+    value = text.strip().lower()
+    named = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
+    if value in named:
+        return named[value]
+    m = re.fullmatch(r"(\d+)([hdw])", value)
+    period = timedelta(**{{"h": "hours", "d": "days", "w": "weeks"}[m[2]]: int(m[1])}) if m else None
+    if period is None or period < timedelta(hours=1):
+        raise ValueError(f"{text!r}: use daily, weekly, or hours, days or weeks such as 12h, 1d, 2w (at least 1h)")
+    return period
 
 
 class SettingsError(Exception):
@@ -70,6 +85,10 @@ class Settings(BaseSettings):
     # `off`: outcomes and lessons are still recorded, but prompts carry no lessons,
     # the first variant is always used and routing stays with labels (a baseline).
     learning: Literal["on", "off"] = Field(default="on", alias="LEARNING")
+    # The periodic digest (docs/report.md): `compound report`'s figures for each
+    # closed period, posted as an issue in this repository (owner/name); unset: none.
+    report_digest_repo: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$", alias="REPORT_DIGEST_REPO")
+    report_digest_interval: str = Field(default="weekly", alias="REPORT_DIGEST_INTERVAL")
     # How long a CI round waits after a failing check for the rest of the
     # suite, and at most for checks still running before it works with what failed.
     ci_quiet_seconds: float = Field(default=5, ge=0, alias="CI_QUIET_SECONDS")
@@ -100,11 +119,17 @@ class Settings(BaseSettings):
 
     @field_validator(
         "app_id", "private_key_path", "host", "ghe_host", "agent_command", "agent_model",
-        "database_url", "env_file", mode="before",
+        "database_url", "env_file", "report_digest_repo", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("report_digest_interval")
+    @classmethod
+    def _digest_interval(cls, value: str) -> str:
+        digest_interval(value)  # raises ValueError with what it accepts
+        return value.strip().lower()
 
     @model_validator(mode="after")
     def _agent_command_needed(self) -> Settings:
@@ -146,6 +171,10 @@ class Settings(BaseSettings):
         """The SQLAlchemy async URL for the store."""
         url = self.database_url or f"sqlite:///{(self.data_dir / 'compound.db').resolve()}"
         return async_database_url(url)
+
+    @property
+    def digest_period(self) -> timedelta:
+        return digest_interval(self.report_digest_interval)
 
     @property
     def events_path(self) -> Path:

@@ -45,6 +45,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("post", "/repos/{owner}/{repo}/statuses/{sha}"),
     ("get", "/repos/{owner}/{repo}/commits/{ref}/status"),
     ("get", "/repos/{owner}/{repo}/commits/{ref}/statuses"),
+    ("get,post", "/repos/{owner}/{repo}/issues"),
     ("get,patch", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("get,post", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
     ("get,patch", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),

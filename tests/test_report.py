@@ -10,7 +10,9 @@ import json
 import math
 import statistics
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +313,17 @@ async def test_events_export_round_trips_what_the_event_log_wrote(store, databas
 
     # A page at a time: two rows a page gives the same lines.
     same([line async for line in stream_events(store.engine, page=2)], written)
+
+
+def test_the_report_command_imports_only_what_it_needs():
+    # What `compound report` loads before its query: the parser (every command's) and the report's modules.
+    probe = (
+        "import sys, bot.__main__ as m\n"
+        "m.build_parser().parse_args(['report', '--json'])\n"
+        "import bot.learning.report, bot.learning.report_table, bot.store\n"
+        "heavy = ['bot.learning.loop', 'bot.config', 'yaml', 'pathspec', 'bot.github', 'aiohttp', 'gidgethub', 'alembic']\n"
+        "print(' '.join(name for name in heavy if name in sys.modules))\n"
+        "import bot; print('version read' if '__version__' in vars(bot) else '')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == ""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.learning.kinds import KINDS
 from bot.learning.stats import interval, prob_greater
-from bot.settings import Settings
-from bot.store.learning import ACTIVE, RETIRED, Lesson, Trials
+
+if TYPE_CHECKING:  # the parser is built for every command: the store loads only when `lessons` runs
+    from bot.settings import Settings
+    from bot.store.learning import Lesson, Trials
 
 
 def add_parser(sub: Any) -> None:
@@ -91,6 +93,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(store: Any, args: argparse.Namespace) -> int:  # noqa: C901 - one branch per subcommand
+    from bot.store.learning import ACTIVE, RETIRED
+
     learning = store.learning
     command = args.lessons_command
     if command == "list":

@@ -90,10 +90,12 @@ def _bucket(dialect: str, seconds: ColumnElement[float]) -> ColumnElement[int]:
     return cast(func.floor(func.ln(at_least) * scale), Integer)
 
 
-def _window(since: datetime | None, repo: str | None) -> list[ColumnElement[bool]]:
+def _window(since: datetime | None, until: datetime | None, repo: str | None) -> list[ColumnElement[bool]]:
     where = []
     if since is not None:
         where.append(oc.c.ended_at >= since)
+    if until is not None:
+        where.append(oc.c.ended_at < until)
     if repo:
         where.append(oc.c.repo == repo)
     return where
@@ -241,13 +243,17 @@ async def _fetch(engine: AsyncEngine, stmt: Any) -> list[Any]:
         return list((await conn.execute(stmt)).all())
 
 
-async def _lessons(engine: AsyncEngine, since: datetime | None, repo: str | None) -> list[dict[str, Any]]:
+async def _lessons(
+    engine: AsyncEngine, since: datetime | None, until: datetime | None, repo: str | None
+) -> list[dict[str, Any]]:
     carried, success = cast(lt.c.carried, Integer), cast(lt.c.success, Integer)
     stmt = select(
         lt.c.lesson_id, func.count(), func.sum(carried), func.sum(success), func.sum(carried * success),
     ).group_by(lt.c.lesson_id)
     if since is not None:
         stmt = stmt.where(lt.c.ended_at >= since)
+    if until is not None:
+        stmt = stmt.where(lt.c.ended_at < until)
     if repo:  # a lesson belongs to one repo and is only tried on its sessions
         stmt = stmt.where(lt.c.lesson_id.in_(select(ls.c.id).where(ls.c.repo == repo)))
     arms: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
@@ -284,12 +290,17 @@ async def _lessons(engine: AsyncEngine, since: datetime | None, repo: str | None
 
 
 async def build_report(
-    engine: AsyncEngine, *, since: datetime | None, repo: str | None = None, now: datetime | None = None
+    engine: AsyncEngine, *, since: datetime | None, repo: str | None = None, now: datetime | None = None,
+    until: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report over the outcomes that ended in [since, now], as `--json` prints it."""
-    now = now or datetime.now(UTC)
+    """The report over the outcomes that ended in [since, now], as `--json` prints it.
+
+    With `until` (the periodic digest's closed period) only those that ended
+    before it, and the window ends there.
+    """
+    now = until or now or datetime.now(UTC)
     dialect = engine.dialect.name
-    where = _window(since, repo)
+    where = _window(since, until, repo)
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "window": {"since": since.isoformat() if since else None, "until": now.isoformat(), "repo": repo},
@@ -300,7 +311,7 @@ async def build_report(
     # The three queries at once, each on its own connection (when the pool has three: the
     # CLI's does; SQLite runs each in its own thread, outside the GIL while it sorts).
     end_rows, pr_rows, report["lessons"] = await asyncio.gather(
-        _fetch(engine, ends), _fetch(engine, prs), _lessons(engine, since, repo),
+        _fetch(engine, ends), _fetch(engine, prs), _lessons(engine, since, until, repo),
     )
     # Each combination's rows first, then the combinations into each grouping.
     width = len(KEYS)

@@ -38,6 +38,8 @@ NEEDS: dict[str, Needs] = {
     "repos/create-commit-status": _one("statuses", "write"),
     "repos/get-combined-status-for-ref": _one("statuses", "read"),
     "repos/list-commit-statuses-for-ref": _one("statuses", "read"),
+    "issues/create": _one("issues", "write"),
+    "issues/list-for-repo": _one("issues", "read"),
     "issues/get": _issue_or_pull("read"),
     "issues/update": _issue_or_pull("write"),
     "issues/list-comments": _issue_or_pull("read"),

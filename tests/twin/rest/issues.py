@@ -34,6 +34,44 @@ async def get_issue(call: Call) -> Reply:
     return Reply(200, shapes.issue(call.twin, repo, issue_of(call, repo)))
 
 
+@operation("issues/create")
+async def create_issue(call: Call) -> Reply:
+    repo = call.repo()
+    body = call.json
+    title = body.get("title")
+    if title is None or str(title) == "":
+        raise unprocessable("Validation Failed", {"resource": "Issue", "code": "missing_field", "field": "title"})
+    text = body.get("body")
+    if isinstance(text, str) and len(text) > 65536:
+        raise unprocessable("Validation Failed", {"resource": "Issue", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"})
+    issue = Issue(repo.next_number(), call.twin.state.next_id(), str(title), text, bot_login(call))
+    _add_labels(call.twin, repo, issue, body.get("labels") or [])
+    issue.assignees = list(body.get("assignees") or [])
+    repo.issues[issue.number] = issue
+    return Reply(201, shapes.issue(call.twin, repo, issue))
+
+
+@operation("issues/list-for-repo")
+async def list_issues(call: Call) -> Reply:
+    """Issues and pull requests, as GitHub lists them: newest first unless asked otherwise."""
+    repo = call.repo()
+    q = call.query
+    state = q.get("state", "open")
+    creator = q.get("creator")
+    labels = {name for name in (q.get("labels") or "").split(",") if name}
+    since = q.get("since")
+    key = "updated_at" if q.get("sort") == "updated" else "created_at"
+    found = [
+        it for it in repo.issues.values()
+        if (state == "all" or it.state == state)
+        and (creator is None or it.user == creator)
+        and labels <= set(it.labels)
+        and (since is None or it.updated_at >= since)
+    ]
+    found.sort(key=lambda it: (getattr(it, key), it.number), reverse=q.get("direction", "desc") != "asc")
+    return Reply(200, [shapes.issue(call.twin, repo, it) for it in call.page(found)])
+
+
 @operation("issues/update")
 async def update_issue(call: Call) -> Reply:
     repo = call.repo()
