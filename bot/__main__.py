@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--payload", "-p", required=True, type=Path, help="JSON payload file")
     receive.add_argument("--delivery-id", help="delivery id to record (default: a new one)")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check settings, database, the App on GitHub, the agent CLI, sandbox and disk",
+        description="Check this deployment, one line per check with a fix for each failure: settings; "
+        "the database and its migrations; the App's authentication, webhook config and recent failed "
+        "deliveries on GitHub; the agent backend's CLI; the sandbox; free disk in DATA_DIR. "
+        "Changes nothing. Exit status 0 only when every check passes.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument("--webhook-url", metavar="URL",
+                        help="the public URL GitHub should deliver to (default: check only its path)")
+
     db = sub.add_parser("db", help="database commands", description="Database commands.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply migrations", description="Apply database migrations.")
@@ -112,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        from bot import doctor
+
+        setup_logging("error", "text")  # the probe's log lines would repeat what the checks say
+        return doctor.report(_run(doctor.run(webhook_url=args.webhook_url)), as_json=args.json)  # type: ignore[arg-type]
     try:
         settings = load_settings()
         if args.command == "serve":

@@ -22,7 +22,7 @@ def run(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["worker"], ["receive"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
+    "args", [[], ["serve"], ["worker"], ["receive"], ["doctor"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
 )
 def test_help(args, tmp_path):
     result = run(*args, "--help", env=base_env(), cwd=tmp_path)
