@@ -1,4 +1,4 @@
-"""Webhook intake benchmark (DESIGN §8): Compound against a minimal Probot app.
+"""Webhook intake benchmark (docs/design.md §8): Compound against a minimal Probot app.
 
 Signed ~12 KB `issues.labeled` deliveries are POSTed by wrk at a running
 `compound serve` (durable store included: SQLite, then PostgreSQL) and, in the
@@ -48,7 +48,7 @@ WEBHOOK_PATH = "/api/github/webhooks"
 SECRET = "bench-webhook-secret"
 TARGETS = ("compound-sqlite", "probot", "compound-postgres")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# DESIGN §8: the floor, and Probot's figure on the machine it was set on.
+# docs/design.md §8: the floor, and Probot's figure on the machine it was set on.
 FLOOR_PER_S = 4_000
 FLOOR_P99_MS = 25.0
 PROBOT_REFERENCE = 5_600
@@ -356,7 +356,7 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
                 round(statistics.median(ratios), 3) if ratios else None
             )
             summary[target]["ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None
-            # DESIGN §8 sets the floor where Probot takes ≈ 5,600/s; machines
+            # docs/design.md §8 sets the floor where Probot takes ≈ 5,600/s; machines
             # differ from day to day, the ratio much less: the floor read on
             # the design's machine.
             if ratios:

@@ -1,4 +1,4 @@
-"""Session benchmarks (DESIGN §8): label → agent started, REST calls, memory at 50 sessions.
+"""Session benchmarks (docs/design.md §8): label → agent started, REST calls, memory at 50 sessions.
 
 Runs `compound serve` as a subprocess against the GitHub twin (tests/twin), as
 the end-to-end tests do, with a shell agent through the `command` backend.

@@ -1,4 +1,4 @@
-"""Session workspace from a warm mirror vs a fresh clone (DESIGN §8, issue 3).
+"""Session workspace from a warm mirror vs a fresh clone (docs/design.md §8, issue 3).
 
 Generates a repository of 50,000 commits with `git fast-import` (a generated
 stream: seconds, not minutes), serves it through the GitHub twin's smart HTTP

@@ -12,6 +12,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bot
 from bot.logs import setup_logging
@@ -67,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--event", "-e", required=True, help="event name, e.g. issues")
     receive.add_argument("--payload", "-p", required=True, type=Path, help="JSON payload file")
     receive.add_argument("--delivery-id", help="delivery id to record (default: a new one)")
+    which = receive.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, metavar="N",
+                       help="for a file holding a list of payloads (tests/fixtures): run the N-th (from 0)")
+    which.add_argument("--each", action="store_true", help="for a file holding a list of payloads: run each in turn")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check settings, database, the App on GitHub, the agent CLI, sandbox and disk",
+        description="Check this deployment, one line per check with a fix for each failure: settings; "
+        "the database and its migrations; the App's authentication, webhook config and recent failed "
+        "deliveries on GitHub; the agent backend's CLI; the sandbox; free disk in DATA_DIR. "
+        "Changes nothing. Exit status 0 only when every check passes.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument("--webhook-url", metavar="URL",
+                        help="the public URL GitHub should deliver to (default: check only its path)")
 
     db = sub.add_parser("db", help="database commands", description="Database commands.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -120,6 +137,11 @@ class _Version(argparse.Action):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        from bot import doctor
+
+        setup_logging("error", "text")  # the probe's log lines would repeat what the checks say
+        return doctor.report(_run(doctor.run(webhook_url=args.webhook_url)), as_json=args.json)  # type: ignore[arg-type]
     try:
         settings = load_settings()
         if args.command == "serve":
@@ -156,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": lambda: _events_export(settings, since, args.session, args.type),
         "serve": lambda: _serve(settings, workers=not args.no_workers),
         "worker": lambda: _worker(settings),
-        "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id),
+        "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id, args.index, args.each),
         "lessons": lambda: _lessons(settings, args),
         "db": lambda: _db_payload(settings, args.delivery_id)
         if args.db_command == "payload"
@@ -302,32 +324,87 @@ async def _worker(settings: Settings) -> int:
     return 0
 
 
-async def _receive(settings: Settings, event: str, payload_path: Path, delivery_id: str | None) -> int:
-    from bot.intake import parse_record
-    from bot.service import Service
+async def _receive(
+    settings: Settings, event: str, payload_path: Path, delivery_id: str | None, index: int | None, each: bool
+) -> int:
+    import orjson
 
     try:
         body = payload_path.read_bytes()
-        record, data = parse_record(delivery_id or f"receive-{uuid.uuid4()}", event, body)
+        data = orjson.loads(body)
     except (OSError, ValueError) as exc:
         print(f"compound: cannot read payload {payload_path}: {exc}", file=sys.stderr)
         return 2
+    if isinstance(data, list):
+        # tests/fixtures/webhooks/examples hold every published example of an event.
+        actions = ", ".join(f"{i}: {p.get('action', '-')}" for i, p in enumerate(data) if isinstance(p, dict))
+        if index is None and not each:
+            print(f"compound: {payload_path} holds {len(data)} payloads ({actions}); "
+                  "pick one with --index N or run each with --each", file=sys.stderr)
+            return 2
+        if index is not None and not -len(data) <= index < len(data):
+            print(f"compound: --index {index}: {payload_path} holds {len(data)} payloads ({actions})", file=sys.stderr)
+            return 2
+        bodies = [orjson.dumps(p) for p in data] if each else [orjson.dumps(data[index])]
+    elif index is not None or each:
+        print(f"compound: {payload_path} holds one payload; --index and --each are for lists", file=sys.stderr)
+        return 2
+    else:
+        bodies = [body]
+    from bot.intake import parse_record
+
+    base = delivery_id or f"receive-{uuid.uuid4()}"
+    try:
+        records = [
+            parse_record(base if len(bodies) == 1 else f"{base}-{i}", event, b) for i, b in enumerate(bodies)
+        ]
+    except ValueError as exc:
+        print(f"compound: cannot read payload {payload_path}: {exc}", file=sys.stderr)
+        return 2
+    from bot.service import Service
+
     service = Service(settings, run_workers=False)
     await service.start()
+    status = 0
     try:
-        new = await service.store.deliveries.insert_new([record], service.owner, service.policy.lease)
-        if not new:
-            print(f"compound: delivery {record.delivery_id} was received before", file=sys.stderr)
-            return 1
         service.policy.max_attempts = 1
-        await service.dispatcher.process(record, data)
-        stored = await service.store.deliveries.get(record.delivery_id)
+        for record, payload in records:
+            status = max(status, await _receive_one(service, event, record, payload))
     finally:
         await service.stop()
+    return status
+
+
+async def _receive_one(service: object, event: str, record: object, data: dict[str, object]) -> int:
+    """Process one delivery; print a line for it and one per handler: what it did, or why not."""
+    from gidgethub import sansio
+
+    from bot.context import record_skips
+
+    svc: Any = service
+    rec: Any = record
+    new = await svc.store.deliveries.insert_new([rec], svc.owner, svc.policy.lease)
+    if not new:
+        print(f"compound: delivery {rec.delivery_id} was received before", file=sys.stderr)
+        return 1
+    skips = record_skips()
+    await svc.dispatcher.process(rec, data)
+    stored = await svc.store.deliveries.get(rec.delivery_id)
     assert stored is not None
-    print(f"{stored.delivery_id} {event}.{record.action or '-'}: {stored.status}")
+    print(f"{stored.delivery_id} {event}.{rec.action or '-'}: {stored.status}")
+    handlers = sorted(h.__name__ for h in svc.dispatcher.router.fetch(sansio.Event(data, event=event, delivery_id=rec.delivery_id)))
+    if not handlers:
+        print(f"  no handler for {event}.{rec.action or '-'}")
+    errors = stored.last_error or ""
+    for name in handlers:
+        if f"{name}:" in errors:
+            print(f"  {name}: failed")
+        elif name in skips:
+            print(f"  {name}: skipped: {skips[name]}")
+        else:
+            print(f"  {name}: done")
     if stored.status != "processed":
-        print(stored.last_error or "", file=sys.stderr)
+        print(errors, file=sys.stderr)
         return 1
     return 0
 

@@ -95,7 +95,7 @@ class LessonsConfig(BaseModel):
 
 
 class RepoConfig(BaseModel):
-    """The keys of `.github/compound.yml` (DESIGN §5); None means the service's setting."""
+    """The keys of `.github/compound.yml` (docs/design.md §5); None means the service's setting."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,4 @@
-"""Session events: a JSON line in `DATA_DIR/events.jsonl` and a row in the store (DESIGN §6)."""
+"""Session events: a JSON line in `DATA_DIR/events.jsonl` and a row in the store (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The listening socket (DESIGN §4): deliveries on a lean path, everything else to aiohttp.
+"""The listening socket (docs/design.md §4): deliveries on a lean path, everything else to aiohttp.
 
 A webhook delivery is one `POST {WEBHOOK_PATH}` with a Content-Length, and
 aiohttp's request machinery (request and response objects, stream reader,

@@ -1,4 +1,4 @@
-"""Webhook intake (DESIGN §4): verify, store durably, answer fast, dispatch after.
+"""Webhook intake (docs/design.md §4): verify, store durably, answer fast, dispatch after.
 
 Order of checks: size (413), signature (401), headers (400), content type and
 JSON (400). Nothing of a rejected request is stored or dispatched. A valid

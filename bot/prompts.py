@@ -1,7 +1,7 @@
 """The prompts Compound hands its agents, rendered from Jinja2 templates.
 
 `prompts/<kind>.md.j2` is a kind's "default" variant, `prompts/<kind>.<variant>.md.j2`
-another one (the learning loop picks among them, DESIGN §6). Files starting
+another one (the learning loop picks among them, docs/design.md §6). Files starting
 with `_` are shared partials.
 
 Text written on GitHub (issue title, body and comments, review comments, CI

@@ -1,7 +1,7 @@
 """Service settings, read from the environment and a `.env` file.
 
 The names are Probot's where Probot has one, so that operators of other GitHub
-Apps recognise them (DESIGN §3).
+Apps recognise them (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -71,13 +71,13 @@ class Settings(BaseSettings):
     agent_sandbox_paths: str = Field(default="", alias="AGENT_SANDBOX_PATHS")
     agent_network: Literal["on", "off"] = Field(default="on", alias="AGENT_NETWORK")
     agent_network_allow: str = Field(default="", alias="AGENT_NETWORK_ALLOW")
-    # Not in DESIGN §3: the account agents run as when the service runs as root.
+    # Not in docs/design.md §3: the account agents run as when the service runs as root.
     agent_user: str = Field(default="compound-agent", alias="AGENT_USER")
     max_concurrent_sessions: int = Field(default=4, ge=1, alias="MAX_CONCURRENT_SESSIONS")
     agent_timeout: float = Field(default=3600, gt=0, alias="AGENT_TIMEOUT")
     max_ci_rounds: int = Field(default=3, ge=0, alias="MAX_CI_ROUNDS")
     max_review_rounds: int = Field(default=3, ge=0, alias="MAX_REVIEW_ROUNDS")
-    # Not in DESIGN §3 (docs/healing.md): tries of the agent within one round
+    # Not in docs/design.md §3 (docs/healing.md): tries of the agent within one round
     # before Compound gives up on the round and escalates.
     agent_attempts: int = Field(default=2, ge=1, le=10, alias="AGENT_ATTEMPTS")
     # The share of in-scope sessions run without a lesson, to measure it (docs/learning.md).
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", alias="LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
     sentry_dsn: SecretStr | None = Field(default=None, alias="SENTRY_DSN")
-    # Not in DESIGN §3: how often a failing handler is retried before the
+    # Not in docs/design.md §3: how often a failing handler is retried before the
     # delivery is parked as failed (documented in docs/operations.md).
     delivery_max_attempts: int = Field(default=5, ge=1, alias="DELIVERY_MAX_ATTEMPTS")
     # How long a process's claim on a delivery lasts without its heartbeat: the

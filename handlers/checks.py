@@ -16,7 +16,7 @@ from gidgethub import routing, sansio
 
 from bot.checks import CHECK_NAME
 from bot.config import RepoConfig
-from bot.context import Context, needs_github
+from bot.context import Context, needs_github, skip
 from bot.sessions.ci import is_failing, is_own_run
 
 router = routing.Router()
@@ -26,10 +26,10 @@ log = logging.getLogger("compound.handlers.checks")
 async def ci_result(ctx: Context, repo: str, head: str | None, *, failed: bool, settled: bool, event: str) -> None:
     """What every CI event comes down to: a result for a head (shared with workflows and statuses)."""
     if not head:
-        return
+        return skip("no head commit")
     session = await ctx.store.sessions.for_head(repo, head)
     if session is None:
-        return
+        return skip(f"not a trigger: no session has {head[:12]} as its head")
     if failed:
         await ctx.sessions.ci_failed(session, head, event=event, settled=settled)
     elif settled:
@@ -53,7 +53,7 @@ async def on_check_run_completed(event: sansio.Event, gh: Any, ctx: Context) -> 
 async def on_check_suite_completed(event: sansio.Event, gh: Any, ctx: Context) -> None:
     suite = event.data["check_suite"]
     if (suite.get("app") or {}).get("id") == ctx.settings.app_id:
-        return  # Compound's own suite holds only its own check runs
+        return skip("Compound's own check suite")  # it holds only Compound's own check runs
     await ci_result(
         ctx, event.data["repository"]["full_name"], suite.get("head_sha"),
         failed=is_failing(suite.get("conclusion")), settled=True, event="check_suite",

@@ -8,7 +8,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.config import UnknownModelAlias, load_repo_config
-from bot.context import Context, needs_github
+from bot.context import Context, needs_github, skip
 from bot.sessions import messages
 from bot.sessions.commands import parse_command
 from bot.sessions.manager import comment, react
@@ -23,7 +23,7 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     data = event.data
     command = parse_command(data["comment"].get("body"))
     if command is None:
-        return
+        return skip("not a trigger: the comment holds no /agent command")
     repo = data["repository"]["full_name"]
     owner, name = repo.split("/", 1)
     issue = data["issue"]
@@ -31,7 +31,7 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     sender = data["sender"]
     config, error = await load_repo_config(gh, owner, name)
     if not await ctx.sessions.admit(gh, repo, number, sender, config, error):
-        return
+        return skip(f"{sender.get('login')} may not command the agent here (no write permission, or a bot)")
     await react(gh, repo, comment_id=data["comment"]["id"])
     on_pr = "pull_request" in issue
     store = ctx.store.sessions

@@ -10,7 +10,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.config import load_repo_config, model_label_alias
-from bot.context import Context, needs_github
+from bot.context import Context, needs_github, skip
 from bot.sessions.escalation import LABEL
 from bot.sessions.manager import react
 
@@ -25,15 +25,15 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
     issue = data["issue"]
     label = (data.get("label") or {}).get("name", "")
     if "pull_request" in issue or not label:
-        return
+        return skip("a pull request's label, or no label")
     repo = data["repository"]["full_name"]
     owner, name = repo.split("/", 1)
     config, error = await load_repo_config(gh, owner, name)
     alias = model_label_alias(config, label)
     if label != config.trigger_label and alias is None:
-        return
+        return skip(f"label {label!r} is not a trigger (the trigger label is {config.trigger_label!r})")
     if not await ctx.sessions.admit(gh, repo, issue["number"], data["sender"], config, error):
-        return
+        return skip(f"{data['sender'].get('login')} may not start work here (no write permission, or a bot)")
     await react(gh, repo, issue_number=issue["number"])
     await ctx.sessions.start_task(
         gh,

@@ -30,6 +30,8 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "twin" / "openapi"
 # (methods, path) of every operation the twin serves.
 OPERATIONS: list[tuple[str, str]] = [
     ("get", "/app"),
+    ("get,patch", "/app/hook/config"),
+    ("get", "/app/hook/deliveries"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
     ("get", "/app/installations"),
     ("get", "/repos/{owner}/{repo}/installation"),

@@ -22,7 +22,7 @@ def run(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["worker"], ["receive"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
+    "args", [[], ["serve"], ["worker"], ["receive"], ["doctor"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
 )
 def test_help(args, tmp_path):
     result = run(*args, "--help", env=base_env(), cwd=tmp_path)
@@ -99,7 +99,7 @@ async def test_receive_runs_a_saved_payload_through_the_handlers(tmp_path, datab
     result = run("receive", "--event", "installation", "--payload", str(path), "--delivery-id", "saved-1",
                  env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "saved-1 installation.created: processed"
+    assert result.stdout.strip().splitlines() == ["saved-1 installation.created: processed", "  on_installation_created: done"]
     assert (await store.installations.get(payload["installation"]["id"])) is not None
     again = run("receive", "-e", "installation", "-p", str(path), "--delivery-id", "saved-1", env=env, cwd=tmp_path)
     assert again.returncode == 1 and "received before" in again.stderr

@@ -1,4 +1,4 @@
-"""Webhook intake (DESIGN §4) over real HTTP on loopback, on SQLite and PostgreSQL."""
+"""Webhook intake (docs/design.md §4) over real HTTP on loopback, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

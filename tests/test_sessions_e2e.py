@@ -176,7 +176,7 @@ async def test_label_to_pull_request_with_trailers_and_a_check_run(world: World)
     assert "Duration" in run.output["summary"] and "Files changed" in run.output["summary"]
     issue = world.repo.issues[number]
     assert [r.content for r in issue.reactions] == ["eyes"]
-    # GitHub API economy (DESIGN §8): label to PR opened in at most 12 REST calls.
+    # GitHub API economy (docs/design.md §8): label to PR opened in at most 12 REST calls.
     upto_pr = []
     for call in calls:
         upto_pr.append(call)

@@ -1,4 +1,4 @@
-"""Agent backends (DESIGN §5): one small interface over the coding-agent CLIs.
+"""Agent backends (docs/design.md §5): one small interface over the coding-agent CLIs.
 
 `get_backend(name)` gives a backend that builds the CLI's command line and
 reads its output; `AgentRunner.run` runs it in the workspace with a scrubbed

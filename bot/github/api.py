@@ -39,7 +39,7 @@ async def permission(gh: GitHubAPI, owner: str, repo: str, username: str) -> str
 
 
 def can_trigger(level: str) -> bool:
-    """Whether someone with this permission may start agent work (DESIGN §5)."""
+    """Whether someone with this permission may start agent work (docs/design.md §5)."""
     return level in TRIGGER_PERMISSIONS
 
 

@@ -4,7 +4,7 @@ Anyone who can read a public repo can comment on its issues and pull requests,
 and a comment quoted to the agent, even fenced as data, is a way to talk to it.
 So by default (`prompt_comments: writers`) a prompt quotes only comments by
 people whose permission on the repo is write, maintain or admin (the rule for
-starting work, DESIGN §5), by Compound itself, and by the bots `allowed_bots`
+starting work, docs/design.md §5), by Compound itself, and by the bots `allowed_bots`
 names (they may start work, so their words are the request). Everyone else's
 are left out and counted; the prompt says how many and why. With
 `prompt_comments: everyone` every comment is quoted, as data like all text

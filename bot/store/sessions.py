@@ -24,7 +24,7 @@ from bot.store.schema import rounds as r
 from bot.store.schema import session_events as ev
 from bot.store.schema import sessions as s
 
-# Session lifecycle (DESIGN §1, issue #3).
+# Session lifecycle (docs/design.md §1, issue #3).
 QUEUED, PREPARING, RUNNING, PUSHING, AWAITING = "queued", "preparing", "running", "pushing", "awaiting"
 DONE, ESCALATED, FAILED, STOPPED = "done", "escalated", "failed", "stopped"
 TERMINAL = frozenset({DONE, ESCALATED, FAILED, STOPPED})

@@ -31,6 +31,9 @@ APP_JWT = {
     "apps/create-installation-access-token",
     "apps/list-installations",
     "apps/get-repo-installation",
+    "apps/get-webhook-config-for-app",
+    "apps/update-webhook-config-for-app",
+    "apps/list-webhook-deliveries",
 }
 NO_AUTH = {"apps/create-from-manifest"}
 ANY_AUTH = {"rate-limit/get", "users/get-by-username"}
