@@ -31,6 +31,8 @@ APP_JWT = {
     "apps/create-installation-access-token",
     "apps/list-installations",
     "apps/get-repo-installation",
+    "apps/list-webhook-deliveries",
+    "apps/redeliver-webhook-delivery",
 }
 NO_AUTH = {"apps/create-from-manifest"}
 ANY_AUTH = {"rate-limit/get", "users/get-by-username"}
