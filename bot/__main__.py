@@ -258,6 +258,11 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
              extra={"webhook_path": settings.webhook_path})
     if service.setup_gate is not None:
         _announce_setup(settings, service.setup_gate.token, host, listener.port)
+    elif settings.webhook_proxy_url:
+        from bot.proxy import channel_name
+
+        log.info("webhooks come through the proxy channel on %s (WEBHOOK_PROXY_URL)",
+                 channel_name(settings.webhook_proxy_url))
     try:
         await _wait_for_signal()
     finally:
@@ -279,13 +284,20 @@ def _announce_setup(settings: Settings, token: str, host: str, port: int) -> Non
                  f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)")
     else:
         reach = ""
+    from bot.reachability import reachability_advice
+
+    hook = settings.webhook_proxy_url or url.partition("/?")[0] + settings.webhook_path
+    advice = reachability_advice(hook, proxy_url=settings.webhook_proxy_url)
     print(
         f"\nCompound is not registered as a GitHub App yet. To register it, open\n\n    {url}\n\n"
         f"in your browser{reach}. The link works once, for one browser; restarting "
         f"`compound serve` makes a new one. The credentials will be saved to "
-        f"{settings.credentials_file}.\n",
+        f"{settings.credentials_file}.\n"
+        + (f"\nWebhooks will not arrive if you register from this address: {advice}\n" if advice else ""),
         flush=True,
     )
+    if advice:
+        log.warning("setup mode: %s", advice)
     log.info("setup mode: register the GitHub App at %s", url)
 
 

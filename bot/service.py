@@ -101,10 +101,10 @@ class Service:
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
-        if self.settings.webhook_proxy_url:
+        if self.settings.webhook_proxy_url and self.settings.webhook_secret:
             from bot.proxy import ProxyChannel
 
-            self.proxy = ProxyChannel(self.settings.webhook_proxy_url, self.intake, self.session)
+            self.proxy = ProxyChannel(self.settings.webhook_proxy_url, self.intake)
             self.proxy.start()
         if self.github is not None and self.run_workers and self.settings.redeliver == "on":
             self._start_catch_up()
