@@ -82,15 +82,20 @@ class HookDeliveries:
         redelivery: bool = False,
     ) -> HookDelivery:
         body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        data = data if isinstance(data, dict) else {}
+        inst, repo = data.get("installation"), data.get("repository")
         self._next_id += 1
         item = HookDelivery(
             id=self._next_id,
             guid=guid or str(uuid.uuid4()),
             event=event,
-            action=data.get("action"),
-            installation_id=(data.get("installation") or {}).get("id"),
-            repository_id=(data.get("repository") or {}).get("id"),
+            action=data.get("action") if isinstance(data.get("action"), str) else None,
+            installation_id=inst.get("id") if isinstance(inst, dict) else None,
+            repository_id=repo.get("id") if isinstance(repo, dict) else None,
             body=body,
             delivered_at=at if at is not None else time.time(),
             status_code=status_code,
