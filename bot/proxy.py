@@ -82,6 +82,9 @@ class ProxyChannel:
         self.answers: list[tuple[str, int]] = []
 
     def start(self) -> None:
+        # httpx logs each request's URL at INFO, and the channel's path is its key.
+        httpx_log = logging.getLogger("httpx")
+        httpx_log.setLevel(max(httpx_log.getEffectiveLevel(), logging.WARNING))
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="webhook-proxy")
 

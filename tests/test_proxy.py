@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import aiohttp
@@ -102,7 +103,8 @@ async def test_a_forged_delivery_through_the_channel_is_refused(proxied, relay):
     assert runs(svc) == 0
 
 
-async def test_the_channel_is_read_again_after_it_drops(proxied, relay):
+async def test_the_channel_is_read_again_after_it_drops(proxied, relay, caplog):
+    caplog.set_level(logging.DEBUG)
     svc = proxied
     assert relay.streams_opened == 1
     relay.drop()
@@ -113,6 +115,10 @@ async def test_the_channel_is_read_again_after_it_drops(proxied, relay):
     assert await post(relay.channel(), labeled(9), delivery) == 200
     assert await answered(svc, 1) == [(delivery, 202)]
     assert relay.streams_opened == 2
+    assert "reconnecting" in caplog.text and "127.0.0.1:" in caplog.text
+    # The channel's key (its path) stays out of Compound's logs and its HTTP client's.
+    ours = [r for r in caplog.records if not r.name.startswith("aiohttp")]  # the relay's own access log aside
+    assert not [r.getMessage() for r in ours if "compound-test" in r.getMessage()]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
