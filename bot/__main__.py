@@ -238,7 +238,7 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     from bot.front import listen
     from bot.service import Service
 
-    service = Service(settings, run_workers=workers)
+    service = Service(settings, run_workers=workers, read_proxy=True)
     await service.start()
     host = settings.listen_host
     listener = await listen(

@@ -39,6 +39,8 @@ class Service:
     settings: Settings
     policy: DispatchPolicy | None = None
     run_workers: bool = True
+    # `compound serve` reads WEBHOOK_PROXY_URL's channel; workers and `receive` do not.
+    read_proxy: bool = False
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -101,7 +103,7 @@ class Service:
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
-        if self.settings.webhook_proxy_url and self.settings.webhook_secret:
+        if self.read_proxy and self.settings.webhook_proxy_url and self.settings.webhook_secret:
             from bot.proxy import ProxyChannel
 
             self.proxy = ProxyChannel(self.settings.webhook_proxy_url, self.intake)

@@ -39,7 +39,7 @@ async def relay():
 
 @pytest.fixture
 async def proxied(tmp_path, database_url, relay):
-    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=relay.channel()), policy=FAST)
+    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=relay.channel()), policy=FAST, read_proxy=True)
     await svc.start()
     svc.proxy.backoff = Backoff(first=0.05, cap=0.2)
     try:
@@ -128,7 +128,7 @@ async def test_a_relay_that_is_down_at_start_is_retried_with_backoff(tmp_path, d
     port = relay.port
     await relay.close()  # nothing listens there now
     url = f"http://127.0.0.1:{port}/compound-test"
-    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=url), policy=FAST)
+    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=url), policy=FAST, read_proxy=True)
     await svc.start()
     svc.proxy.backoff = Backoff(first=0.05, cap=0.1)
     relay = SmeeRelay()
@@ -174,3 +174,40 @@ def test_the_advice_names_both_ways_out_and_is_silent_with_a_channel():
     advice = reachability_advice("http://127.0.0.1:3000/api/github/webhooks", proxy_url=None)
     assert "WEBHOOK_PROXY_URL" in advice and "smee.io/new" in advice and "public" in advice
     assert reachability_advice("http://127.0.0.1:3000/x", proxy_url="https://smee.io/abc") is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_compound_serve_reads_the_channel_and_a_worker_does_not(tmp_path, database_url, relay, twin):
+    from bot.settings import async_database_url
+    from bot.store import Store
+    from tests.service_process import ServiceProcess, base_env
+
+    env = base_env(
+        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATABASE_URL=database_url, DATA_DIR=tmp_path / "data",
+        WEBHOOK_PROXY_URL=relay.channel(), AGENT_SANDBOX="none", LOG_FORMAT="text",
+    )
+    worker = ServiceProcess(tmp_path, env, command="worker")
+    await worker.start()
+    serve = ServiceProcess(tmp_path, env)
+    await serve.start()
+    try:
+        async with asyncio.timeout(15):
+            while relay.listeners() < 1:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert relay.listeners() == 1  # the serve process only
+        assert "webhooks come through the proxy channel on 127.0.0.1:" in serve.logs()
+        delivery = str(uuid.uuid4())
+        assert await post(relay.channel(), labeled(11), delivery) == 200
+        store = Store.connect(async_database_url(database_url))
+        try:
+            async with asyncio.timeout(15):
+                while (await store.deliveries.get(delivery)) is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            await store.close()
+    finally:
+        assert await serve.stop() == 0, serve.logs()
+        await worker.stop()
+    assert "compound-test" not in serve.logs()
