@@ -112,6 +112,8 @@ async def test_a_pass_is_capped_pages_by_cursor_and_leaves_the_rest_for_the_next
     assert hooks.requests == guids
     listings = [r for r in twin.requests if r.operation_id == "apps/list-webhook-deliveries"]
     assert len(listings) == 4  # two pages a pass
+    # The twin's answers are as GitHub's description documents them.
+    assert [p for p in twin.response_problems if "hook" in p] == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
