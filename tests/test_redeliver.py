@@ -138,7 +138,9 @@ async def test_compound_redeliver_dry_run_then_for_real(tmp_path, database_url, 
     assert recent in out and old not in out and "would ask" in out
     assert hooks.requests == []
     assert await run("--since", "6h") == 0
-    assert recent in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert recent in out and "1 asked again" in out
+    assert "eyJ" not in out + err  # no JWT (base64 of '{"') in what it prints or logs
     assert hooks.requests == [recent]
     assert await run("--since", "6h") == 0  # asked before: not again
     assert hooks.requests == [recent]
