@@ -144,3 +144,28 @@ async def test_compound_redeliver_dry_run_then_for_real(tmp_path, database_url, 
     assert hooks.requests == [recent]
     assert await run("--since", "6h") == 0  # asked before: not again
     assert hooks.requests == [recent]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_refused_request_is_not_repeated_and_one_github_could_not_take_is(tmp_path, database_url, twin, store):
+    import aiohttp
+
+    from bot.github import GitHub
+    from bot.github.client import RetryPolicy
+    from bot.metrics import Metrics
+
+    hooks = twin.hook_deliveries
+    refused = hooks.record("issues", _payload(1), status_code=0, at=time.time() - 60).guid
+    unreachable = hooks.record("issues", _payload(2), status_code=0, at=time.time() - 30).guid
+    twin.fail_next("POST", r"/app/hook/deliveries/\d+/attempts", status=422, times=1)  # the oldest first
+    twin.fail_next("POST", r"/app/hook/deliveries/\d+/attempts", status=502, times=1)
+    since = utcnow() - timedelta(hours=1)
+    async with aiohttp.ClientSession() as session:
+        gh = GitHub.from_settings(session, _settings(tmp_path, "sqlite://", twin), Metrics(),
+                                  retry=RetryPolicy(attempts=1)).app()
+        first = await catch_up(gh, store.engine, events={"issues"}, since=since)
+        assert [m.guid for m, _ in first.refused] == [refused, unreachable] and first.asked == []
+        second = await catch_up(gh, store.engine, events={"issues"}, since=since)
+    # Refused (422): remembered, not asked again. Not taken (502): asked again, and taken.
+    assert [m.guid for m in second.asked] == [unreachable] and second.already_asked == 1
+    assert hooks.requests == [unreachable]
