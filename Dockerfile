@@ -34,6 +34,8 @@ ENV PATH=/opt/compound/bin:$PATH \
 USER compound
 VOLUME ["/data"]
 EXPOSE 3000
+# Liveness only: `compound doctor` calls GitHub and fails while GitHub is down,
+# which no restart cures (docs/operations.md, Containers); run it with docker exec.
 HEALTHCHECK --interval=30s --timeout=5s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4)"
 CMD ["compound", "serve"]

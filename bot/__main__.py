@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--webhook-url", metavar="URL",
                         help="the public URL GitHub should deliver to (default: check only its path)")
 
+    redeliver = sub.add_parser(
+        "redeliver",
+        help="ask GitHub to redeliver what failed or never reached the store",
+        description="List the App's recent webhook deliveries (GET /app/hook/deliveries) and ask "
+        "GitHub to send again each one that failed or that the store never received, once "
+        "(what was asked is remembered). `compound serve` does this on start and every "
+        "REDELIVER_INTERVAL seconds; see docs/operations.md.",
+    )
+    redeliver.add_argument("--since", metavar="WHEN", default="6h",
+                           help="how far back: 6h, 90m, 3d or an ISO time; GitHub keeps about 3 days (default: 6h)")
+    redeliver.add_argument("--dry-run", action="store_true", help="only print what would be asked for")
+    redeliver.add_argument("--max", type=int, default=None, metavar="N",
+                           help="ask for at most N (default: REDELIVER_MAX)")
+
     db = sub.add_parser("db", help="database commands", description="Database commands.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply migrations", description="Apply database migrations.")
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings.host = args.host
             if args.port is not None:
                 settings.port = args.port
-        elif args.command == "worker":
+        elif args.command in ("worker", "redeliver"):
             _require_registered(settings)
     except SettingsError as exc:
         print(f"compound: {exc}", file=sys.stderr)
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _init_sentry(settings)
     since = None
-    if args.command in ("report", "events"):
+    if args.command in ("report", "events", "redeliver"):
         from bot.learning.report import parse_since
 
         try:
@@ -173,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"compound: --since: {exc}", file=sys.stderr)
             return 2
+        if args.command == "redeliver" and since is None:
+            print("compound: --since: give a window (GitHub keeps about 3 days)", file=sys.stderr)
+            return 2
     runner = {
         "report": lambda: _report(settings, since, args.repo, as_json=args.json),
         "events": lambda: _events_export(settings, since, args.session, args.type),
         "serve": lambda: _serve(settings, workers=not args.no_workers),
         "worker": lambda: _worker(settings),
+        "redeliver": lambda: _redeliver(settings, since, dry_run=args.dry_run, cap=args.max),
         "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id, args.index, args.each),
         "lessons": lambda: _lessons(settings, args),
         "db": lambda: _db_payload(settings, args.delivery_id)
@@ -253,7 +271,7 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     from bot.front import listen
     from bot.service import Service
 
-    service = Service(settings, run_workers=workers)
+    service = Service(settings, run_workers=workers, read_proxy=True)
     await service.start()
     host = settings.listen_host
     listener = await listen(
@@ -281,6 +299,11 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
              extra={"webhook_path": settings.webhook_path})
     if service.setup_gate is not None:
         _announce_setup(settings, service.setup_gate.token, host, listener.port)
+    elif settings.webhook_proxy_url:
+        from bot.proxy import channel_name
+
+        log.info("webhooks come through the proxy channel on %s (WEBHOOK_PROXY_URL)",
+                 channel_name(settings.webhook_proxy_url))
     try:
         await _wait_for_signal()
     finally:
@@ -302,13 +325,20 @@ def _announce_setup(settings: Settings, token: str, host: str, port: int) -> Non
                  f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)")
     else:
         reach = ""
+    from bot.reachability import reachability_advice
+
+    hook = settings.webhook_proxy_url or url.partition("/?")[0] + settings.webhook_path
+    advice = reachability_advice(hook, proxy_url=settings.webhook_proxy_url)
     print(
         f"\nCompound is not registered as a GitHub App yet. To register it, open\n\n    {url}\n\n"
         f"in your browser{reach}. The link works once, for one browser; restarting "
         f"`compound serve` makes a new one. The credentials will be saved to "
-        f"{settings.credentials_file}.\n",
+        f"{settings.credentials_file}.\n"
+        + (f"\nWebhooks will not arrive if you register from this address: {advice}\n" if advice else ""),
         flush=True,
     )
+    if advice:
+        log.warning("setup mode: %s", advice)
     log.info("setup mode: register the GitHub App at %s", url)
 
 
@@ -407,6 +437,41 @@ async def _receive_one(service: object, event: str, record: object, data: dict[s
         print(errors, file=sys.stderr)
         return 1
     return 0
+
+
+async def _redeliver(settings: Settings, since: datetime | None, *, dry_run: bool, cap: int | None) -> int:
+    import aiohttp
+
+    import handlers
+    from bot.github import GitHub
+    from bot.metrics import Metrics
+    from bot.redeliver import catch_up
+    from bot.store import Store
+
+    assert since is not None
+    store = Store.connect(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        async with aiohttp.ClientSession() as session:
+            gh = GitHub.from_settings(session, settings, Metrics()).app()
+            result = await catch_up(
+                gh, store.engine, events=handlers.EVENTS, since=since,
+                cap=cap or settings.redeliver_max, dry_run=dry_run,
+            )
+    finally:
+        await store.close()
+    verb = "would ask" if dry_run else "asked"
+    done = result.missed if dry_run else result.asked
+    for m in done:
+        print(f"{verb} {m.guid} {m.event}.{m.action or '-'} delivered {m.delivered_at:%Y-%m-%d %H:%M:%S}Z ({m.reason})")
+    for m, why in result.refused:
+        print(f"refused {m.guid} {m.event}.{m.action or '-'}: {why}", file=sys.stderr)
+    print(
+        f"{result.listed} deliveries listed since {since:%Y-%m-%d %H:%M}Z; {len(done)} {verb} again"
+        + (f", {result.already_asked} asked before" if result.already_asked else "")
+        + (f", {result.over_cap} over the cap (run again)" if result.over_cap else ""),
+    )
+    return 1 if result.refused else 0
 
 
 async def _lessons(settings: Settings, args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ from aiohttp import web
 
 from bot.envfile import UnsafeValue, plain, write_env, write_private
 from bot.github.client import REQUESTER
+from bot.reachability import reachability_advice
 from bot.settings import Settings
 from bot.setup_gate import SetupGate
 
@@ -103,6 +104,8 @@ _REGISTER = _templates.from_string(
 account (add <code>?org=NAME</code> to this page's URL for an organization){% endif %}.
 GitHub sends its webhooks to <code>{{ hook_url }}</code>, then returns here
 and Compound saves the App's credentials to <code>{{ env_path }}</code>.</p>
+{% if unreachable %}<p class="warning" role="alert"><strong>Webhooks will not arrive.</strong> {{ unreachable }}
+Then restart <code>compound serve</code> and open this page again.</p>{% endif %}
 <form action="{{ action }}" method="post">
 <input type="hidden" name="manifest" value="{{ manifest }}">
 <button type="submit">Register Compound on GitHub</button>
@@ -187,7 +190,8 @@ class ManifestFlow:
         manifest = {k: spec[k] for k in MANIFEST_KEYS if k in spec}
         manifest["hook_attributes"] = {
             **(manifest.get("hook_attributes") or {}),
-            "url": base_url + self.settings.webhook_path,
+            # With a proxy channel GitHub sends to the channel, Compound reads it (bot/proxy.py).
+            "url": self.settings.webhook_proxy_url or base_url + self.settings.webhook_path,
         }
         manifest["redirect_url"] = base_url + "/setup"
         return manifest
@@ -220,6 +224,9 @@ class ManifestFlow:
             manifest=json.dumps(manifest),
             hook_url=manifest["hook_attributes"]["url"],
             env_path=self.env_path,
+            unreachable=reachability_advice(
+                manifest["hook_attributes"]["url"], proxy_url=self.settings.webhook_proxy_url
+            ),
         )
 
     def _admit(self, request: web.Request, browser: str | None) -> web.StreamResponse:

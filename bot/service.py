@@ -41,6 +41,8 @@ class Service:
     settings: Settings
     policy: DispatchPolicy | None = None
     run_workers: bool = True
+    # `compound serve` reads WEBHOOK_PROXY_URL's channel; workers and `receive` do not.
+    read_proxy: bool = False
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -56,6 +58,8 @@ class Service:
         self.github: Any = None
         self.sandbox: Any = None  # bot.agents.sandbox.Sandbox, once probed
         self.digest_task: asyncio.Task[None] | None = None  # the periodic digest (docs/report.md), when on
+        self.catch_up: Any = None  # bot.redeliver.CatchUp, with GitHub and workers
+        self.proxy: Any = None  # bot.proxy.ProxyChannel, with WEBHOOK_PROXY_URL
         # Setup mode: the one-time token `compound serve` prints (bot/setup_gate.py).
         self.setup_gate = SetupGate() if self.settings.app_id is None else None
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
@@ -107,6 +111,13 @@ class Service:
         self.writer.start()
         if self.run_workers:
             self.dispatcher.start()
+        if self.read_proxy and self.settings.webhook_proxy_url and self.settings.webhook_secret:
+            from bot.proxy import ProxyChannel
+
+            self.proxy = ProxyChannel(self.settings.webhook_proxy_url, self.intake)
+            self.proxy.start()
+        if self.github is not None and self.run_workers and self.settings.redeliver == "on":
+            self._start_catch_up()
         log.info(
             "compound %s started",
             __version__,
@@ -119,6 +130,19 @@ class Service:
                 "workers": self.run_workers,
             },
         )
+
+    def _start_catch_up(self) -> None:
+        from datetime import timedelta
+
+        from bot.redeliver import CatchUp
+
+        s = self.settings
+        self.catch_up = CatchUp(
+            self.github, self.store.engine, events=handlers.EVENTS,
+            window=timedelta(hours=s.redeliver_window_hours), interval=s.redeliver_interval,
+            recent=timedelta(hours=1), cap=s.redeliver_max,
+        )
+        self.catch_up.start()
 
     async def _check_app(self) -> dict[str, Any]:
         """Say at start which App the credentials belong to; GitHub being down is no reason to stop."""
@@ -189,6 +213,10 @@ class Service:
             self.digest_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.digest_task
+        if self.proxy is not None:
+            await self.proxy.close()
+        if self.catch_up is not None:
+            await self.catch_up.close()
         if self.worker is not None:
             await self.worker.close()
         await self.writer.close()

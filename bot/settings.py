@@ -104,8 +104,18 @@ class Settings(BaseSettings):
     # How long a process's claim on a delivery lasts without its heartbeat: the
     # deliveries of a process that died are taken over after at most this long.
     delivery_lease_seconds: float = Field(default=30, gt=0, alias="DELIVERY_LEASE_SECONDS")
+    # Local webhooks (as Probot's): a smee.io-style channel Compound reads
+    # deliveries from, for a machine GitHub cannot reach (bot/proxy.py).
+    webhook_proxy_url: str | None = Field(default=None, alias="WEBHOOK_PROXY_URL")
+    # Catch-up redelivery (bot/redeliver.py): on start, deliveries of the last
+    # REDELIVER_WINDOW_HOURS that failed or never reached the store are asked
+    # for again, then every REDELIVER_INTERVAL seconds; at most REDELIVER_MAX a pass.
+    redeliver: Literal["on", "off"] = Field(default="on", alias="REDELIVER")
+    redeliver_window_hours: float = Field(default=72, gt=0, le=72, alias="REDELIVER_WINDOW_HOURS")
+    redeliver_interval: float = Field(default=900, gt=0, alias="REDELIVER_INTERVAL")
+    redeliver_max: int = Field(default=50, ge=1, le=1000, alias="REDELIVER_MAX")
 
-    @field_validator("log_level", "log_format", "agent_sandbox", "agent_network", mode="before")
+    @field_validator("log_level", "log_format", "agent_sandbox", "agent_network", "redeliver", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -119,7 +129,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "app_id", "private_key_path", "host", "ghe_host", "agent_command", "agent_model",
-        "database_url", "env_file", "report_digest_repo", mode="before",
+        "database_url", "env_file", "report_digest_repo", "webhook_proxy_url", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.service_process import COMPOUND, base_env
-from tests.twin.rest.hooks import hook_config, hook_deliveries
+from tests.twin.rest.hooks import hook_config
 
 
 async def doctor(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
@@ -46,11 +46,10 @@ async def env(tmp_path, twin):
     proc = await asyncio.create_subprocess_exec(*COMPOUND, "db", "upgrade", env=env, cwd=tmp_path)
     assert await proc.wait() == 0
     hook_config(twin)["secret"] = WEBHOOK_SECRET
-    hook_deliveries(twin).append({
-        "id": 1, "guid": "0b989ba4-242f-11e5-81e1-c7b6966d2516", "delivered_at": "2026-12-05T10:00:00Z",
-        "redelivery": False, "duration": 0.1, "status": "OK", "status_code": 202, "event": "issues",
-        "action": "labeled", "installation_id": 1, "repository_id": 1,
-    })
+    twin.hook_deliveries.record(
+        "issues", {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
+        guid="0b989ba4-242f-11e5-81e1-c7b6966d2516", status_code=202,
+    )
     return env
 
 
@@ -104,8 +103,10 @@ async def test_missing_secret_and_ssl_off(env, tmp_path, twin):
 
 
 async def test_failed_deliveries(env, tmp_path, twin):
-    hook_deliveries(twin).insert(0, {**hook_deliveries(twin)[0], "id": 2, "guid": "dead-beef",
-                                     "status": "failed to connect", "status_code": 0})
+    twin.hook_deliveries.record(
+        "issues", {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
+        guid="dead-beef", status_code=0,
+    )
     status, out = await doctor(env, tmp_path)
     assert status == 1
     assert "1 of the last 2 failed, latest dead-beef" in line(out, "webhook deliveries")

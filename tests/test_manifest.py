@@ -411,3 +411,25 @@ def test_write_env_refuses_what_docker_and_dotenv_read_differently(tmp_path, val
         write_env(path, {"APP_ID": "1", "WEBHOOK_SECRET": value})
     assert "WEBHOOK_SECRET" in str(raised.value) and value not in str(raised.value)
     assert path.read_text() == "KEPT=1\n"
+
+
+async def test_the_home_page_says_github_cannot_reach_a_loopback_webhook_url(client):
+    page = await (await client.get("/")).text()
+    assert "Webhooks will not arrive" in page
+    assert "loopback" in page and "WEBHOOK_PROXY_URL" in page and "https://smee.io/new" in page
+    # Through a public URL (a reverse proxy) nothing is said.
+    response = await client.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bot.example.com"})
+    assert "Webhooks will not arrive" not in await response.text()
+
+
+async def test_with_a_proxy_channel_github_sends_to_the_channel(twin, env_path, gate):
+    channel = "https://smee.io/AbCdEf123456"
+    settings = load_settings(_env_file=None, GHE_HOST=twin.host, GHE_PROTOCOL="http", WEBHOOK_PROXY_URL=channel)
+    app = web.Application()
+    setup_routes(app, settings, env_path, gate=gate, manifest_path=APP_YML)
+    async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
+        await admit(client, gate.token)
+        page = await (await client.get("/")).text()
+    _, manifest = form(page)
+    assert manifest["hook_attributes"]["url"] == channel
+    assert "Webhooks will not arrive" not in page

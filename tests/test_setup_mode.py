@@ -48,6 +48,8 @@ async def test_setup_mode_listens_on_loopback_only_and_refuses_strangers(tmp_pat
     try:
         link = setup_link(service)
         assert "listening on http://127.0.0.1:" in service.logs()
+        # GitHub cannot deliver to a loopback address: `compound serve` says so and what to do.
+        assert "Webhooks will not arrive" in service.logs() and "WEBHOOK_PROXY_URL" in service.logs()
         # Bound to 127.0.0.1 itself: another loopback address (or any other interface) is not served.
         assert reachable("127.0.0.1", service.port)
         assert not reachable("127.0.0.2", service.port)

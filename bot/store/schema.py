@@ -284,3 +284,15 @@ variant_trials = Table(
     Column("ended_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_variant_trials_kind", variant_trials.c.round_kind, variant_trials.c.task_kind)
+
+# Catch-up redelivery (bot/redeliver.py): each delivery GitHub was asked to
+# send again, by GUID (X-GitHub-Delivery), so no later pass or restart asks twice.
+redelivery_requests = Table(
+    "redelivery_requests",
+    metadata,
+    Column("guid", String(100), primary_key=True),
+    Column("hook_delivery_id", BigInteger, nullable=False),
+    Column("event", String(64)),
+    Column("reason", String(20), nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False),
+)

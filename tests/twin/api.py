@@ -34,6 +34,7 @@ APP_JWT = {
     "apps/get-webhook-config-for-app",
     "apps/update-webhook-config-for-app",
     "apps/list-webhook-deliveries",
+    "apps/redeliver-webhook-delivery",
 }
 NO_AUTH = {"apps/create-from-manifest"}
 ANY_AUTH = {"rate-limit/get", "users/get-by-username"}

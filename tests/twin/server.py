@@ -8,9 +8,11 @@ import re
 import secrets
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
+import aiohttp
 import jwt
 from aiohttp import web
 
@@ -24,6 +26,7 @@ from .setup_checks import CheckSetup
 from .setup_pulls import PullSetup, follow_ref
 from .state import APP_SLUG, PERMISSIONS, Comment, Installation, Issue, Label, Repo, State
 from .validation import load_spec
+from .rest.hook_deliveries import HookDeliveries
 
 log = logging.getLogger(__name__)
 PushCallback = Callable[[str, str, str], Awaitable[None]]
@@ -78,6 +81,8 @@ class GitHubTwin(PullSetup, CheckSetup):
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.blobs = Blobs(self)
+        # The App's webhook deliveries as GitHub lists them (rest/hook_deliveries.py).
+        self.hook_deliveries = HookDeliveries(self)
         self.ci = SimulatedCI(self)
 
     # --- lifecycle -------------------------------------------------------
@@ -301,11 +306,20 @@ class GitHubTwin(PullSetup, CheckSetup):
         delivery_id: str | None = None,
         secret: str | None = None,
     ) -> tuple[int, str]:
-        """POST a webhook delivery to ``url`` as GitHub does; (status, body text)."""
-        return await webhooks.deliver(
-            url, event, payload, secret if secret is not None else self.webhook_secret,
-            self.app_id, delivery_id,
-        )
+        """POST a webhook delivery to ``url`` as GitHub does; (status, body text).
+
+        Listed afterwards by ``GET /app/hook/deliveries`` with the status it got."""
+        delivery_id = delivery_id or str(uuid.uuid4())
+        try:
+            status, text = await webhooks.deliver(
+                url, event, payload, secret if secret is not None else self.webhook_secret,
+                self.app_id, delivery_id,
+            )
+        except aiohttp.ClientError:
+            self.hook_deliveries.record(event, payload, guid=delivery_id, status_code=0)
+            raise
+        self.hook_deliveries.record(event, payload, guid=delivery_id, status_code=status)
+        return status, text
 
     # --- spec violations ---------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""The App's own webhook: its configuration, and (minimal) its recent deliveries.
+"""The App's own webhook configuration (its deliveries: hook_deliveries.py).
 
-State lives on the twin as `twin.hook_config` / `twin.hook_deliveries`, made on
+State lives on the twin as `twin.hook_config`, made on
 first use so a test can set them before or after the twin starts.
 """
 
@@ -24,15 +24,6 @@ def hook_config(twin: GitHubTwin) -> dict[str, Any]:
     return config
 
 
-def hook_deliveries(twin: GitHubTwin) -> list[dict[str, Any]]:
-    """Recent deliveries, newest first, in the shape of `hook-delivery-item`."""
-    items = getattr(twin, "hook_deliveries", None)
-    if items is None:
-        items = []
-        twin.hook_deliveries = items  # type: ignore[attr-defined]
-    return items
-
-
 def _shown(config: dict[str, Any]) -> dict[str, Any]:
     # GitHub never returns the secret: "********" when one is set, absent otherwise.
     shown = {k: v for k, v in config.items() if k != "secret"}
@@ -51,11 +42,3 @@ async def update_webhook_config(call: Call) -> Reply:
     config = hook_config(call.twin)
     config.update({k: v for k, v in (call.json or {}).items() if v is not None})
     return Reply(200, _shown(config))
-
-
-# Minimal, for `compound doctor` (first page only, no cursor). The catch-up
-# redelivery work serves this operation with cursors too; keep one of the two.
-@operation("apps/list-webhook-deliveries")
-async def list_webhook_deliveries_first_page(call: Call) -> Reply:
-    per_page = int(call.query.get("per_page", "30"))
-    return Reply(200, hook_deliveries(call.twin)[:per_page])
