@@ -489,6 +489,7 @@ async def test_closing_the_pr_ends_the_session_with_its_outcome(world: World, tm
 CLAUDE_BIN = Path(__file__).parent / "claude_stub" / "node_modules" / ".bin"
 
 
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 @pytest.mark.skipif(
     not (CLAUDE_BIN / "claude").exists() and not os.environ.get("CI"),
     reason="Claude Code not installed: npm ci --prefix tests/claude_stub (make test does it)",
