@@ -655,6 +655,7 @@ needs_claude = pytest.mark.skipif(
 )
 
 
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 @needs_claude
 async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
     subprocess.run(["git", "init", "-q", str(workspace)], check=True)
@@ -696,6 +697,7 @@ async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_
     assert any('"type":"result"' in line for line in seen)
 
 
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 @needs_claude
 async def test_claude_code_stop_ends_its_tools_too(
     tmp_path: Path, workspace: Path, messages_api: Any

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import (
     check_run_event,
@@ -96,6 +98,7 @@ def events_of(world: World, type_: str) -> list[dict]:
     return [e for e in lines if e["type"] == type_]
 
 
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
     number = world.twin.add_issue(REPO, title="Add feature()", body="feature() returns 42.", user="alice")
     prompts = [world.tmp / f"ci-prompt-{i}.json" for i in range(3)]
@@ -155,6 +158,7 @@ async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
 ALWAYS_FAILS = [{"name": "pytest", "command": TESTS, "app": "github-actions"}]
 
 
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_one_more(world: World):
     number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
     world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 0\n"})

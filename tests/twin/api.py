@@ -110,9 +110,17 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
     record = RecordedRequest(request.method, path, None, 0, None)
     twin.requests.append(record)
 
+    def check(status: int, data: bytes, content_type: str | None) -> None:
+        if twin.validate_responses:
+            problems = spec.response_errors(match, status, data, content_type)
+            where = f"{request.method} {path} ({match.operation.operation_id if match else 'no operation'})"
+            twin.response_problems.extend(f"{where}: answered {status}: {p}" for p in problems)
+
     def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
         record.status = status
-        return _json_response(status, body, {**twin.rate_limits.headers(bucket), **(headers or {})})
+        response = _json_response(status, body, {**twin.rate_limits.headers(bucket), **(headers or {})})
+        check(status, response.body, response.content_type if body is not None else None)
+        return response
 
     if match is None:
         twin.violations.append(f"{request.method} {path}: no such operation in the OpenAPI subset")
@@ -180,9 +188,7 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
             return web.Response(status=304, headers={**twin.rate_limits.headers(bucket), **headers})
     if op_id != "rate-limit/get":
         twin.rate_limits.spend(bucket)
-    if twin.validate_responses:
-        problems = spec.response_errors(match, reply.status, data) if reply.text is None else []
-        twin.response_problems.extend(f"{request.method} {path} ({op_id}): {p}" for p in problems)
+    check(reply.status, data, content_type)
     record.status = reply.status
     headers = {**twin.rate_limits.headers(bucket), **headers}
     if content_type is not None:

@@ -5,7 +5,9 @@ A test whose twin saw a request that does not conform to GitHub's OpenAPI
 description fails at teardown, and the session's exit status is 1 whatever
 else happened.  Tests that send invalid requests on purpose wrap them in
 ``with twin.expect_violations():``. The same goes for a call refused because
-the token lacks a permission (``with twin.expect_refusals():``).
+the token lacks a permission (``with twin.expect_refusals():``), and for any
+answer of the twin's, errors included, that departs from the description
+(``twin.response_problems``): that is a bug of the twin, to fix in the twin.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ async def twin(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
     # A 403 for a missing permission means a token was scoped too narrowly:
     # Compound may swallow the error, the test must not.
     found += [f"{request.node.nodeid}: refused, token lacks a permission: {e}" for e in server.permission_refusals]
+    # An answer outside the description means the twin is not GitHub: a test
+    # passing against it proves nothing about GitHub.
+    found += [f"{request.node.nodeid}: twin answered outside the description: {p}" for p in server.response_problems]
     _VIOLATIONS.extend(found)
     if found:
         pytest.fail("GitHub twin saw requests GitHub would refuse (outside its OpenAPI description, or beyond the token):\n" + "\n".join(found))

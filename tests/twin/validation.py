@@ -32,6 +32,9 @@ SPEC_QUIRKS = {
     "apps/list-installations": r"\d+/account",
     "repos/get-content": "<root>",
 }
+# Every error GitHub answers carries a message (and usually documentation_url);
+# the description's basic-error leaves both optional.
+BASIC_ERROR = {"allOf": [{"$ref": "#/components/schemas/basic-error"}, {"required": ["message"]}]}
 
 
 @dataclass(frozen=True)
@@ -108,31 +111,51 @@ class Spec:
         request = _Request(match, query, headers, content_type, body)
         return [_describe(err) for err in self.openapi.iter_request_errors(request)]
 
-    def response_errors(self, match: Match, status: int, body: bytes) -> list[str]:
-        """Schema errors of a JSON response body (empty if none or undocumented).
+    def response_errors(self, match: Match | None, status: int, body: bytes, content_type: str | None) -> list[str]:
+        """Every way a response departs from the description (empty if none).
 
-        Checked with openapi-schema-validator directly: openapi-core's own
-        response unmarshalling reports false errors for ``nullable`` ``anyOf``
-        and ``enum`` schemas that GitHub's description is full of.
+        A status the operation documents is checked against its schema (no
+        content: no body). An error status it does not document, or documents
+        without content (401 on most operations, a 5xx, the twin's 501, no
+        operation at all, a 422 described only in words), is checked
+        against ``basic-error``, the shape GitHub gives every error, with the
+        ``message`` GitHub always sends: the description lists only some of
+        the errors an operation can answer. A success status it does not
+        document is a problem. Checked with openapi-schema-validator directly:
+        openapi-core's own response unmarshalling reports false errors for
+        ``nullable`` ``anyOf`` and ``enum`` schemas that GitHub's description
+        is full of.
         """
-        op = self.document["paths"][match.operation.template][match.operation.method]
-        documented = op["responses"].get(str(status)) or op["responses"].get("default")
-        if documented is None:
+        documented = None
+        if match is not None:
+            op = self.document["paths"][match.operation.template][match.operation.method]
+            documented = op["responses"].get(str(status)) or op["responses"].get("default")
+        if documented is None and status < 400:
             return [f"status {status} is not documented"]
-        if "$ref" in documented:
+        if documented is not None and "$ref" in documented:
             documented = self.document["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-        schema = documented.get("content", {}).get("application/json", {}).get("schema")
+        content = (documented or {}).get("content") or {}
+        if not content and status >= 400:
+            # Documented without a body (a 422 "if user is not a collaborator"),
+            # or not at all: GitHub still answers its error JSON.
+            content = {"application/json": {"schema": BASIC_ERROR}}
+        if not content:
+            return [] if not body else [f"status {status} is documented without a body, got {len(body)} bytes"]
+        schema = content.get("application/json", {}).get("schema")
         if schema is None:
-            return []
+            return []  # documented as text (a diff, a log): not checked
+        if not (content_type or "").startswith("application/json"):
+            return [f"status {status} is documented as JSON, answered {content_type or 'no content type'}"]
         validator = OAS30Validator({"components": self.components, **_nullable(schema)})
         try:
             instance = json.loads(body)
         except ValueError:
             return ["response body is not JSON"]
         problems = []
+        quirk = SPEC_QUIRKS.get(match.operation.operation_id, "(?!)") if match is not None else "(?!)"
         for e in validator.iter_errors(instance):
             where = "/".join(map(str, e.absolute_path)) or "<root>"
-            if re.fullmatch(SPEC_QUIRKS.get(match.operation.operation_id, "(?!)"), where):
+            if re.fullmatch(quirk, where):
                 continue
             problems.append(f"{where}: {e.message[:200]}")
         return problems
