@@ -31,6 +31,7 @@ import httpx
 import orjson
 from httpx_sse import SSEError, aconnect_sse
 
+from bot.background import cancel
 from bot.intake import Intake
 
 log = logging.getLogger("compound.proxy")
@@ -89,13 +90,8 @@ class ProxyChannel:
             self._task = asyncio.create_task(self._run(), name="webhook-proxy")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         attempt = 0

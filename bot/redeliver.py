@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.background import cancel
 from bot.store.base import utcnow
 from bot.store.schema import deliveries as d
 from bot.store.schema import redelivery_requests as asked
@@ -208,13 +209,8 @@ class CatchUp:
             self._task = asyncio.create_task(self._run(), name="catch-up-redelivery")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def run_once(self, window: timedelta) -> Pass | None:
         try:

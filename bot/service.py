@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 import handlers
 from bot import __version__
+from bot.background import cancel
 from bot.context import Context
 from bot.dispatch import Dispatcher, DispatchPolicy
 from bot.intake import DeliveryWriter, Intake
@@ -209,10 +209,7 @@ class Service:
         )
 
     async def stop(self) -> None:
-        if self.digest_task is not None:
-            self.digest_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.digest_task
+        await cancel(self.digest_task)
         if self.proxy is not None:
             await self.proxy.close()
         if self.catch_up is not None:
