@@ -4,9 +4,10 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/compound
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY handlers ./handlers
+COPY prompts ./prompts
 RUN /opt/compound/bin/pip install .
 
 # Runtime stage: the virtualenv, git for workspaces, bubblewrap for the agent

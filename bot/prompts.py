@@ -15,6 +15,7 @@ info string, cleaned to one line without backticks, never into the prose.
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import secrets
 from collections.abc import Iterable
@@ -117,11 +118,21 @@ class Prompt:
 
 
 def default_directory() -> Path:
-    """`./prompts` when it holds templates (the Docker image's /app), else the
-    `prompts/` of the source checkout next to the `bot` package."""
+    """Where the templates are read from: `./prompts` when it holds templates
+    (the Docker image's /app, or an operator's own variants), else the copy
+    installed with the package (`bot.prompt_files`, which is `prompts/` of the
+    source tree), else the `prompts/` of a source checkout run without
+    installing."""
     here = Path.cwd() / "prompts"
     if (here / f"task{SUFFIX}").is_file():
         return here
+    try:
+        # A namespace package: joinpath gives the file's real path.
+        packaged = Path(str(importlib.resources.files("bot.prompt_files").joinpath(f"task{SUFFIX}")))
+    except ModuleNotFoundError:
+        packaged = None
+    if packaged is not None and packaged.is_file():
+        return packaged.parent
     return Path(__file__).resolve().parent.parent / "prompts"
 
 
