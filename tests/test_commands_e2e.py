@@ -118,8 +118,7 @@ async def test_bots_do_not_start_work_unless_allowed(world: World):
     number = world.twin.add_issue(REPO, title="Bump deps", user="alice")
     world.plan("task", WRITE_FEATURE)
     await world.start()
-    await world.label(number, sender="renovate[bot]")
-    await asyncio.sleep(1.5)
+    await world.settled(await world.label(number, sender="renovate[bot]"))
     assert world.bot_comments(number) == [] and world.pulls() == []
     world.twin.commit(REPO, "main", {".github/compound.yml": "allowed_bots: ['renovate[bot]']\n"}, "allow")
     world.twin.set_permission(REPO, "renovate[bot]", "write")

@@ -4,11 +4,14 @@ real git, the scripted agent through the `command` backend."""
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -68,16 +71,40 @@ class World:
         await self.service.start()
         return self.service
 
-    async def deliver(self, event: str, payload: dict) -> None:
+    async def deliver(self, event: str, payload: dict) -> str:
+        """POST a delivery as GitHub does; its delivery id."""
         assert self.service is not None
-        status, body = await self.twin.deliver(self.service.url + HOOK, event, payload, secret=WEBHOOK_SECRET)
+        delivery_id = str(uuid.uuid4())
+        status, body = await self.twin.deliver(
+            self.service.url + HOOK, event, payload, delivery_id=delivery_id, secret=WEBHOOK_SECRET
+        )
         assert status == 202, body
+        return delivery_id
 
-    async def label(self, number: int, sender: str = "alice", label: str = "agent") -> None:
-        await self.deliver("issues", issue_labeled(self.twin, REPO, number, label, sender, self.iid))
+    async def label(self, number: int, sender: str = "alice", label: str = "agent") -> str:
+        return await self.deliver("issues", issue_labeled(self.twin, REPO, number, label, sender, self.iid))
 
-    async def command(self, number: int, body: str, sender: str = "alice") -> None:
-        await self.deliver("issue_comment", comment_created(self.twin, REPO, number, body, sender, self.iid))
+    async def command(self, number: int, body: str, sender: str = "alice") -> str:
+        return await self.deliver("issue_comment", comment_created(self.twin, REPO, number, body, sender, self.iid))
+
+    def delivery_status(self, delivery_id: str) -> str | None:
+        """The delivery's status in the service's store (SQLite under DATA_DIR), None before it is stored."""
+        database = self.tmp / "data" / "compound.db"
+        if not database.exists():
+            return None
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute("SELECT status FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        return row[0] if row else None
+
+    async def settled(self, *delivery_ids: str, timeout: float = 30.0) -> None:
+        """Wait until the service has finished with every delivery: the positive
+        signal a "nothing happened" assertion waits for instead of a sleep."""
+        for delivery_id in delivery_ids:
+            status = await self.until(
+                lambda: (s := self.delivery_status(delivery_id)) not in (None, "pending") and s,
+                timeout=timeout, what=f"delivery {delivery_id} processed",
+            )
+            assert status == "processed", f"delivery {delivery_id} ended {status}"
 
     async def until(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout
@@ -201,9 +228,7 @@ async def test_read_only_sender_is_refused_and_nothing_runs(world: World):
     number = world.twin.add_issue(REPO, title="Do it", user="mallory")
     world.plan("task", WRITE_FEATURE)
     await world.start()
-    await world.label(number, sender="mallory")
-    await world.until(lambda: world.bot_comments(number), what="the refusal")
-    await asyncio.sleep(1.0)
+    await world.settled(await world.label(number, sender="mallory"))
     (refusal,) = world.bot_comments(number)
     assert "@mallory" in refusal and "write access" in refusal
     assert world.pulls() == []
