@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(on SQLite it is stored compressed), e.g. to replay it with `compound receive`.",
     )
     payload.add_argument("delivery_id", help="the X-GitHub-Delivery id")
+    prune = db_sub.add_parser(
+        "prune",
+        help="remove what retention removes, now (or show it with --dry-run)",
+        description="One retention pass, as the service's background job does it: processed "
+        "deliveries older than DELIVERY_RETENTION_DAYS and failed ones older than "
+        "FAILED_DELIVERY_RETENTION_DAYS (never younger than 72 h, never pending), with their "
+        "payloads; old redelivery records; the events of sessions ended more than "
+        "EVENTS_COMPACT_DAYS ago compacted; worktrees of ended sessions and mirrors of "
+        "repositories no longer installed in DATA_DIR removed, `git gc --auto` on the others. "
+        "Prints the counts per kind. See docs/operations.md#retention.",
+    )
+    prune.add_argument("--dry-run", action="store_true",
+                       help="change nothing; print what would be removed, with the same counts")
 
     report = sub.add_parser(
         "report",
@@ -200,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "lessons": lambda: _lessons(settings, args),
         "db": lambda: _db_payload(settings, args.delivery_id)
         if args.db_command == "payload"
+        else _db_prune(settings, dry_run=args.dry_run)
+        if args.db_command == "prune"
         else _db_upgrade(settings),
     }[args.command]
     try:
@@ -507,6 +522,24 @@ async def _db_payload(settings: Settings, delivery_id: str) -> int:
     sys.stdout.buffer.write(record.payload)
     sys.stdout.flush()
     return 0
+
+
+async def _db_prune(settings: Settings, *, dry_run: bool) -> int:
+    from bot.retention import Retention
+    from bot.store import Store
+    from bot.workspace import Workspaces
+
+    store = Store.connect(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        workspaces = Workspaces(settings.data_dir, settings.git_base_url)
+        report = await Retention.from_settings(settings, store, workspaces).prune(dry_run=dry_run)
+    finally:
+        await store.close()
+    for line in report.lines():
+        print(line)
+    print(f"{'dry run' if dry_run else 'pass'} took {report.seconds:.1f}s")
+    return 1 if report.errors else 0
 
 
 async def _report(settings: Settings, since: datetime | None, repo: str | None, *, as_json: bool) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,18 @@ class EventLog:
     """Writing an event never breaks a session: a failed write is logged and the
     session goes on. The file is opened for each line, so it can be rotated
     (renamed, or moved by logrotate) while the service runs. Listeners (the
-    learning loop) hear every event after it is written."""
+    learning loop) hear every event after it is written.
 
-    def __init__(self, path: Path, store: SessionStore) -> None:
+    With `max_bytes`, a line that takes the file to that size or past it
+    rotates it: `events.jsonl.1` … `.{keep}`, the oldest dropped (see
+    `_rotate`)."""
+
+    def __init__(self, path: Path, store: SessionStore, *, max_bytes: int = 0, keep: int = 5) -> None:
         self.path = path
         self.store = store
         self.listeners: list[Listener] = []
+        self.max_bytes = max_bytes
+        self.keep = max(1, keep)
 
     async def record(
         self, session: SessionRow, type_: str, round_: RoundRow | None = None, **data: Any
@@ -73,3 +81,31 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
             f.write(encoded)
+            size = f.tell()  # append mode: the end of the file, our line included
+        if self.max_bytes and size >= self.max_bytes:
+            try:
+                self._rotate()
+            except Exception:  # the line is written; a rotation that failed is tried at the next one
+                log.warning("could not rotate %s", self.path, exc_info=True)
+
+    def _rotate(self) -> None:
+        """Shift `events.jsonl` to `.1` (`.1` to `.2`, …, the last one dropped).
+
+        Renames only, so no line is lost: a writer that opened the file just
+        before still appends to it under its new name, and the next one
+        creates a fresh file. One rotator at a time (a lock file, across
+        processes too); whoever gets the lock second finds the file small
+        again and leaves it.
+        """
+        with open(self.path.with_name(self.path.name + ".rotate-lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_size < self.max_bytes:
+                    return
+            except FileNotFoundError:
+                return  # moved away (logrotate): nothing to do
+            for n in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))

@@ -60,6 +60,7 @@ class Service:
         self.digest_task: asyncio.Task[None] | None = None  # the periodic digest (docs/report.md), when on
         self.catch_up: Any = None  # bot.redeliver.CatchUp, with GitHub and workers
         self.proxy: Any = None  # bot.proxy.ProxyChannel, with WEBHOOK_PROXY_URL
+        self.retention: Any = None  # bot.retention.Retention, in worker processes
         # Setup mode: the one-time token `compound serve` prints (bot/setup_gate.py).
         self.setup_gate = SetupGate() if self.settings.app_id is None else None
         self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
@@ -118,6 +119,8 @@ class Service:
             self.proxy.start()
         if self.github is not None and self.run_workers and self.settings.redeliver == "on":
             self._start_catch_up()
+        if self.run_workers and self.settings.retention_interval > 0:
+            self._start_retention()
         log.info(
             "compound %s started",
             __version__,
@@ -143,6 +146,16 @@ class Service:
             recent=timedelta(hours=1), cap=s.redeliver_max,
         )
         self.catch_up.start()
+
+    def _start_retention(self) -> None:
+        """The periodic retention pass (docs/operations.md#retention): every worker process
+        runs one; the store's lock lets one at a time do it."""
+        from bot.retention import Retention
+        from bot.workspace import Workspaces
+
+        workspaces = Workspaces(self.settings.data_dir, self.settings.git_base_url)
+        self.retention = Retention.from_settings(self.settings, self.store, workspaces)
+        self.retention.start()
 
     async def _check_app(self) -> dict[str, Any]:
         """Say at start which App the credentials belong to; GitHub being down is no reason to stop."""
@@ -178,7 +191,10 @@ class Service:
         from bot.sessions.worker import BotIdentity, SessionWorker
         from bot.workspace import Workspaces
 
-        events = EventLog(self.settings.events_path, self.store.sessions)
+        events = EventLog(
+            self.settings.events_path, self.store.sessions,
+            max_bytes=int(self.settings.events_max_mb * 1024 * 1024), keep=self.settings.events_keep,
+        )
         identity = BotIdentity(slug=app.get("slug") or "compound")
         learning = Learning(
             self.store.sessions, self.store.learning, self.github, events, self.settings.lesson_holdout,
@@ -210,6 +226,8 @@ class Service:
 
     async def stop(self) -> None:
         await cancel(self.digest_task)
+        if self.retention is not None:
+            await self.retention.close()
         if self.proxy is not None:
             await self.proxy.close()
         if self.catch_up is not None:

@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     redeliver_window_hours: float = Field(default=72, gt=0, le=72, alias="REDELIVER_WINDOW_HOURS")
     redeliver_interval: float = Field(default=900, gt=0, alias="REDELIVER_INTERVAL")
     redeliver_max: int = Field(default=50, ge=1, le=1000, alias="REDELIVER_MAX")
+    # Retention (bot/retention.py, docs/operations.md#retention). Deliveries are
+    # kept at least 72 h whatever these say (GitHub redelivers for ~3 days and
+    # the delivery id deduplicates); pending ones are never removed.
+    delivery_retention_days: float = Field(default=30, gt=0, alias="DELIVERY_RETENTION_DAYS")
+    failed_delivery_retention_days: float = Field(default=90, gt=0, alias="FAILED_DELIVERY_RETENTION_DAYS")
+    # Events of sessions ended this long ago lose their bulky fields; 0: never.
+    events_compact_days: float = Field(default=30, ge=0, alias="EVENTS_COMPACT_DAYS")
+    # Seconds between two retention passes of a worker process; 0: no pass (`compound db prune` still works).
+    retention_interval: float = Field(default=3600, ge=0, alias="RETENTION_INTERVAL")
+    # DATA_DIR/events.jsonl is rotated past this size (0: never), keeping EVENTS_KEEP rotated files.
+    events_max_mb: float = Field(default=100, ge=0, alias="EVENTS_MAX_MB")
+    events_keep: int = Field(default=5, ge=1, le=100, alias="EVENTS_KEEP")
 
     @field_validator("log_level", "log_format", "agent_sandbox", "agent_network", "redeliver", mode="before")
     @classmethod

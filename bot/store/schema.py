@@ -72,6 +72,8 @@ deliveries = Table(
     Column("payload_id", BigInteger),
 )
 Index("ix_deliveries_status_next", deliveries.c.status, deliveries.c.next_attempt_at)
+# Retention walks old deliveries by this key (migration 0013, bot/store/retention.py).
+Index("ix_deliveries_received", deliveries.c.received_at, deliveries.c.delivery_id)
 
 # SQLite: the bodies, apart from the rows that change after the insert, so the
 # processed mark rewrites a 200-byte row instead of one carrying a 2.7 KB body.
@@ -195,6 +197,15 @@ session_events = Table(
     Column("session_id", String(40), nullable=False),
     Column("type", String(50), nullable=False),
     Column("data", Text, nullable=False, server_default="{}"),
+)
+
+# Ended sessions whose events retention compacted, and when (migration 0013):
+# a session changed since (resumed, ended again) is compacted again.
+session_compactions = Table(
+    "session_compactions",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("compacted_at", DateTime(timezone=True), nullable=False),
 )
 
 

@@ -227,3 +227,68 @@ class Workspaces:
     async def _resolve(self, mirror: Path, ref: str) -> str | None:
         code, out, _ = await self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", git_dir=mirror, check=False)
         return out.decode().strip() if code == 0 else None
+
+    # --- retention (bot/retention.py) ------------------------------------------
+
+    def session_dirs(self) -> list[Path]:
+        """The worktree directories under `workspaces/`, one per session that has one."""
+        try:
+            return sorted(p for p in self.workspaces.iterdir() if p.is_dir() and _SESSION_RE.match(p.name))
+        except FileNotFoundError:
+            return []
+
+    def mirror_dirs(self) -> dict[str, Path]:
+        """Each mirror by its repository (lower-case `owner/name`, as `mirror_path` names it)."""
+        found: dict[str, Path] = {}
+        try:
+            owners = [p for p in self.mirrors.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return found
+        for owner in owners:
+            for mirror in owner.iterdir():
+                if mirror.name.endswith(".git") and not mirror.name.startswith(".") and (mirror / "HEAD").exists():
+                    found[f"{owner.name}/{mirror.name.removesuffix('.git')}"] = mirror
+        return found
+
+    async def remove_workspace(self, repo: str | None, path: Path, branch: str | None) -> None:
+        """Remove a session's leftover worktree (its round died) and its local branch.
+
+        With `repo` unknown (no session in the store names it), the directory
+        goes and the mirrors forget it at their next `git worktree prune`.
+        """
+        if repo is None:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+            return
+        mirror = self.mirror_path(repo)
+        if not (mirror / "HEAD").exists():
+            await asyncio.to_thread(shutil.rmtree, path, True)
+            return
+        async with self._mirror_lock(mirror):
+            await self._remove_worktree(mirror, path)
+            if branch:
+                await self.git("branch", "--quiet", "-D", branch, git_dir=mirror, check=False)
+
+    async def remove_mirror(self, repo: str) -> None:
+        """Remove a repository's mirror (the repository is no longer installed)."""
+        mirror = self.mirror_path(repo)
+        async with self._mirror_lock(mirror):
+            if not mirror.exists():
+                return
+            # Out of the way in one rename, then deleted: nobody sees half a mirror.
+            gone = mirror.parent / f".{mirror.name}.removed-{uuid.uuid4().hex}"
+            os.rename(mirror, gone)
+        # Its lock file stays: a process waiting on it must not end up holding
+        # a lock on a file that a newcomer no longer sees.
+        await asyncio.to_thread(shutil.rmtree, gone, True)
+
+    async def maintain_mirror(self, repo: str) -> None:
+        """`git worktree prune` (under the mirror's lock), then `git gc --auto`.
+
+        gc runs outside the lock: git keeps unreachable objects for two weeks
+        before pruning them and locks what it rewrites, so a fetch beside it
+        is safe; `--auto` does nothing until loose objects or packs pile up.
+        """
+        mirror = self.mirror_path(repo)
+        async with self._mirror_lock(mirror):
+            await self.git("worktree", "prune", git_dir=mirror)
+        await self.git("gc", "--auto", "--quiet", git_dir=mirror)
