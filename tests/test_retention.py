@@ -362,9 +362,10 @@ async def test_events_jsonl_rotates_by_size_while_sessions_write(store: Store, t
         lines = f.read_bytes().splitlines()
         seen += [json.loads(line)["n"] for line in lines]  # every line whole
         if f.name != "moved-by-logrotate":
-            # Rotated once past the size: over it by at most the lines the
-            # other writers appended meanwhile (8 writers, < 400 bytes a line).
-            assert f.stat().st_size < 8192 + 8 * 400
+            # Rotated once past the size: over it by the lines the other
+            # writers appended meanwhile (8 writers, < 400 bytes a line, more
+            # than one each on a loaded machine), never by a whole file's worth.
+            assert f.stat().st_size < 2 * 8192
     assert sorted(seen) == sorted(f"{w}-{i}" for w in range(8) for i in range(40))  # none lost, none twice
 
 
