@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.store import check_reachable
 
         _run(check_reachable(settings.resolved_database_url))
+        if args.command in ("report", "events"):
+            from bot.store import check_migrated
+
+            _run(check_migrated(settings.resolved_database_url))
         return _run(runner())
     except SettingsError as exc:
         print(f"compound: {exc}", file=sys.stderr)

@@ -79,16 +79,11 @@ def _registration_problem(settings: Settings) -> str | None:
 
 
 async def _database(settings: Settings) -> Check:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
+    from bot.store import Store, migration_state
 
-    from bot.store import MIGRATIONS, Store
-
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     store = Store.connect(settings.resolved_database_url)
     try:
-        async with store.engine.connect() as conn:
-            current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        current, head = await migration_state(store)
     except Exception as exc:  # any driver error: the operator needs its text
         return _fail("database", f"cannot connect: {exc}".splitlines()[0],
                      "check DATABASE_URL (or DATA_DIR for SQLite) and that the server is up")

@@ -156,3 +156,16 @@ async def test_web_only_process_and_separate_worker_share_postgresql(tmp_path, d
         assert await web.stop() == 0, web.logs()
         if worker.proc is not None:
             assert await worker.stop() == 0, worker.logs()
+
+
+@pytest.mark.parametrize("args", [["report"], ["events", "export"]], ids=" ".join)
+def test_commands_that_read_ask_for_a_migrated_database(args, tmp_path):
+    env = base_env(DATA_DIR=tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    result = run(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
+    assert "DATABASE_URL" in result.stderr and "compound db upgrade" in result.stderr
+    assert run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    after = run(*args, env=env, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr

@@ -137,6 +137,43 @@ async def check_reachable(url: str, timeout: float = 15.0) -> None:
         await store.close()
 
 
+async def migration_state(store: Store) -> tuple[str | None, str]:
+    """(the database's Alembic revision or None, the head this version ships)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    async with store.engine.connect() as conn:
+        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    return current, head
+
+
+async def check_migrated(url: str) -> None:
+    """SettingsError when the database predates this version's schema.
+
+    Commands that only read (`compound report`, `compound events export`) do not
+    migrate a database behind the operator's back; they say what to run
+    instead of failing on a missing table. A database a newer Compound has
+    migrated further is read as it is.
+    """
+    from alembic.script import ScriptDirectory
+
+    store = Store.connect(url)
+    try:
+        current, head = await migration_state(store)
+    finally:
+        await store.close()
+    if current == head:
+        return
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current is None or current in known:
+        raise SettingsError(
+            f"DATABASE_URL: the database is not migrated (at {current or 'no revision'}, this version needs {head}); "
+            "run `compound db upgrade` (or start `compound serve` once)"
+        )
+
+
 def _upgrade(sync_conn: Any) -> None:
     # Imported here: alembic costs a command that only reads (`compound report`) a quarter second.
     from alembic import command
