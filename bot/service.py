@@ -101,6 +101,8 @@ class Service:
             self.context.github = self.github
         if self.github is not None:
             app = await self._check_app()
+            if app and self.read_proxy and not self.settings.webhook_proxy_url:
+                await self._check_webhook_url()
             if self.run_workers:
                 await self._probe_sandbox()
             self._start_sessions(app)
@@ -166,6 +168,28 @@ class Service:
             return {}
         log.info("authenticated as GitHub App %r (id %s)", app.get("slug"), app.get("id"))
         return dict(app)
+
+    async def _check_webhook_url(self) -> None:
+        """Warn when the App's webhook URL is one GitHub can never reach (a localhost registration).
+
+        Nothing would arrive, and nothing else would say why; the setup page
+        warns before registering, this says it on every start after.
+        """
+        from bot.reachability import reachability_advice
+
+        try:
+            config = await asyncio.wait_for(self.github.app().getitem("/app/hook/config"), 10)
+        except Exception as exc:  # GitHub down or the endpoint refused: not a reason to stop
+            log.debug("could not read the App's webhook config: %s", exc)
+            return
+        url = config.get("url") or ""
+        advice = reachability_advice(url, proxy_url=None) if url else (
+            "the App has no webhook URL: set one in its settings on GitHub (General → Webhook), "
+            "or set WEBHOOK_PROXY_URL to a proxy channel"
+        )
+        if advice:
+            log.warning("webhooks will not arrive: %s Then put that URL in the App's settings on GitHub "
+                        "(General → Webhook URL).", advice)
 
     async def _probe_sandbox(self) -> None:
         """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""

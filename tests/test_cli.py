@@ -169,3 +169,28 @@ def test_commands_that_read_ask_for_a_migrated_database(args, tmp_path):
     assert run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     after = run(*args, env=env, cwd=tmp_path)
     assert after.returncode == 0, after.stderr
+
+
+@pytest.mark.parametrize("url, warned", [
+    ("http://localhost:3000/api/github/webhooks", True),
+    ("https://compound.example.com/api/github/webhooks", False),
+])
+async def test_serve_warns_when_the_apps_webhook_url_cannot_be_reached(url, warned, tmp_path, twin):
+    from tests.twin.rest.hooks import hook_config
+
+    hook_config(twin)["url"] = url
+    env = base_env(
+        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=tmp_path / "data",
+    )
+    service = ServiceProcess(tmp_path, env)
+    await service.start()
+    try:
+        logs = service.logs()
+        assert "authenticated as GitHub App" in logs  # the start-up checks ran
+        assert ("webhooks will not arrive" in logs) is warned, logs
+        if warned:
+            assert "localhost is this machine" in logs and "WEBHOOK_PROXY_URL" in logs
+    finally:
+        assert await service.stop() == 0, service.logs()
+    assert twin.violations == []
