@@ -76,7 +76,7 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
             await comment(gh, repo, number, "A round of this session is already queued or running; it will see the CI too.")
             return
         round_ = await ctx.sessions.fix_ci(gh, session, sender)
-        await comment(gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {session.head_sha[:7]}.")
+        await comment(gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {(session.head_sha or '')[:7]}.")
     elif on_pr:
         if session is None:
             await comment(gh, repo, number, "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.")

@@ -74,3 +74,17 @@ async def test_the_merge_never_changes_forbidden_paths_against_the_base(setup: S
     assert show(".github/workflows/ci.yml") == "on: [push, pull_request]"
     names = git(f"--git-dir={ws.mirror}", "ls-tree", "-r", "--name-only", head).splitlines()
     assert "secrets/key" not in names
+
+
+async def test_a_merge_git_refuses_without_conflicts_is_a_git_error_with_its_reason(setup: Setup):
+    from bot.workspace.git import GitError
+
+    await branch_and_base(setup, {"src/app.py": "print('ours')\n"}, {"README.md": "# app, v2\n"})
+    ws = await setup.open(start_from=BRANCH, also=("main",))
+    (ws.path / "README.md").write_text("an edit nobody committed\n")  # git will not overwrite it
+    try:
+        await ws.merge(await ws.resolve(BASE), BOT)
+    except GitError as exc:
+        assert exc.returncode != 0 and "overwritten by merge" in exc.stderr
+    else:
+        raise AssertionError("the merge should have been refused")

@@ -245,7 +245,7 @@ class Workspace:
         )
         conflicted = _paths(await self._run("diff", "--name-only", "-z", "--diff-filter=U"))
         if code != 0 and not conflicted:
-            raise GitError(f"git merge {other[:12]}", code, err.decode(errors="replace"))
+            raise GitError(f"git merge {other[:12]}", code, err)
         return conflicted
 
     async def markers_left(self, paths: list[str]) -> list[str]:
