@@ -4,8 +4,8 @@ Fills a fresh SQLite database and a scratch PostgreSQL database through the
 store's own write path (the intake's), 1 KB bodies, received over the last
 120 days: 95 % processed, 4 % failed, 1 % still pending. Then runs the store
 part of a retention pass (`RetentionStore.prune_deliveries` with the
-defaults: 30 days for processed, 90 for failed, batches of 1,000 with a
-10 ms pause) while a probe stores one new delivery every 20 ms the way the
+defaults: 30 days for processed, 90 for failed, batches of 1,000 on
+PostgreSQL and 250 on SQLite, with a 10 ms pause) while a probe stores one new delivery every 20 ms the way the
 intake's writer does, and reports the pass's duration, what it removed, and
 the probe's write latency during the pass next to the same probe with no
 pass running (the peer in the same run: the ratio is the pause intake sees).
@@ -36,7 +36,7 @@ from sqlalchemy import func, select, text  # noqa: E402
 from bot.settings import async_database_url  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.deliveries import DeliveryRecord  # noqa: E402
-from bot.store.retention import Cutoffs, RetentionStore, StorePruned  # noqa: E402
+from bot.store.retention import Cutoffs, RetentionStore, StorePruned, default_batch  # noqa: E402
 from bot.store.schema import deliveries  # noqa: E402
 
 WRITE_BATCH = 5000
@@ -69,8 +69,8 @@ async def fill(url: str, total: int) -> None:
             if store.dialect == "postgresql":
                 await conn.execute(text(
                     "UPDATE deliveries SET received_at = received_at - "
-                    f"make_interval(secs => (substr(delivery_id, 5)::int * 7919 % ({DAYS} * 86400))), "
-                    "status = CASE WHEN substr(delivery_id, 5)::int % 100 BETWEEN 95 AND 98 "
+                    f"make_interval(secs => (substr(delivery_id, 5)::bigint * 7919 % ({DAYS} * 86400))), "
+                    "status = CASE WHEN substr(delivery_id, 5)::bigint % 100 BETWEEN 95 AND 98 "
                     "THEN 'failed' ELSE status END"
                 ))
                 await conn.execute(text("ANALYZE deliveries"))
@@ -115,7 +115,7 @@ def summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
-async def measure(url: str, baseline_seconds: float) -> dict[str, object]:
+async def measure(url: str, baseline_seconds: float, batch: int | None) -> dict[str, object]:
     store = Store.connect(url)
     try:
         stop = asyncio.Event()
@@ -132,7 +132,8 @@ async def measure(url: str, baseline_seconds: float) -> dict[str, object]:
         stop = asyncio.Event()
         task = asyncio.create_task(probe(store, stop, "during-"))
         started = time.perf_counter()
-        await RetentionStore(store.engine).prune_deliveries(cut, report)
+        batch = batch or default_batch(store.dialect)
+        await RetentionStore(store.engine).prune_deliveries(cut, report, batch=batch)
         seconds = time.perf_counter() - started
         stop.set()
         during = await task
@@ -142,7 +143,7 @@ async def measure(url: str, baseline_seconds: float) -> dict[str, object]:
     finally:
         await store.close()
     return {
-        "before": before, "after": after, "pass_s": seconds, "batches": report.batches,
+        "batch": batch, "before": before, "after": after, "pass_s": seconds, "batches": report.batches,
         "removed": {"processed": report.processed, "failed": report.failed, "payloads": report.payloads},
         "removed_per_s": (report.processed + report.failed) / seconds,
         "intake_write_idle": summary(baseline), "intake_write_during_pass": summary(during),
@@ -165,6 +166,7 @@ def main() -> int:
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--batch", type=int, help="deliveries per transaction (default: the store's for the database)")
     args = parser.parse_args()
     results: dict[str, object] = {
         "deliveries": args.deliveries,
@@ -186,10 +188,10 @@ def main() -> int:
                 asyncio.run(fill(url, args.deliveries))
                 print(f"{name}: {args.deliveries:,} deliveries stored in {time.perf_counter() - started:.0f} s",
                       flush=True)
-                figures = asyncio.run(measure(url, args.baseline_seconds))
+                figures = asyncio.run(measure(url, args.baseline_seconds, args.batch))
                 results[name] = figures
                 idle, during = figures["intake_write_idle"], figures["intake_write_during_pass"]
-                print(f"{name}: pass {figures['pass_s']:.1f} s, removed {figures['removed']}, "
+                print(f"{name}: batch {figures['batch']}, pass {figures['pass_s']:.1f} s, removed {figures['removed']}, "
                       f"{figures['removed_per_s']:,.0f}/s; intake write p50/p99/max "
                       f"idle {idle['p50_ms']:.1f}/{idle['p99_ms']:.1f}/{idle['max_ms']:.1f} ms, "
                       f"during {during['p50_ms']:.1f}/{during['p99_ms']:.1f}/{during['max_ms']:.1f} ms",

@@ -32,7 +32,7 @@ from typing import Any
 
 from bot.store import Store
 from bot.store.base import utcnow
-from bot.store.retention import BATCH, PAUSE, Cutoffs, RetentionStore, StorePruned
+from bot.store.retention import PAUSE, Cutoffs, RetentionStore, StorePruned, default_batch
 
 log = logging.getLogger("compound.retention")
 
@@ -118,7 +118,8 @@ class Retention:
     failed_days: float = 90
     compact_days: float = 30
     interval: float = 3600
-    batch: int = BATCH
+    # None: `default_batch` of the database (smaller on SQLite, which has one writer).
+    batch: int | None = None
     pause: float = PAUSE
     # Before the first pass of `run`; None: a random moment in the first 5 minutes
     # (not all processes of a deployment at once, not on top of start-up).
@@ -152,8 +153,9 @@ class Retention:
             if mine:
                 st = report.store = StorePruned()
                 kw = {"dry_run": dry_run, "pause": self.pause}
-                await rs.prune_deliveries(report.cutoffs, st, batch=self.batch, **kw)
-                await rs.prune_redelivery_requests(report.cutoffs, st, batch=self.batch, **kw)
+                batch = self.batch or default_batch(self.store.engine.dialect.name)
+                await rs.prune_deliveries(report.cutoffs, st, batch=batch, **kw)
+                await rs.prune_redelivery_requests(report.cutoffs, st, batch=batch, **kw)
                 await rs.compact_events(report.cutoffs, st, **kw)
         if self.workspaces is not None:
             with self._files_lock() as files_mine:
