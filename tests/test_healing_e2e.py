@@ -19,6 +19,7 @@ from tests.twin_events import (
     review_submitted,
 )
 from tests.twin_events_checks import status_event
+from tests.waits import quiescent
 
 LABEL = "agent:needs-human"
 
@@ -34,7 +35,7 @@ async def test_an_agent_failing_every_attempt_escalates_without_a_pr(world: Worl
     await world.start()
     await world.label(number)
     (comment,) = await world.until(lambda: escalations(world, number), what="the escalation comment")
-    await asyncio.sleep(1.0)
+    await quiescent(world)
     assert attempts.read_text() == "xx"  # AGENT_ATTEMPTS=2: tried twice
     assert "exited with status 3" in comment and "on each of 2 tries" in comment and "it broke: boom" in comment
     # The escalation says why; no second failure comment (the retrospective is the other one).
@@ -126,7 +127,7 @@ async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
                       all(c == "success" for _, c in world.twin.ci.results[pr.pull.head_sha]),
                       timeout=120, what="green CI")
     await world.twin.ci.idle()
-    await asyncio.sleep(2.0)  # any round the green suite might (wrongly) start
+    await quiescent(world)  # any round the green suite might (wrongly) start has been queued and run
     started = rounds_of(world, "ci_fix")
     assert len(started) == 3, started
     assert [e["categories"] for e in started] == [["type"], ["lint"], ["test"]]
@@ -177,10 +178,12 @@ async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_o
     assert comment.count("| CI fix |") == 2
     # Later failure events (a re-run, a redelivery) start nothing.
     head = pr.pull.head_sha
+    ids = []
     for run in [r for r in world.check_runs(head) if r.name == "pytest"]:
         for _ in range(3):
-            await world.deliver("check_run", check_run_event(world.twin, REPO, run.id, "completed", "github-actions[bot]", world.iid))
-    await asyncio.sleep(2.0)
+            ids.append(await world.deliver("check_run", check_run_event(world.twin, REPO, run.id, "completed", "github-actions[bot]", world.iid)))
+    await world.settled(*ids, timeout=60)
+    await quiescent(world)
     assert len(rounds_of(world, "ci_fix")) == 2 and len(escalations(world, pr.number)) == 1
     # A maintainer asks for one more: exactly one round, then escalated again (the same comment).
     await world.command(pr.number, "/agent fix-ci")
@@ -188,7 +191,7 @@ async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_o
     await world.until(lambda: pr.pull.head_sha != head, what="its push")
     await world.until(lambda: events_of(world, "session.escalated")[1:], timeout=60, what="escalated again")
     await world.twin.ci.idle()
-    await asyncio.sleep(1.0)
+    await quiescent(world)
     assert len(rounds_of(world, "ci_fix")) == 3
     assert len(escalations(world, pr.number)) == 1
     assert escalations(world, pr.number)[0].count("| CI fix |") == 3
@@ -219,7 +222,7 @@ async def test_redelivered_events_and_a_suite_completing_check_by_check_make_one
         for _ in range(times):
             await world.deliver("check_run", payload)
     await world.until(record.exists, timeout=30, what="the CI round")
-    await asyncio.sleep(2.0)
+    await quiescent(world)
     assert len(rounds_of(world, "ci_fix")) == 1
     prompt = json.loads(record.read_text())["stdin"]
     for name, text in failing.items():
@@ -252,7 +255,7 @@ async def test_no_round_for_an_old_head_compounds_own_check_or_after_a_human_pus
         await world.deliver("check_run", check_run_event(world.twin, REPO, run.id, "completed", "ci-app[bot]", world.iid))
         suite = world.repo.check_suites[run.suite_id]
         await world.deliver("check_suite", check_suite_completed(world.twin, REPO, suite.id, "ci-app[bot]", world.iid))
-    await asyncio.sleep(3.0)
+    await quiescent(world)
     assert rounds_of(world, "ci_fix") == []
     assert pr.pull.head_sha == human
     # Asked, it carries on from the human's commit, without force.
@@ -293,7 +296,7 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
         await world.deliver("pull_request_review_comment", review_comment_created(world.twin, REPO, pr.number, c.id, world.iid))
     await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, review, world.iid))
     await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the review round's push")
-    await asyncio.sleep(2.0)
+    await quiescent(world)
     assert len(rounds_of(world, "review_fix")) == 1
     prompt = json.loads(record.read_text())["stdin"]
     for text in ("Please add type hints.", "feature() needs a return type", "other() too", "agreed with the above"):
@@ -319,8 +322,8 @@ async def test_review_feedback_from_people_without_write_access_starts_nothing(w
     pr = (await world.until(world.pulls, what="a pull request"))[0]
     review = world.twin.add_review(REPO, pr.number, "mallory", "CHANGES_REQUESTED", "do it my way",
                                    comments=[{"path": "feature.py", "line": 1, "body": "rewrite everything"}])
-    await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, review, world.iid))
-    await asyncio.sleep(2.0)
+    await world.settled(await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, review, world.iid)))
+    await quiescent(world)
     assert rounds_of(world, "review_fix") == []
     assert not [c for c in world.repo.review_comments.values() if c.user.endswith("[bot]")]
 
@@ -345,9 +348,10 @@ async def test_a_base_that_moved_is_merged_by_git_when_it_can(world: World):
     head = pr.pull.head_sha
     await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     # A push to a branch no session PR targets costs no API call.
+    await quiescent(world)
     calls = len(world.twin.requests)
-    await world.deliver("push", push_event(world.twin, REPO, "refs/heads/other", "0" * 40, head, "bob", world.iid))
-    await asyncio.sleep(1.0)
+    await world.settled(await world.deliver("push", push_event(world.twin, REPO, "refs/heads/other", "0" * 40, head, "bob", world.iid)))
+    await quiescent(world)
     assert len(world.twin.requests) == calls
     # The base moves without conflict and nothing requires the PR to be up to date:
     # it still merges, so the round does nothing.
@@ -430,7 +434,7 @@ async def test_a_50_mb_job_log_is_read_in_bounded_memory(world: World):
     await world.start()
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
-    await asyncio.sleep(1.0)
+    await quiescent(world)  # the first round finished: its memory is not the log's
     before = peak_rss_mib(world.service.proc.pid)
     run = world.twin.add_check_run(REPO, pr.pull.head_sha, "pytest", app="github-actions", conclusion="failure",
                                    output={"title": "1 failed", "summary": "exit code 1"}, log=log)

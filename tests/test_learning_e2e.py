@@ -3,13 +3,13 @@ the scripted agent; outcomes, retrospectives and lessons read back from the serv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 
 from tests.test_healing_e2e import HOOK, WEBHOOK_SECRET, events_of, rounds_of
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import pull_request_event
+from tests.waits import quiescent
 
 RETRO = "<!-- compound:retrospective -->"
 # A house rule the agent is not told about: every Python file starts with the SPDX line.
@@ -83,7 +83,8 @@ async def test_a_merged_session_leaves_one_retrospective_an_outcome_and_its_even
     # A redelivery and a second close event: still one comment, one outcome.
     await world.twin.deliver(world.service.url + HOOK, "pull_request", payload, secret=WEBHOOK_SECRET, delivery_id="close-1")
     await world.twin.deliver(world.service.url + HOOK, "pull_request", payload, secret=WEBHOOK_SECRET, delivery_id="close-2")
-    await asyncio.sleep(2.0)
+    await world.settled("close-1", "close-2")
+    await quiescent(world)
     assert len(retrospectives(world, number)) == 1
     assert len(events_of(world, "session.outcome")) == 1
 
@@ -136,7 +137,7 @@ async def test_a_lint_command_ci_ran_becomes_a_lesson_and_the_next_session_succe
     await world.until(lambda: (r := world.twin.ci.results.get(pr2.pull.head_sha)) and all(c == "success" for _, c in r),
                       timeout=60, what="green CI on the first try")
     await world.twin.ci.idle()
-    await asyncio.sleep(1.5)
+    await quiescent(world)
     assert len(rounds_of(world, "ci_fix")) == 1  # only the first session's
     await merge(world, pr2.number)
     (retro2,) = await world.until(lambda: retrospectives(world, second), what="the second retrospective")
