@@ -368,3 +368,12 @@ def review_reply_failed(round_: RoundRow, why: str) -> str:
 def conflict_unresolved(paths: list[str]) -> str:
     shown = ", ".join(f"`{p}`" for p in paths[:10]) + (" …" if len(paths) > 10 else "")
     return f"The agent left conflict markers in {shown}, so Compound did not push the merge."
+
+
+def daily_limit(session: SessionRow, limit: int, resets_at: Any) -> str:
+    """A round held by the installation's daily cap (docs/operations.md#quotas), said once per thread."""
+    return (
+        f"Compound has started its {limit} rounds for today on this installation, the daily limit: "
+        f"this session's next round waits until the limit resets at {resets_at:%Y-%m-%d %H:%M} UTC, "
+        "then starts by itself. A maintainer's `/agent retry` starts it now."
+    )

@@ -205,6 +205,7 @@ def _running_in(installation: Any, now: datetime) -> Any:
     return (
         select(func.count()).select_from(other)
         .where(other.c.installation_id == installation, other.c.runner.is_not(None), other.c.runner_until >= now)
+        .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
     )
 
@@ -215,6 +216,7 @@ def _started_in(installation: Any, since: datetime) -> Any:
     return (
         select(func.count()).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
         .where(ss.c.installation_id == installation, rr.c.started_at >= since)
+        .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
     )
 
@@ -225,6 +227,7 @@ def _last_served(installation: Any) -> Any:
     return (
         select(func.max(rr.c.started_at)).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
         .where(ss.c.installation_id == installation)
+        .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
     )
 
@@ -520,6 +523,9 @@ class SessionStore:
             )
             .limit(1)
             .with_for_update(skip_locked=True)
+            # Its own FROM sessions, not the UPDATE's row (auto-correlation would
+            # turn "the one best session" into "every session that qualifies").
+            .correlate(None)
             .scalar_subquery()
         )
         stmt = (
