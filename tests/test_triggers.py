@@ -195,3 +195,47 @@ async def test_labels_and_comments_delivered_again_under_new_ids_start_nothing_t
     await world.until(lambda: rounds_of(world, session_id) == ["task", "command"], what="the command round")
     await world.settled(await world.deliver("issue_comment", command))
     assert rounds_of(world, session_id) == ["task", "command"]
+
+
+async def test_refusals_are_posted_once_per_interval_per_thread(store: Store, tmp_path: Path):
+    manager = SessionManager(make_settings(tmp_path, REFUSAL_INTERVAL=3600), store.sessions,
+                             EventLog(tmp_path / "events.jsonl", store.sessions))
+    gh = FakeGitHub()
+    async with second(store) as other:
+        racing = SessionManager(manager.settings, other.sessions, manager.events)
+        await asyncio.gather(*(m.refuse(gh, "o/r", 7, f"u{i}") for i, m in enumerate([manager, racing] * 3)))
+    assert len(gh.posts) == 1 and "only people with write access" in gh.posts[0][1]["body"]
+    await manager.refuse(gh, "o/r", 8, "mallory")  # another thread is told
+    await manager.refuse(gh, "o/r", 7, "mallory")  # this one was, within the hour: logged only
+    assert len(gh.posts) == 2
+    # An hour on, the thread is told again.
+    from sqlalchemy import update
+
+    from bot.store.schema import refusal_notices as rn
+
+    async with store.engine.begin() as conn:
+        await conn.execute(update(rn).values(last_at=_hours_ago(1.1)))
+    await manager.refuse(gh, "o/r", 7, "mallory")
+    assert len(gh.posts) == 3
+
+
+async def test_a_review_delivered_again_queues_its_round_once(store: Store, tmp_path: Path):
+    """Reviews are keyed by review id on the round: the review, its comments and their redeliveries make one."""
+    from bot.store.sessions import AWAITING, R_DONE
+
+    session, first = await create(store)
+    await store.sessions.update_round(first.id, status=R_DONE)
+    await store.sessions.update_session(session.id, status=AWAITING, pr_number=10, head_sha="a" * 40)
+    session = await store.sessions.get(session.id)
+    manager = SessionManager(make_settings(tmp_path), store.sessions, EventLog(tmp_path / "events.jsonl", store.sessions))
+    reviewer = {"login": "bob", "id": 2}
+    queued = [
+        await manager.review_feedback(session, review_id=900, reviewer=reviewer, event=event)
+        for event in ["pull_request_review_comment", "pull_request_review", "pull_request_review", "pull_request_review_comment"]
+    ]
+    assert sum(q is not None for q in queued) == 1
+    # Even once that round ran: the same review again starts nothing.
+    review = next(x for x in await store.sessions.rounds(session.id) if x.kind == "review_fix")
+    await store.sessions.update_round(review.id, status=R_DONE)
+    assert await manager.review_feedback(session, review_id=900, reviewer=reviewer, event="pull_request_review") is None
+    assert [x.kind for x in await store.sessions.rounds(session.id)] == ["task", "review_fix"]

@@ -18,7 +18,7 @@ HELP = """\
 | `/agent <instructions>` | on an issue: start a task with these instructions; on Compound's PR: a follow-up round on its branch |
 | `/agent status` | where the session stands |
 | `/agent stop` | stop the running agent and cancel queued rounds |
-| `/agent retry` | run the last failed or stopped round again |
+| `/agent retry` | run the last failed or stopped round again, or one waiting for the daily limit now |
 | `/agent model <alias>` | use another model (an alias from `models` in `.github/compound.yml`) from the next round on |
 | `/agent fix-ci` | one CI fix round on the PR's current head, even after Compound escalated |
 | `/agent lessons` | the lessons Compound has learned that are in scope here |
@@ -222,7 +222,8 @@ def status(session: SessionRow | None, rounds: list[RoundRow]) -> str:
     if session.error:
         lines.append(f"- last problem: {clip(session.error.splitlines()[0], 300, keep='head')}")
     for r in rounds[-10:]:
-        lines.append(f"- round {r.number} ({r.kind}): {r.status}")
+        held = " (waiting for the daily limit to reset; `/agent retry` starts it now)" if r.quota == "held" else ""
+        lines.append(f"- round {r.number} ({r.kind}): {r.status}{held}")
     return "\n".join(lines)
 
 

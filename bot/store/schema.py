@@ -151,6 +151,8 @@ sessions = Table(
 # insert, whatever the deliveries racing to start one. The statuses are
 # bot/store/sessions.py's TERMINAL.
 _ACTIVE = text("status NOT IN ('done', 'escalated', 'failed', 'stopped')")
+# What the claim counts per installation (migration 0012): its rounds running.
+Index("ix_sessions_installation", sessions.c.installation_id, sessions.c.runner_until)
 Index(
     "uq_sessions_active_issue", sessions.c.repo, sessions.c.issue_number, unique=True,
     sqlite_where=_ACTIVE, postgresql_where=_ACTIVE,
@@ -200,6 +202,8 @@ rounds = Table(
     # installation is over its daily cap; `bypass` once a maintainer retried it.
     Column("quota", String(20)),
 )
+# The day's rounds (migration 0012): the daily quota and fairness look only at them.
+Index("ix_rounds_started", rounds.c.started_at)
 
 session_events = Table(
     "session_events",

@@ -221,12 +221,14 @@ def _started_in(installation: Any, since: datetime) -> Any:
     )
 
 
-def _last_served(installation: Any) -> Any:
-    """When a round of `installation` last started: the least recently served go first."""
+def _last_served(installation: Any, since: datetime) -> Any:
+    """When a round of `installation` last started today: the least recently served
+    go first, and one not served today (NULL) before them. Today's rounds only,
+    so it reads a range of `ix_rounds_started`, not the installation's history."""
     rr, ss = r.alias("r_served"), s.alias("s_served")
     return (
         select(func.max(rr.c.started_at)).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
-        .where(ss.c.installation_id == installation)
+        .where(ss.c.installation_id == installation, rr.c.started_at >= since)
         .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
     )
@@ -519,7 +521,7 @@ class SessionStore:
             select(s.c.id)
             .where(*conditions)
             .order_by(
-                _running_in(s.c.installation_id, now), _last_served(s.c.installation_id).nulls_first(), s.c.updated_at,
+                _running_in(s.c.installation_id, now), _last_served(s.c.installation_id, since).nulls_first(), s.c.updated_at,
             )
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -594,23 +596,35 @@ class SessionStore:
         """Mark `held` the queued rounds of installations past the day's cap.
 
         The claim already leaves them be; the mark is what the thread is told
-        and what releases them. Returns (session, round, first): `first` when
-        the session had no held round before, so the thread hears it once.
+        and what releases them. Only installations with a round waiting are
+        counted (a handful), not every installation there ever was. Returns
+        (session, round, first): `first` when the session had no held round
+        before, so the thread hears it once.
         """
         since = day_start(utcnow())
-        over = select(s.c.id).where(_started_in(s.c.installation_id, since) >= per_day)
+        waiting = (
+            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            .where(r.c.status == R_QUEUED, r.c.quota.is_(None))
+        )
         async with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
+            over = [
+                inst for inst in (await conn.execute(waiting)).scalars()
+                if await self._started_today(conn, inst, since) >= per_day
+            ]
+            if not over:
+                return []
             already = {
                 row[0] for row in (
                     await conn.execute(select(r.c.session_id).where(r.c.status == R_QUEUED, r.c.quota == HELD))
                 ).all()
             }
+            of_over = select(s.c.id).where(s.c.installation_id.in_(over))
             ids = [
                 row[0] for row in (
                     await conn.execute(
-                        update(r).where(r.c.status == R_QUEUED, r.c.quota.is_(None), r.c.session_id.in_(over))
+                        update(r).where(r.c.status == R_QUEUED, r.c.quota.is_(None), r.c.session_id.in_(of_over))
                         .values(quota=HELD).returning(r.c.id)
                     )
                 ).all()
@@ -620,12 +634,23 @@ class SessionStore:
     async def release_held(self, per_day: int | None) -> list[tuple[SessionRow, RoundRow, bool]]:
         """Back to the queue: held rounds of installations under the cap again (the day rolled)."""
         since = day_start(utcnow())
-        stmt = update(r).where(r.c.status == R_QUEUED, r.c.quota == HELD)
-        if per_day is not None:
-            under = select(s.c.id).where(_started_in(s.c.installation_id, since) < per_day)
-            stmt = stmt.where(r.c.session_id.in_(under))
+        held = (
+            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            .where(r.c.status == R_QUEUED, r.c.quota == HELD)
+        )
         async with self.engine.begin() as conn:
-            ids = [row[0] for row in (await conn.execute(stmt.values(quota=None).returning(r.c.id))).all()]
+            under = [
+                inst for inst in (await conn.execute(held)).scalars()
+                if per_day is None or await self._started_today(conn, inst, since) < per_day
+            ]
+            if not under:
+                return []
+            of_under = select(s.c.id).where(s.c.installation_id.in_(under))
+            stmt = (
+                update(r).where(r.c.status == R_QUEUED, r.c.quota == HELD, r.c.session_id.in_(of_under))
+                .values(quota=None).returning(r.c.id)
+            )
+            ids = [row[0] for row in (await conn.execute(stmt)).all()]
         return await self._with_sessions(ids, set())
 
     async def bypass_held(self, session_id: str) -> list[RoundRow]:

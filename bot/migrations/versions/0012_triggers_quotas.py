@@ -12,6 +12,9 @@
   the same trigger under another delivery id starts nothing twice.
 - `refusal_notices`: when a thread was last told its commenter may not
   trigger Compound, so a refusal is posted at most once per interval.
+- `ix_rounds_started` on `rounds (started_at)` and `ix_sessions_installation`
+  on `sessions (installation_id, runner_until)`: what the claim counts per
+  installation (rounds started today, rounds running) it finds by index.
 - `rounds.quota`: NULL, or `held` (over the installation's daily cap, waiting
   for the day to roll), or `bypass` (released by a maintainer's `/agent retry`).
 
@@ -56,6 +59,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rounds") as batch:
         batch.add_column(sa.Column("quota", sa.String(20)))
+    op.create_index("ix_rounds_started", "rounds", ["started_at"])
+    op.create_index("ix_sessions_installation", "sessions", ["installation_id", "runner_until"])
 
 
 def _stop_duplicates() -> None:
@@ -93,6 +98,8 @@ def _stop_duplicates() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_installation", table_name="sessions")
+    op.drop_index("ix_rounds_started", table_name="rounds")
     with op.batch_alter_table("rounds") as batch:
         batch.drop_column("quota")
     op.drop_table("refusal_notices")
