@@ -16,6 +16,7 @@ from bot.store import Store
 from bot.store.schema import rounds as r
 from bot.store.sessions import BYPASS, HELD, R_DONE, R_FAILED, Quotas
 from tests.conftest import make_settings
+from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401 (fixture)
 from tests.test_triggers import FakeGitHub, second
 
 
@@ -117,7 +118,7 @@ async def test_past_the_daily_cap_rounds_are_held_told_once_and_released_next_da
     # One comment per thread, saying when the limit resets; none more at the next sweeps.
     await k.claim()
     comments = k.comments()
-    assert len(comments) == 2 and all("daily limit" in body and "00:00 UTC" in body for _, body in comments)
+    assert len(comments) == 2 and all("used its daily limit of 3" in body and "00:00 UTC" in body for _, body in comments)
     for session_id in held:
         assert ("round.held", 1) in [(t, d.get("round")) for t, d in await store.sessions.events(session_id)]
     # A maintainer's `/agent retry` runs one now, past the cap.
@@ -157,3 +158,26 @@ async def test_no_daily_cap_when_it_is_zero(store: Store, tmp_path: Path):
     assert k.quotas.per_day is None
     await queue(store, 1, range(1, 5))
     assert len(await k.claim()) == 4
+
+
+async def test_end_to_end_the_daily_limit_is_said_once_and_a_retry_goes_past_it(world: World):
+    first = world.twin.add_issue(REPO, title="One", user="alice")
+    later = world.twin.add_issue(REPO, title="Two", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    await world.start(MAX_ROUNDS_PER_INSTALLATION_PER_DAY=1)
+    await world.label(first)
+    await world.until(lambda: len(world.pulls()) == 1, what="the first pull request")
+    await world.label(later)
+    said = await world.until(
+        lambda: [b for b in world.bot_comments(later) if "used its daily limit" in b], what="the daily limit comment"
+    )
+    assert "UTC" in said[0] and "/agent retry" in said[0]
+    await world.settled(await world.command(later, "/agent status"))
+    status = await world.until(lambda: [b for b in world.bot_comments(later) if b.startswith("Session `s-")],
+                               what="status")
+    assert "waiting for the daily limit" in status[0]
+    assert len(world.pulls()) == 1
+    assert len([b for b in world.bot_comments(later) if "used its daily limit" in b]) == 1  # once, not every sweep
+    await world.command(later, "/agent retry")
+    await world.until(lambda: any("past today's limit" in b for b in world.bot_comments(later)), what="the retry")
+    await world.until(lambda: len(world.pulls()) == 2, what="the held round run past the limit")

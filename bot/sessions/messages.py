@@ -374,7 +374,7 @@ def conflict_unresolved(paths: list[str]) -> str:
 def daily_limit(session: SessionRow, limit: int, resets_at: Any) -> str:
     """A round held by the installation's daily cap (docs/operations.md#quotas), said once per thread."""
     return (
-        f"Compound has started its {limit} rounds for today on this installation, the daily limit: "
-        f"this session's next round waits until the limit resets at {resets_at:%Y-%m-%d %H:%M} UTC, "
-        "then starts by itself. A maintainer's `/agent retry` starts it now."
+        f"This installation has used its daily limit of {limit} Compound round{'s' if limit != 1 else ''}: "
+        f"this session's next round waits until the limit resets at {resets_at:%Y-%m-%d %H:%M} UTC "
+        "and then starts by itself. A maintainer's `/agent retry` starts it now."
     )
