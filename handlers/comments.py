@@ -51,7 +51,10 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     await ctx.store.triggers.claim(key)
 
 
-async def _command(ctx: Context, gh: Any, command: Any, data: dict[str, Any], session: Any, config: Any, key: str) -> None:
+async def _command(
+    ctx: Context, gh: Any, command: Any, data: dict[str, Any], session: Any, config: Any, key: str
+) -> None:
+    """Do what the command asks; AlreadyTriggered if its round or session was started before."""
     repo = data["repository"]["full_name"]
     issue = data["issue"]
     number = issue["number"]

@@ -118,7 +118,8 @@ async def test_past_the_daily_cap_rounds_are_held_told_once_and_released_next_da
     # One comment per thread, saying when the limit resets; none more at the next sweeps.
     await k.claim()
     comments = k.comments()
-    assert len(comments) == 2 and all("used its daily limit of 3" in body and "00:00 UTC" in body for _, body in comments)
+    assert len(comments) == 2
+    assert all("used its daily limit of 3" in body and "00:00 UTC" in body for _, body in comments)
     for session_id in held:
         assert ("round.held", 1) in [(t, d.get("round")) for t, d in await store.sessions.events(session_id)]
     # A maintainer's `/agent retry` runs one now, past the cap.

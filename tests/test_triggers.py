@@ -124,7 +124,8 @@ async def test_two_trigger_labels_in_one_burst_start_one_session_in_silence(stor
     gh = FakeGitHub()
     async with second(store) as other:
         managers = [
-            SessionManager(settings, st.sessions, EventLog(tmp_path / "events.jsonl", st.sessions)) for st in (store, other)
+            SessionManager(settings, st.sessions, EventLog(tmp_path / "events.jsonl", st.sessions))
+            for st in (store, other)
         ]
         issue = {"id": 501, "number": 5, "title": "t", "body": "", "updated_at": "2026-12-06T10:00:00Z",
                  "labels": [{"name": "agent"}, {"name": "agent:opus"}]}
@@ -227,11 +228,12 @@ async def test_a_review_delivered_again_queues_its_round_once(store: Store, tmp_
     await store.sessions.update_round(first.id, status=R_DONE)
     await store.sessions.update_session(session.id, status=AWAITING, pr_number=10, head_sha="a" * 40)
     session = await store.sessions.get(session.id)
-    manager = SessionManager(make_settings(tmp_path), store.sessions, EventLog(tmp_path / "events.jsonl", store.sessions))
+    events = EventLog(tmp_path / "events.jsonl", store.sessions)
+    manager = SessionManager(make_settings(tmp_path), store.sessions, events)
     reviewer = {"login": "bob", "id": 2}
     queued = [
         await manager.review_feedback(session, review_id=900, reviewer=reviewer, event=event)
-        for event in ["pull_request_review_comment", "pull_request_review", "pull_request_review", "pull_request_review_comment"]
+        for event in ["pull_request_review_comment", "pull_request_review"] * 2
     ]
     assert sum(q is not None for q in queued) == 1
     # Even once that round ran: the same review again starts nothing.

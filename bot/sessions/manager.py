@@ -146,7 +146,8 @@ class SessionManager:
                 log.info("%s#%s: the session that was active has ended meanwhile", repo, issue["number"])
                 return None
             if by_label and (utcnow() - active.created_at).total_seconds() < LABEL_BURST_SECONDS:
-                log.info("%s#%s: %s started a moment ago; this label is the same request", repo, issue["number"], active.id)
+                log.info("%s#%s: %s started a moment ago; this label is the same request",
+                         repo, issue["number"], active.id)
                 return None
             await comment(gh, repo, issue["number"], messages.already_running(active))
             return None

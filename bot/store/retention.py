@@ -295,7 +295,8 @@ class RetentionStore:
         old = rn.c.last_at < cut.triggers
         async with self.engine.begin() as conn:
             if dry_run:
-                report.refusal_notices += (await conn.execute(select(func.count()).select_from(rn).where(old))).scalar_one()
+                found = await conn.execute(select(func.count()).select_from(rn).where(old))
+                report.refusal_notices += found.scalar_one()
             else:
                 report.refusal_notices += (await conn.execute(delete(rn).where(old))).rowcount
 

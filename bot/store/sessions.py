@@ -521,7 +521,9 @@ class SessionStore:
             select(s.c.id)
             .where(*conditions)
             .order_by(
-                _running_in(s.c.installation_id, now), _last_served(s.c.installation_id, since).nulls_first(), s.c.updated_at,
+                _running_in(s.c.installation_id, now),
+                _last_served(s.c.installation_id, since).nulls_first(),
+                s.c.updated_at,
             )
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -571,11 +573,12 @@ class SessionStore:
         ).first()
         if row is None:
             return None
+        round_id: int = row.id
         await conn.execute(
-            update(r).where(r.c.id == row.id)
+            update(r).where(r.c.id == round_id)
             .values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
         )
-        return row.id
+        return round_id
 
     # -- quotas: the day's cap ----------------------------------------------------
 
