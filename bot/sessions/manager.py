@@ -148,8 +148,10 @@ class SessionManager:
             if by_label and (utcnow() - active.created_at).total_seconds() < LABEL_BURST_SECONDS:
                 log.info("%s#%s: %s started a moment ago; this label is the same request",
                          repo, issue["number"], active.id)
-                return None
-            await comment(gh, repo, issue["number"], messages.already_running(active))
+            else:
+                await comment(gh, repo, issue["number"], messages.already_running(active))
+            if trigger_key is not None:  # answered: the same event again says nothing more
+                await self.triggers.claim(trigger_key)
             return None
         session, round_ = created
         await self.events.record(
