@@ -63,6 +63,8 @@ class PruneReport:
             "deliveries_failed": st.failed if st else None,
             "delivery_payloads": st.payloads if st else None,
             "redelivery_requests": st.redelivery_requests if st else None,
+            "trigger_keys": st.trigger_keys if st else None,
+            "refusal_notices": st.refusal_notices if st else None,
             "sessions_compacted": st.sessions_compacted if st else None,
             "events_compacted": st.events_compacted if st else None,
             "workspaces": len(self.workspaces) if self.workspaces is not None else None,
@@ -84,6 +86,8 @@ class PruneReport:
                 f"{verb} {st.failed} failed deliveries received before {c.failed:%Y-%m-%d %H:%M}Z",
                 f"{verb} {st.payloads} delivery payload rows",
                 f"{verb} {st.redelivery_requests} redelivery records asked before {c.redelivery:%Y-%m-%d %H:%M}Z",
+                f"{verb} {st.trigger_keys} trigger keys and {st.refusal_notices} refusal notices "
+                f"from before {c.triggers:%Y-%m-%d %H:%M}Z",
             ]
             if c.compact is None:
                 out.append("event compaction: off (EVENTS_COMPACT_DAYS=0)")
@@ -156,6 +160,7 @@ class Retention:
                 batch = self.batch or default_batch(self.store.engine.dialect.name)
                 await rs.prune_deliveries(report.cutoffs, st, batch=batch, **kw)
                 await rs.prune_redelivery_requests(report.cutoffs, st, batch=batch, **kw)
+                await rs.prune_triggers(report.cutoffs, st, batch=batch, **kw)
                 await rs.compact_events(report.cutoffs, st, **kw)
         if self.workspaces is not None:
             with self._files_lock() as files_mine:

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     # Not in docs/design.md §3: the account agents run as when the service runs as root.
     agent_user: str = Field(default="compound-agent", alias="AGENT_USER")
     max_concurrent_sessions: int = Field(default=4, ge=1, alias="MAX_CONCURRENT_SESSIONS")
+    # Not in docs/design.md §3 (docs/operations.md#quotas): what one installation
+    # may take of a shared deployment. Rounds running at once across every
+    # worker process, and rounds started per UTC day before the rest are held
+    # (a maintainer's `/agent retry` goes past); 0: no daily cap.
+    max_sessions_per_installation: int = Field(default=2, ge=1, alias="MAX_SESSIONS_PER_INSTALLATION")
+    max_rounds_per_installation_per_day: int = Field(
+        default=200, ge=0, alias="MAX_ROUNDS_PER_INSTALLATION_PER_DAY"
+    )
+    # Seconds between two refusals on one thread to people without write access;
+    # the others are logged only (docs/operations.md#quotas).
+    refusal_interval: float = Field(default=3600, ge=0, alias="REFUSAL_INTERVAL")
     agent_timeout: float = Field(default=3600, gt=0, alias="AGENT_TIMEOUT")
     max_ci_rounds: int = Field(default=3, ge=0, alias="MAX_CI_ROUNDS")
     max_review_rounds: int = Field(default=3, ge=0, alias="MAX_REVIEW_ROUNDS")

@@ -12,6 +12,7 @@ from bot.context import Context, needs_github, skip
 from bot.sessions import messages
 from bot.sessions.commands import parse_command
 from bot.sessions.manager import comment, react
+from bot.store.triggers import AlreadyTriggered
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.comments")
@@ -29,6 +30,11 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     issue = data["issue"]
     number = issue["number"]
     sender = data["sender"]
+    # What GitHub identifies the comment by: a redelivery (under any delivery
+    # id) starts nothing twice. Claimed with the round or session it starts.
+    key = f"comment:{data['comment']['id']}"
+    if await ctx.store.triggers.seen(key):
+        return skip(f"{key} was acted on already (the same comment delivered again)")
     config, error = await load_repo_config(gh, owner, name)
     if not await ctx.sessions.admit(gh, repo, number, sender, config, error):
         return skip(f"{sender.get('login')} may not command the agent here (no write permission, or a bot)")
@@ -36,6 +42,25 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
     on_pr = "pull_request" in issue
     store = ctx.store.sessions
     session = await (store.for_pr(repo, number) if on_pr else store.for_issue(repo, number))
+    try:
+        await _command(ctx, gh, command, data, session, config, key)
+    except AlreadyTriggered:
+        return skip(f"{key} was acted on already (the same comment delivered again)")
+    # Commands that start no round (help, status, stop…) are claimed once done:
+    # a retry of a delivery that failed half way says it again, a redelivery does not.
+    await ctx.store.triggers.claim(key)
+
+
+async def _command(
+    ctx: Context, gh: Any, command: Any, data: dict[str, Any], session: Any, config: Any, key: str
+) -> None:
+    """Do what the command asks; AlreadyTriggered if its round or session was started before."""
+    repo = data["repository"]["full_name"]
+    issue = data["issue"]
+    number = issue["number"]
+    sender = data["sender"]
+    on_pr = "pull_request" in issue
+    store = ctx.store.sessions
 
     if command.name == "help":
         await comment(gh, repo, number, messages.HELP)
@@ -50,7 +75,14 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
         what = "Stopping the agent" if running else "No agent is running"
         await comment(gh, repo, number, f"{what}; {cancelled} queued round(s) cancelled.")
     elif command.name == "retry":
-        retried = await ctx.sessions.retry(session, sender, gh) if session else None
+        released = await ctx.sessions.release_held(session, sender) if session else []
+        if released:
+            await comment(
+                gh, repo, number,
+                f"Round {released[0].number} starts now, past today's limit of rounds for this installation.",
+            )
+            return
+        retried = await ctx.sessions.retry(session, sender, gh, once=key, bypass=True) if session else None
         await comment(
             gh, repo, number,
             f"Retrying round {retried.number - 1}'s work as round {retried.number}." if retried
@@ -75,13 +107,13 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
         if await store.has_pending_round(session.id):
             await comment(gh, repo, number, "A round of this session is already queued or running; it will see the CI too.")
             return
-        round_ = await ctx.sessions.fix_ci(gh, session, sender)
+        round_ = await ctx.sessions.fix_ci(gh, session, sender, once=key)
         await comment(gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {(session.head_sha or '')[:7]}.")
     elif on_pr:
         if session is None:
             await comment(gh, repo, number, "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.")
             return
-        await ctx.sessions.command(gh, session, sender, command.argument)
+        await ctx.sessions.command(gh, session, sender, command.argument, once=key)
     else:
         await ctx.sessions.start_task(
             gh,
@@ -92,6 +124,7 @@ async def on_issue_comment_created(event: sansio.Event, gh: Any, ctx: Context) -
             config=config,
             sender=sender,
             instructions=command.argument,
+            trigger_key=key,
         )
 
 

@@ -32,6 +32,9 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
     alias = model_label_alias(config, label)
     if label != config.trigger_label and alias is None:
         return skip(f"label {label!r} is not a trigger (the trigger label is {config.trigger_label!r})")
+    key = label_key(issue, label)
+    if key is not None and await ctx.store.triggers.seen(key):
+        return skip(f"{key} started its session already (the same event delivered again)")
     if not await ctx.sessions.admit(gh, repo, issue["number"], data["sender"], config, error):
         return skip(f"{data['sender'].get('login')} may not start work here (no write permission, or a bot)")
     await react(gh, repo, issue_number=issue["number"])
@@ -44,7 +47,20 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
         config=config,
         sender=data["sender"],
         alias=alias,
+        trigger_key=key,
+        by_label=True,
     )
+
+
+def label_key(issue: dict[str, Any], label: str) -> str | None:
+    """What GitHub identifies a label event by: the issue, the label, and when it
+    was applied (the issue's `updated_at`, which the labelling set). The same in
+    every delivery of the event, whatever its delivery id; another labelling
+    later (removed and added again) has another time."""
+    when = issue.get("updated_at")
+    if not when or issue.get("id") is None:
+        return None
+    return f"label:{issue['id']}:{label}:{when}"
 
 
 @router.register("issues", action="unlabeled")

@@ -578,3 +578,28 @@ def test_settings_defaults_and_bounds(tmp_path: Path):
     assert (settings.events_max_mb, settings.events_keep, settings.retention_interval) == (100, 5, 3600)
     with pytest.raises(SettingsError, match="DELIVERY_RETENTION_DAYS"):
         make_settings(tmp_path, DELIVERY_RETENTION_DAYS="0")
+
+
+async def test_trigger_keys_and_refusal_notices_go_after_three_days(store: Store, tmp_path: Path):
+    from bot.store.schema import refusal_notices, trigger_keys
+
+    now = utcnow()
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(trigger_keys), [
+            {"key": f"comment:{i}", "created_at": now - timedelta(days=4 if i < 5 else 1)} for i in range(8)
+        ])
+        await conn.execute(insert(refusal_notices), [
+            {"repo": "o/r", "number": 1, "created_at": now - timedelta(days=9), "last_at": now - timedelta(days=5)},
+            {"repo": "o/r", "number": 2, "created_at": now - timedelta(days=9), "last_at": now - timedelta(hours=2)},
+        ])
+    dry = await retention(store, tmp_path, batch=2).prune(dry_run=True)
+    assert dry.store is not None and (dry.store.trigger_keys, dry.store.refusal_notices) == (5, 1)
+    done = await retention(store, tmp_path, batch=2).prune()
+    assert done.counts() == dry.counts()
+    assert any("removed 5 trigger keys and 1 refusal notices" in line for line in done.lines())
+    async with store.engine.connect() as conn:
+        keys = set((await conn.execute(select(trigger_keys.c.key))).scalars())
+        threads = set((await conn.execute(select(refusal_notices.c.number))).scalars())
+    assert keys == {"comment:5", "comment:6", "comment:7"} and threads == {2}
+    # A trigger seen two days ago is still known: its redelivery starts nothing.
+    assert await store.triggers.seen("comment:6")

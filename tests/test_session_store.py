@@ -292,3 +292,63 @@ async def test_migration_0006_keeps_the_body_of_sessions_from_before(empty_datab
         assert "issue_body" not in columns and "issue_edit_noticed_at" not in columns
     finally:
         await engine.dispose()
+
+
+# -- migration 0012 on a database that holds two active sessions of one issue ------------
+
+
+async def test_migration_0012_stops_older_duplicates_then_makes_the_index(empty_database: str):
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0011")
+            base = datetime(2026, 12, 1, tzinfo=timezone.utc)
+            for n, (sid, issue, status) in enumerate([
+                ("s-oldest", 1, "running"), ("s-older", 1, "awaiting"), ("s-newest", 1, "queued"),
+                ("s-ended", 1, "done"), ("s-other", 2, "running"),
+            ]):
+                at = base + timedelta(hours=n)
+                await conn.execute(text(
+                    "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
+                    "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, :issue, 'b', :status, 'command', "
+                    "'alice', :at, :at)"
+                ), {"id": sid, "issue": issue, "status": status, "at": at})
+                await conn.execute(text(
+                    "INSERT INTO rounds (session_id, number, kind, status, created_at) VALUES (:id, 1, 'task', 'queued', :at)"
+                ), {"id": sid, "at": at})
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "head")
+        store = Store(engine)
+        got = {sid: await store.sessions.get(sid) for sid in ("s-oldest", "s-older", "s-newest", "s-ended", "s-other")}
+        assert {sid: x.status for sid, x in got.items()} == {
+            "s-oldest": "stopped", "s-older": "stopped", "s-newest": "queued", "s-ended": "done", "s-other": "running",
+        }
+        assert "migration 0012" in got["s-oldest"].error and got["s-newest"].error is None
+        assert [x.status for x in await store.sessions.rounds("s-older")] == [R_CANCELLED]
+        assert [x.status for x in await store.sessions.rounds("s-newest")] == [R_QUEUED]
+        # The index holds from now on, and the new tables and column are there.
+        assert await store.sessions.create(
+            repo="o/r", installation_id=1, issue_number=1, issue_title="t", branch="b",
+            backend="command", model=None, triggered_by="bob", config={},
+        ) is None
+        assert await store.triggers.claim("comment:1") and not await store.triggers.claim("comment:1")
+        assert await store.triggers.claim_refusal("o/r", 1, 3600)
+        assert (await store.sessions.rounds("s-newest"))[0].quota is None
+        # And back: 0012 comes off cleanly (0013 above it first).
+        async with engine.begin() as conn:
+            await conn.run_sync(_alembic, "downgrade", "0011")
+
+            def shape(c):
+                i = inspect(c)
+                return (
+                    {col["name"] for col in i.get_columns("rounds")}, set(i.get_table_names()),
+                    {ix["name"] for ix in i.get_indexes("sessions")},
+                )
+
+            columns, tables, indexes = await conn.run_sync(shape)
+        assert "quota" not in columns and "uq_sessions_active_issue" not in indexes
+        assert not {"trigger_keys", "refusal_notices", "session_compactions"} & tables
+        async with engine.begin() as conn:  # and up again
+            await conn.run_sync(_alembic, "upgrade", "head")
+    finally:
+        await engine.dispose()

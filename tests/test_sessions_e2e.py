@@ -389,7 +389,8 @@ async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch
         f'echo "end $AGENT_SESSION_ID $(date +%s.%N)" >> {log}'
     )
     numbers = [world.twin.add_issue(REPO, title=f"Task {i}", user="alice") for i in range(40)]
-    values = world.env(DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info")
+    # Forty sessions of one installation: past its default share of the slots.
+    values = world.env(DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info", MAX_SESSIONS_PER_INSTALLATION=8)
     web = await world.start("--no-workers", DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info")
     for number in numbers:
         await world.label(number)

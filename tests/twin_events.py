@@ -41,6 +41,8 @@ def _label(twin: GitHubTwin, repo: Repo, issue: Issue, label: str, present: bool
     if not present:
         for name in names:
             issue.labels.remove(name)
+    if bool(names) != present:  # as GitHub: a label that changes the issue moves its updated_at
+        issue.updated_at = now_iso()
     found = repo.label(label)
     assert found is not None
     return shapes.label(twin, repo, found)

@@ -13,6 +13,7 @@ from bot.sessions import escalation, messages
 from bot.settings import Settings
 from bot.store.base import utcnow
 from bot.store.sessions import (
+    BYPASS,
     ESCALATED,
     R_FAILED,
     R_QUEUED,
@@ -22,8 +23,13 @@ from bot.store.sessions import (
     SessionRow,
     SessionStore,
 )
+from bot.store.triggers import AlreadyTriggered, TriggerStore
 
 log = logging.getLogger("compound.sessions")
+
+# A second trigger label this soon after the one that started the session
+# (`agent` and `agent:opus` added together) is the same request: no "already running".
+LABEL_BURST_SECONDS = 60.0
 
 __all__ = ["SessionManager", "comment", "react"]  # handlers post with these
 
@@ -39,6 +45,7 @@ class SessionManager:
         self.events = events
         self.worker = worker
         self.bot_login = bot_login
+        self.triggers = TriggerStore(store.engine)
 
     def is_compound(self, login: str) -> bool:
         """Whether a login is Compound's own bot user (its pushes, comments, check runs)."""
@@ -74,11 +81,20 @@ class SessionManager:
             log.info("%s is a bot the repo does not allow; ignored", sender.get("login"))
             return False
         if not allowed:
-            await comment(gh, repo, number, messages.refusal(sender["login"]))
+            await self.refuse(gh, repo, number, sender["login"])
             return False
         if config_error:
             await self.report_config_error(gh, repo, number, config_error)
         return True
+
+    async def refuse(self, gh: Any, repo: str, number: int, login: str) -> None:
+        """Tell someone without write access that they cannot start Compound, at most
+        once per REFUSAL_INTERVAL per thread: a crowd of `/agent` comments on a
+        popular issue must not turn into a crowd of refusals. Later ones are logged."""
+        if not await self.triggers.claim_refusal(repo, number, self.settings.refusal_interval):
+            log.info("%s may not trigger Compound on %s#%s; refused already within the interval", login, repo, number)
+            return
+        await comment(gh, repo, number, messages.refusal(login))
 
     async def start_task(
         self,
@@ -92,7 +108,14 @@ class SessionManager:
         sender: dict[str, Any],
         instructions: str = "",
         alias: str | None = None,
+        trigger_key: str | None = None,
+        by_label: bool = False,
     ) -> SessionRow | None:
+        """Start a session on the issue; None if it has one or `trigger_key` started it already.
+
+        `by_label`: a label started it, so a session another trigger label
+        started a moment ago (the same burst) is met in silence.
+        """
         labels = [label["name"] for label in issue.get("labels") or []]
         try:
             model = resolve_model(config, self.settings.agent_model, labels, alias)
@@ -108,7 +131,41 @@ class SessionManager:
             if learned is not None:
                 model = learned
             routing = {"model": model, "why": why}
-        created = await self.store.create(
+        try:
+            created = await self._create(
+                repo=repo, installation_id=installation_id, issue=issue, base_branch=base_branch, config=config,
+                sender=sender, instructions=instructions, model=model, labels=labels, routing=routing,
+                trigger_key=trigger_key,
+            )
+        except AlreadyTriggered:
+            log.info("%s started its session already (redelivered); nothing to do", trigger_key)
+            return None
+        if created is None:
+            active = await self.store.for_issue(repo, issue["number"])
+            if active is None or not active.active and active.status != ESCALATED:
+                log.info("%s#%s: the session that was active has ended meanwhile", repo, issue["number"])
+                return None
+            if by_label and (utcnow() - active.created_at).total_seconds() < LABEL_BURST_SECONDS:
+                log.info("%s#%s: %s started a moment ago; this label is the same request",
+                         repo, issue["number"], active.id)
+            else:
+                await comment(gh, repo, issue["number"], messages.already_running(active))
+            if trigger_key is not None:  # answered: the same event again says nothing more
+                await self.triggers.claim(trigger_key)
+            return None
+        session, round_ = created
+        await self.events.record(
+            session, "session.created", round_, trigger=sender["login"], labels=labels, **({"routing": routing} if routing else {}),
+        )
+        self._poke()
+        return session
+
+    async def _create(
+        self, *, repo: str, installation_id: int, issue: dict[str, Any], base_branch: str, config: RepoConfig,
+        sender: dict[str, Any], instructions: str, model: str | None, labels: list[str], routing: dict[str, Any],
+        trigger_key: str | None,
+    ) -> tuple[SessionRow, RoundRow] | None:
+        return await self.store.create(
             repo=repo,
             installation_id=installation_id,
             issue_number=issue["number"],
@@ -128,18 +185,8 @@ class SessionManager:
                 "labels": labels,
                 **({"routing": routing} if routing else {}),
             },
+            trigger_key=trigger_key,
         )
-        if created is None:
-            active = await self.store.for_issue(repo, issue["number"])
-            assert active is not None
-            await comment(gh, repo, issue["number"], messages.already_running(active))
-            return None
-        session, round_ = created
-        await self.events.record(
-            session, "session.created", round_, trigger=sender["login"], labels=labels, **({"routing": routing} if routing else {}),
-        )
-        self._poke()
-        return session
 
     async def follow_up(
         self,
@@ -150,7 +197,10 @@ class SessionManager:
         instructions: str = "",
         context: dict[str, Any] | None = None,
         trigger: dict[str, Any] | None = None,
+        once: str | None = None,
+        quota: str | None = None,
     ) -> RoundRow:
+        """Queue a round; AlreadyTriggered if `once` (the trigger's key) queued one before."""
         round_ = await self.store.add_round(
             session.id,
             kind=kind,
@@ -159,6 +209,8 @@ class SessionManager:
             context={"requested_by_id": sender.get("id"), **(context or {})},
             model=session.model,
             trigger=trigger,
+            once=once,
+            quota=quota,
         )
         await self.events.record(session, "round.queued", round_)
         self._poke()
@@ -171,8 +223,25 @@ class SessionManager:
         await self.events.record(session, "session.stop_requested", running=running, cancelled=cancelled)
         return running is not None, cancelled
 
-    async def retry(self, session: SessionRow, sender: dict[str, Any], gh: Any = None) -> RoundRow | None:
-        """Queue the last failed or stopped round again; None if there is nothing to retry."""
+    async def release_held(self, session: SessionRow, sender: dict[str, Any]) -> list[RoundRow]:
+        """A maintainer's `/agent retry` on a session whose rounds the daily cap holds: run them now."""
+        released = await self.store.bypass_held(session.id)
+        for round_ in released:
+            await self.events.record(session, "round.released", round_, quota="daily", by=sender.get("login"))
+        if released:
+            self._poke()
+        return released
+
+    async def retry(
+        self, session: SessionRow, sender: dict[str, Any], gh: Any = None, *, once: str | None = None,
+        bypass: bool = False,
+    ) -> RoundRow | None:
+        """Queue the last failed or stopped round again; None if there is nothing to retry.
+
+        `bypass`: a maintainer's `/agent retry`, which goes past the daily cap.
+        """
+        if once is not None and await self.triggers.seen(once):
+            raise AlreadyTriggered(once)
         rounds = await self.store.rounds(session.id)
         if any(r.status in (R_QUEUED, R_RUNNING) for r in rounds):
             return None
@@ -182,11 +251,12 @@ class SessionManager:
             return None
         if escalated:
             await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+        quota = BYPASS if bypass else None
         if last is None:  # escalated after its fix rounds: one more look at CI
-            return await self.fix_ci(None, session, sender)
+            return await self.fix_ci(None, session, sender, once=once, quota=quota)
         return await self.follow_up(
             session, kind=last.kind, sender=sender, instructions=last.instructions,
-            context=last.context_data(), trigger=last.trigger_data(),
+            context=last.context_data(), trigger=last.trigger_data(), once=once, quota=quota,
         )
 
     async def issue_edited(self, gh: Any, session: SessionRow | None, issue: dict[str, Any]) -> None:
@@ -289,12 +359,18 @@ class SessionManager:
         session.head_sha = session.hold_head = head
         await self.events.record(session, "session.held", head=head, pusher=login)
 
-    async def fix_ci(self, gh: Any, session: SessionRow, sender: dict[str, Any]) -> RoundRow:
+    async def fix_ci(
+        self, gh: Any, session: SessionRow, sender: dict[str, Any], *, once: str | None = None,
+        quota: str | None = None,
+    ) -> RoundRow:
         """`/agent fix-ci`: one CI round on the current head, whatever the budget or escalation."""
+        if once is not None and await self.triggers.seen(once):
+            raise AlreadyTriggered(once)  # before resuming: a redelivery changes nothing
         if session.status == ESCALATED:
             await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
         return await self.follow_up(
             session, kind="ci_fix", sender=sender, trigger={"event": "command", "head": session.head_sha},
+            once=once, quota=quota,
         )
 
     async def unlabeled(self, gh: Any, session: SessionRow | None, sender: dict[str, Any]) -> None:
@@ -307,11 +383,15 @@ class SessionManager:
             return
         await self.label_removed(gh, session, sender)
 
-    async def command(self, gh: Any, session: SessionRow, sender: dict[str, Any], instructions: str) -> RoundRow:
+    async def command(
+        self, gh: Any, session: SessionRow, sender: dict[str, Any], instructions: str, *, once: str | None = None,
+    ) -> RoundRow:
         """`/agent <instructions>` on the session PR: a follow-up round, resuming an escalated session."""
+        if once is not None and await self.triggers.seen(once):
+            raise AlreadyTriggered(once)
         if session.status == ESCALATED:
             await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
-        return await self.follow_up(session, kind="command", sender=sender, instructions=instructions)
+        return await self.follow_up(session, kind="command", sender=sender, instructions=instructions, once=once)
 
     async def label_removed(self, gh: Any, session: SessionRow, sender: dict[str, Any]) -> None:
         """`agent:needs-human` removed by a maintainer: Compound carries on by itself,

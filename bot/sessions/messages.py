@@ -18,7 +18,7 @@ HELP = """\
 | `/agent <instructions>` | on an issue: start a task with these instructions; on Compound's PR: a follow-up round on its branch |
 | `/agent status` | where the session stands |
 | `/agent stop` | stop the running agent and cancel queued rounds |
-| `/agent retry` | run the last failed or stopped round again |
+| `/agent retry` | run the last failed or stopped round again, or one waiting for the daily limit now |
 | `/agent model <alias>` | use another model (an alias from `models` in `.github/compound.yml`) from the next round on |
 | `/agent fix-ci` | one CI fix round on the PR's current head, even after Compound escalated |
 | `/agent lessons` | the lessons Compound has learned that are in scope here |
@@ -222,7 +222,8 @@ def status(session: SessionRow | None, rounds: list[RoundRow]) -> str:
     if session.error:
         lines.append(f"- last problem: {clip(session.error.splitlines()[0], 300, keep='head')}")
     for r in rounds[-10:]:
-        lines.append(f"- round {r.number} ({r.kind}): {r.status}")
+        held = " (waiting for the daily limit to reset; `/agent retry` starts it now)" if r.quota == "held" else ""
+        lines.append(f"- round {r.number} ({r.kind}): {r.status}{held}")
     return "\n".join(lines)
 
 
@@ -368,3 +369,12 @@ def review_reply_failed(round_: RoundRow, why: str) -> str:
 def conflict_unresolved(paths: list[str]) -> str:
     shown = ", ".join(f"`{p}`" for p in paths[:10]) + (" …" if len(paths) > 10 else "")
     return f"The agent left conflict markers in {shown}, so Compound did not push the merge."
+
+
+def daily_limit(session: SessionRow, limit: int, resets_at: Any) -> str:
+    """A round held by the installation's daily cap (docs/operations.md#quotas), said once per thread."""
+    return (
+        f"This installation has used its daily limit of {limit} Compound round{'s' if limit != 1 else ''}: "
+        f"this session's next round waits until the limit resets at {resets_at:%Y-%m-%d %H:%M} UTC "
+        "and then starts by itself. A maintainer's `/agent retry` starts it now."
+    )

@@ -1,7 +1,9 @@
 """Runs queued rounds (bot/sessions/rounds.py does one): the claim loop and its slots.
 
 A worker claims a session (and so its branch) from the store, runs its next
-round, and lets go. `MAX_CONCURRENT_SESSIONS` rounds run at once per process.
+round, and lets go. `MAX_CONCURRENT_SESSIONS` rounds run at once per process;
+the claim itself keeps to each installation's quotas and serves installations
+in turn (bot/sessions/quotas.py), so the slots are shared fairly.
 A stop request (the `/agent stop` command or the check run's Stop button) is
 seen within a second, wherever the round runs: the flag lives in the store.
 """
@@ -20,6 +22,7 @@ from bot.logs import log_context
 from bot.prompts import Prompts
 from bot.sessions import messages
 from bot.sessions.identity import BotIdentity, co_author
+from bot.sessions.quotas import QuotaKeeper
 from bot.sessions.rounds import RoundFailed, RoundRunner, round_client
 from bot.settings import Settings
 from bot.store.sessions import FAILED, QUEUED, R_QUEUED, RoundRow, SessionRow, SessionStore
@@ -66,6 +69,7 @@ class SessionWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stops: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self.quotas = QuotaKeeper(settings, store, events, lambda session: round_client(github, session))
         self.rounds = RoundRunner(
             settings=settings, store=store, github=github, workspaces=workspaces, prompts=prompts,
             events=events, identity=identity, runner=self.runner, stops=self._stops, learning=learning,
@@ -120,8 +124,12 @@ class SessionWorker:
             self._wakeup.clear()
 
     async def _claim_what_fits(self) -> None:
+        try:
+            await self.quotas.sweep()
+        except Exception:  # the claim keeps to the cap anyway; only the telling waits
+            log.exception("could not hold or release rounds by the daily quota")
         while not self._slots.locked():
-            claimed = await self.store.claim(self.owner, self.lease, limit=1)
+            claimed = await self.store.claim(self.owner, self.lease, limit=1, quotas=self.quotas.quotas)
             if not claimed:
                 return
             session, round_ = claimed[0]

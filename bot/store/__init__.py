@@ -20,6 +20,7 @@ from bot.store.deliveries import SQLITE_BUSY_MS, DeliveryStore
 from bot.store.installations import InstallationStore
 from bot.store.learning import LearningStore
 from bot.store.sessions import SessionStore
+from bot.store.triggers import TriggerStore
 
 # The intake's writer uses INSERT … RETURNING (3.35).
 MIN_SQLITE = (3, 35, 0)
@@ -37,6 +38,7 @@ class Store:
         self.deliveries = DeliveryStore(engine)
         self.installations = InstallationStore(engine)
         self.sessions = SessionStore(engine)
+        self.triggers = TriggerStore(engine)
         self.learning = LearningStore(engine)
 
     @classmethod

@@ -18,6 +18,9 @@ connection) waits for one batch at most, never for the whole pass.
   the bulky fields go, every event (every transition) stays, and so do the
   outcomes. `session_compactions` remembers which sessions were done, so a
   pass looks only at sessions that ended (or changed) since.
+- Trigger keys and refusal notices (migration 0012) go after `TRIGGER_AGE`
+  (3 days): a trigger is only ever delivered again within GitHub's window,
+  and a refusal's interval is far shorter.
 - One process at a time (`exclusive`): PostgreSQL's session advisory lock
   `pg_try_advisory_lock`, SQLite a lock file beside the database; whoever
   does not get it skips the pass.
@@ -44,14 +47,18 @@ from bot.store.schema import deliveries as d
 from bot.store.schema import delivery_payloads as bodies
 from bot.store.schema import installations as inst
 from bot.store.schema import redelivery_requests as rr
+from bot.store.schema import refusal_notices as rn
 from bot.store.schema import repositories as repos
 from bot.store.schema import session_compactions as sc
 from bot.store.schema import session_events as ev
 from bot.store.schema import sessions as s
+from bot.store.schema import trigger_keys as tk
 from bot.store.sessions import TERMINAL
 
 # GitHub redelivers for about three days; dedup needs the ids that long.
 MIN_AGE = timedelta(hours=72)
+# Trigger keys and refusal notices: kept for GitHub's window, not the deliveries' retention.
+TRIGGER_AGE = timedelta(days=3)
 BATCH = 1000
 # SQLite: the intake's writer waits for the batch's transaction (one writer at
 # a time); 1,000 deletes with their bodies hold it ~60 ms, 250 about 15 ms.
@@ -78,6 +85,8 @@ class Cutoffs:
     processed: datetime
     failed: datetime
     redelivery: datetime
+    # Trigger keys claimed and refusals last posted before this.
+    triggers: datetime
     # Sessions ended before this have their events compacted; None: never.
     compact: datetime | None
 
@@ -92,6 +101,7 @@ class Cutoffs:
             processed=cut(processed_days),
             failed=cut(failed_days),
             redelivery=cut(processed_days),
+            triggers=now - TRIGGER_AGE,
             compact=cut(compact_days) if compact_days else None,
         )
 
@@ -104,6 +114,8 @@ class StorePruned:
     failed: int = 0
     payloads: int = 0
     redelivery_requests: int = 0
+    trigger_keys: int = 0
+    refusal_notices: int = 0
     sessions_compacted: int = 0
     events_compacted: int = 0
     batches: int = 0
@@ -271,6 +283,32 @@ class RetentionStore:
                 return
             after = guids[-1]
             await asyncio.sleep(pause)
+
+    async def prune_triggers(
+        self, cut: Cutoffs, report: StorePruned, *, dry_run: bool = False, batch: int = BATCH, pause: float = PAUSE
+    ) -> None:
+        """Trigger keys past GitHub's redelivery window, walked by key; then refusal notices."""
+        after = ""
+        while True:
+            stmt = (
+                select(tk.c.key).where(tk.c.created_at < cut.triggers, tk.c.key > after).order_by(tk.c.key).limit(batch)
+            )
+            async with self.engine.begin() as conn:
+                keys = list((await conn.execute(stmt)).scalars())
+                if keys and not dry_run:
+                    await conn.execute(delete(tk).where(tk.c.key.in_(keys)))
+            report.trigger_keys += len(keys)
+            if len(keys) < batch:
+                break
+            after = keys[-1]
+            await asyncio.sleep(pause)
+        old = rn.c.last_at < cut.triggers
+        async with self.engine.begin() as conn:
+            if dry_run:
+                found = await conn.execute(select(func.count()).select_from(rn).where(old))
+                report.refusal_notices += found.scalar_one()
+            else:
+                report.refusal_notices += (await conn.execute(delete(rn).where(old))).rowcount
 
     # --- session events -----------------------------------------------------------
 

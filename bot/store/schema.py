@@ -8,9 +8,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     Float,
     ForeignKey,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
 )
 
 from bot.store.payloads import pack, unpack
@@ -146,6 +147,16 @@ sessions = Table(
     # When Compound said on the issue that it does not follow edits (once).
     Column("issue_edit_noticed_at", DateTime(timezone=True)),
 )
+# One active session per issue (migration 0012): the store refuses the second
+# insert, whatever the deliveries racing to start one. The statuses are
+# bot/store/sessions.py's TERMINAL.
+_ACTIVE = text("status NOT IN ('done', 'escalated', 'failed', 'stopped')")
+# What the claim counts per installation (migration 0012): its rounds running.
+Index("ix_sessions_installation", sessions.c.installation_id, sessions.c.runner_until)
+Index(
+    "uq_sessions_active_issue", sessions.c.repo, sessions.c.issue_number, unique=True,
+    sqlite_where=_ACTIVE, postgresql_where=_ACTIVE,
+)
 
 rounds = Table(
     "rounds",
@@ -187,7 +198,12 @@ rounds = Table(
     # prompt variant and model were chosen (JSON: the posteriors, the reason).
     Column("lessons", Text),
     Column("choice", Text),
+    # Quotas (migration 0012, bot/sessions/quotas.py): NULL; `held` while the
+    # installation is over its daily cap; `bypass` once a maintainer retried it.
+    Column("quota", String(20)),
 )
+# The day's rounds (migration 0012): the daily quota and fairness look only at them.
+Index("ix_rounds_started", rounds.c.started_at)
 
 session_events = Table(
     "session_events",
@@ -306,4 +322,26 @@ redelivery_requests = Table(
     Column("event", String(64)),
     Column("reason", String(20), nullable=False),
     Column("asked_at", DateTime(timezone=True), nullable=False),
+)
+
+# Triggers by what GitHub identifies them with (migration 0012): a comment's
+# id, a label event's issue, label and time. Claimed with the work it starts,
+# so one trigger delivered twice (under any delivery id) starts it once.
+trigger_keys = Table(
+    "trigger_keys",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_trigger_keys_created", trigger_keys.c.created_at)
+
+# When a thread was last told its commenter may not trigger Compound
+# (migration 0012): one refusal per REFUSAL_INTERVAL per thread.
+refusal_notices = Table(
+    "refusal_notices",
+    metadata,
+    Column("repo", String(300), primary_key=True),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
 )

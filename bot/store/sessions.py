@@ -5,6 +5,16 @@ lease, and a session is only claimable while nobody holds it, so at most one
 round per session (one session = one branch) runs at a time across every
 process sharing the database. On PostgreSQL the claim locks the session row
 with `FOR UPDATE SKIP LOCKED`; on SQLite the single UPDATE is atomic.
+
+Claims are fair across installations and bounded per installation
+(`Quotas`, docs/operations.md#quotas): the next session is one of the
+installation with the fewest running rounds, the least recently served
+first, and none of an installation already at its concurrency cap or past
+its rounds for the day. Those counts must not change between reading and
+claiming, so on PostgreSQL claims take a transaction-scoped advisory lock
+(one claim at a time; a claim is a few milliseconds), and SQLite's writer
+lock does the same there. The claimed round is marked running in that
+same transaction, so the day's count includes it for the next claimer.
 """
 
 from __future__ import annotations
@@ -15,14 +25,17 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, false, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.base import aware, utcnow
 from bot.store.schema import rounds as r
 from bot.store.schema import session_events as ev
 from bot.store.schema import sessions as s
+from bot.store.triggers import AlreadyTriggered, claim_key
+
+__all__ = ["AlreadyTriggered", "Quotas", "SessionStore"]
 
 # Session lifecycle (docs/design.md §1, issue #3).
 QUEUED, PREPARING, RUNNING, PUSHING, AWAITING = "queued", "preparing", "running", "pushing", "awaiting"
@@ -32,6 +45,23 @@ TERMINAL = frozenset({DONE, ESCALATED, FAILED, STOPPED})
 R_QUEUED, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_CANCELLED = (
     "queued", "running", "done", "failed", "stopped", "cancelled",
 )
+# `rounds.quota`: held over the daily cap; bypass: a maintainer's retry, past the cap.
+HELD, BYPASS = "held", "bypass"
+# Any constant works; the same in every Compound process (cf. bot/store/__init__.py).
+_CLAIM_LOCK = 0x0C0B1A
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Per-installation bounds on the claim; None: unbounded (the store's tests, tools)."""
+
+    running: int | None = None  # rounds running at once (MAX_SESSIONS_PER_INSTALLATION)
+    per_day: int | None = None  # rounds started per UTC day (MAX_ROUNDS_PER_INSTALLATION_PER_DAY)
+
+
+def day_start(now: datetime) -> datetime:
+    """The start of the quota's day: UTC midnight, the same for every installation."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(slots=True)
@@ -115,6 +145,7 @@ class RoundRow:
     automatic: bool
     lessons: str | None
     choice: str | None
+    quota: str | None
 
     def context_data(self) -> dict[str, Any]:
         return json.loads(self.context or "{}")
@@ -146,15 +177,60 @@ def _busy() -> Any:
     )
 
 
+class _Busy(Exception):
+    """Rolls back a session insert the issue's escalated session overlaps."""
+
+
 def new_session_id() -> str:
     return "s-" + uuid.uuid4().hex[:12]
 
 
-def _runnable(now: datetime) -> Any:
-    """A round to run now: queued and not waiting, or running but orphaned."""
+def _runnable(now: datetime, under_cap: Any = None) -> Any:
+    """A round to run now: queued and not waiting, or running but orphaned.
+
+    A queued round also needs its installation under the day's cap
+    (`under_cap`), unless a maintainer's retry let it past; a held one waits
+    to be released (it was put back to NULL, or to bypass, first).
+    """
+    quota_ok = or_(r.c.quota == BYPASS, and_(r.c.quota.is_(None), true() if under_cap is None else under_cap))
     return or_(
         r.c.status == R_RUNNING,
-        and_(r.c.status == R_QUEUED, or_(r.c.not_before.is_(None), r.c.not_before <= now)),
+        and_(r.c.status == R_QUEUED, or_(r.c.not_before.is_(None), r.c.not_before <= now), quota_ok),
+    )
+
+
+def _running_in(installation: Any, now: datetime) -> Any:
+    """How many sessions of `installation` a live runner holds (its rounds running)."""
+    other = s.alias("s_running")
+    return (
+        select(func.count()).select_from(other)
+        .where(other.c.installation_id == installation, other.c.runner.is_not(None), other.c.runner_until >= now)
+        .correlate(s)  # to the session being claimed, however deep it sits
+        .scalar_subquery()
+    )
+
+
+def _started_in(installation: Any, since: datetime) -> Any:
+    """How many rounds of `installation` started since `since` (its day's count)."""
+    rr, ss = r.alias("r_day"), s.alias("s_day")
+    return (
+        select(func.count()).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
+        .where(ss.c.installation_id == installation, rr.c.started_at >= since)
+        .correlate(s)  # to the session being claimed, however deep it sits
+        .scalar_subquery()
+    )
+
+
+def _last_served(installation: Any, since: datetime) -> Any:
+    """When a round of `installation` last started today: the least recently served
+    go first, and one not served today (NULL) before them. Today's rounds only,
+    so it reads a range of `ix_rounds_started`, not the installation's history."""
+    rr, ss = r.alias("r_served"), s.alias("s_served")
+    return (
+        select(func.max(rr.c.started_at)).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
+        .where(ss.c.installation_id == installation, rr.c.started_at >= since)
+        .correlate(s)  # to the session being claimed, however deep it sits
+        .scalar_subquery()
     )
 
 
@@ -180,31 +256,48 @@ class SessionStore:
         kind: str = "task",
         instructions: str = "",
         context: dict[str, Any] | None = None,
+        trigger_key: str | None = None,
     ) -> tuple[SessionRow, RoundRow] | None:
-        """A new session with its first round queued; None if the issue has an active one."""
+        """A new session with its first round queued; None if the issue has an active one.
+
+        The insert comes first and the unique index `uq_sessions_active_issue`
+        decides between deliveries racing to start one (two trigger labels in
+        one burst): the loser gets None, as if it had looked first. An issue
+        whose escalated session still has its PR open is busy too (the index
+        does not cover it), so that is checked after the insert, in the same
+        transaction. `trigger_key` is claimed with it: AlreadyTriggered if
+        this trigger started its session already.
+        """
         now = utcnow()
         session_id = new_session_id()
-        async with self.engine.begin() as conn:
-            busy = await conn.execute(
-                select(s.c.id).where(s.c.repo == repo, s.c.issue_number == issue_number, _busy())
-            )
-            if busy.first() is not None:
-                return None
-            await conn.execute(
-                insert(s).values(
-                    id=session_id, repo=repo, installation_id=installation_id,
-                    issue_number=issue_number, issue_title=issue_title, issue_body=issue_body, branch=branch,
-                    status=QUEUED, model=model, backend=backend, triggered_by=triggered_by,
-                    config=json.dumps(config), created_at=now, updated_at=now,
+        try:
+            async with self.engine.begin() as conn:
+                if trigger_key is not None:
+                    await claim_key(conn, trigger_key)
+                await conn.execute(
+                    insert(s).values(
+                        id=session_id, repo=repo, installation_id=installation_id,
+                        issue_number=issue_number, issue_title=issue_title, issue_body=issue_body, branch=branch,
+                        status=QUEUED, model=model, backend=backend, triggered_by=triggered_by,
+                        config=json.dumps(config), created_at=now, updated_at=now,
+                    )
                 )
-            )
-            await conn.execute(
-                insert(r).values(
-                    session_id=session_id, number=1, kind=kind, status=R_QUEUED,
-                    instructions=instructions, context=json.dumps(context or {}),
-                    requested_by=triggered_by, model=model, created_at=now,
+                busy = await conn.execute(
+                    select(s.c.id).where(
+                        s.c.repo == repo, s.c.issue_number == issue_number, s.c.id != session_id, _busy()
+                    )
                 )
-            )
+                if busy.first() is not None:
+                    raise _Busy
+                await conn.execute(
+                    insert(r).values(
+                        session_id=session_id, number=1, kind=kind, status=R_QUEUED,
+                        instructions=instructions, context=json.dumps(context or {}),
+                        requested_by=triggered_by, model=model, created_at=now,
+                    )
+                )
+        except (_Busy, IntegrityError):  # IntegrityError: another delivery's session committed first
+            return None
         session = await self.get(session_id)
         rounds = await self.rounds(session_id)
         assert session is not None
@@ -220,11 +313,17 @@ class SessionStore:
         context: dict[str, Any] | None = None,
         model: str | None = None,
         trigger: dict[str, Any] | None = None,
+        once: str | None = None,
+        quota: str | None = None,
     ) -> RoundRow:
-        """Queue a round a person asked for (`/agent …`, Retry)."""
+        """Queue a round a person asked for (`/agent …`, Retry).
+
+        `once`: the trigger's key (`comment:<id>`), claimed with the round;
+        AlreadyTriggered if it was. `quota=BYPASS`: past the day's cap.
+        """
         got = await self._insert_round(
             session_id, kind=kind, requested_by=requested_by, instructions=instructions,
-            context=context, model=model, trigger=trigger,
+            context=context, model=model, trigger=trigger, once=once, quota=quota,
         )
         assert got is not None
         return got
@@ -299,9 +398,13 @@ class SessionStore:
         trigger_key: str | None = None,
         not_before: datetime | None = None,
         automatic: bool = False,
+        once: str | None = None,
+        quota: str | None = None,
     ) -> RoundRow | None:
         now = utcnow()
         async with self.engine.begin() as conn:
+            if once is not None:
+                await claim_key(conn, once)
             number = (
                 await conn.execute(
                     select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id)
@@ -314,7 +417,7 @@ class SessionStore:
                     instructions=instructions, context=json.dumps(context or {}),
                     requested_by=requested_by, model=model, created_at=now,
                     trigger=json.dumps(trigger or {}), trigger_key=trigger_key,
-                    not_before=not_before, automatic=automatic,
+                    not_before=not_before, automatic=automatic, quota=quota,
                 )
                 .returning(r.c.id)
             )
@@ -390,54 +493,190 @@ class SessionStore:
 
     # -- the work queue -------------------------------------------------------
 
-    async def claim(self, owner: str, lease: float, limit: int = 1) -> list[tuple[SessionRow, RoundRow]]:
-        """Take sessions with a round to run (queued, or orphaned by a dead process)."""
+    async def claim(
+        self, owner: str, lease: float, limit: int = 1, quotas: Quotas = Quotas()
+    ) -> list[tuple[SessionRow, RoundRow]]:
+        """Take sessions with a round to run (queued, or orphaned by a dead process).
+
+        One at a time, each in its own transaction, so every claim counts the
+        one before it against the installation's quotas.
+        """
+        claimed = []
+        for _ in range(limit):
+            got = await self._claim_one(owner, lease, quotas)
+            if got is None:
+                break
+            claimed.append(got)
+        return claimed
+
+    async def _claim_one(self, owner: str, lease: float, quotas: Quotas) -> tuple[SessionRow, RoundRow] | None:
         now = utcnow()
-        has_work = exists().where(r.c.session_id == s.c.id, _runnable(now))
-        candidates = (
+        since = day_start(now)
+        under_cap = None if quotas.per_day is None else _started_in(s.c.installation_id, since) < quotas.per_day
+        free = or_(s.c.runner.is_(None), s.c.runner_until < now)
+        conditions = [free, exists().where(r.c.session_id == s.c.id, _runnable(now, under_cap))]
+        if quotas.running is not None:
+            conditions.append(_running_in(s.c.installation_id, now) < quotas.running)
+        candidate = (
             select(s.c.id)
-            .where(or_(s.c.runner.is_(None), s.c.runner_until < now), has_work)
-            .order_by(s.c.updated_at)
-            .limit(limit)
+            .where(*conditions)
+            .order_by(
+                _running_in(s.c.installation_id, now),
+                _last_served(s.c.installation_id, since).nulls_first(),
+                s.c.updated_at,
+            )
+            .limit(1)
             .with_for_update(skip_locked=True)
+            # Its own FROM sessions, not the UPDATE's row (auto-correlation would
+            # turn "the one best session" into "every session that qualifies").
+            .correlate(None)
             .scalar_subquery()
         )
         stmt = (
             update(s)
-            .where(s.c.id.in_(candidates), or_(s.c.runner.is_(None), s.c.runner_until < now))
+            .where(s.c.id == candidate, free)
             .values(runner=owner, runner_until=now + timedelta(seconds=lease))
-            .returning(s.c.id)
+            .returning(s.c.id, s.c.installation_id)
+        )
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                return None
+            session_id, installation_id = row
+            open_ = True
+            if quotas.per_day is not None:
+                open_ = await self._started_today(conn, installation_id, since) < quotas.per_day
+            round_id = await self._next_round(conn, session_id, now, open_)
+            if round_id is None:  # cannot be (the claim saw one), but never leave it held
+                await conn.execute(update(s).where(s.c.id == session_id).values(runner=None, runner_until=None))
+                return None
+        work, session = await self.round(round_id), await self.get(session_id)
+        assert work is not None and session is not None
+        return session, work
+
+    async def _started_today(self, conn: AsyncConnection, installation_id: int, since: datetime) -> int:
+        stmt = (
+            select(func.count()).select_from(r.join(s, r.c.session_id == s.c.id))
+            .where(s.c.installation_id == installation_id, r.c.started_at >= since)
+        )
+        return (await conn.execute(stmt)).scalar_one()
+
+    async def _next_round(self, conn: AsyncConnection, session_id: str, now: datetime, open_: bool) -> int | None:
+        """An orphaned running round first (its process died), else the oldest queued one."""
+        row = (
+            await conn.execute(
+                select(r.c.id).where(r.c.session_id == session_id, _runnable(now, true() if open_ else false()))
+                .order_by((r.c.status == R_RUNNING).desc(), r.c.number).limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        round_id: int = row.id
+        await conn.execute(
+            update(r).where(r.c.id == round_id)
+            .values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
+        )
+        return round_id
+
+    # -- quotas: the day's cap ----------------------------------------------------
+
+    async def running_in(self, installation_id: int) -> int:
+        """Rounds of the installation running now (sessions a live runner holds)."""
+        now = utcnow()
+        stmt = select(func.count()).select_from(s).where(
+            s.c.installation_id == installation_id, s.c.runner.is_not(None), s.c.runner_until >= now,
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).scalar_one()
+
+    async def started_today(self, installation_id: int) -> int:
+        async with self.engine.connect() as conn:
+            return await self._started_today(conn, installation_id, day_start(utcnow()))
+
+    async def hold_over_cap(self, per_day: int) -> list[tuple[SessionRow, RoundRow, bool]]:
+        """Mark `held` the queued rounds of installations past the day's cap.
+
+        The claim already leaves them be; the mark is what the thread is told
+        and what releases them. Only installations with a round waiting are
+        counted (a handful), not every installation there ever was. Returns
+        (session, round, first): `first` when the session had no held round
+        before, so the thread hears it once.
+        """
+        since = day_start(utcnow())
+        waiting = (
+            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            .where(r.c.status == R_QUEUED, r.c.quota.is_(None))
+        )
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
+            over = [
+                inst for inst in (await conn.execute(waiting)).scalars()
+                if await self._started_today(conn, inst, since) >= per_day
+            ]
+            if not over:
+                return []
+            already = {
+                row[0] for row in (
+                    await conn.execute(select(r.c.session_id).where(r.c.status == R_QUEUED, r.c.quota == HELD))
+                ).all()
+            }
+            of_over = select(s.c.id).where(s.c.installation_id.in_(over))
+            ids = [
+                row[0] for row in (
+                    await conn.execute(
+                        update(r).where(r.c.status == R_QUEUED, r.c.quota.is_(None), r.c.session_id.in_(of_over))
+                        .values(quota=HELD).returning(r.c.id)
+                    )
+                ).all()
+            ]
+        return await self._with_sessions(ids, already)
+
+    async def release_held(self, per_day: int | None) -> list[tuple[SessionRow, RoundRow, bool]]:
+        """Back to the queue: held rounds of installations under the cap again (the day rolled)."""
+        since = day_start(utcnow())
+        held = (
+            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            .where(r.c.status == R_QUEUED, r.c.quota == HELD)
+        )
+        async with self.engine.begin() as conn:
+            under = [
+                inst for inst in (await conn.execute(held)).scalars()
+                if per_day is None or await self._started_today(conn, inst, since) < per_day
+            ]
+            if not under:
+                return []
+            of_under = select(s.c.id).where(s.c.installation_id.in_(under))
+            stmt = (
+                update(r).where(r.c.status == R_QUEUED, r.c.quota == HELD, r.c.session_id.in_(of_under))
+                .values(quota=None).returning(r.c.id)
+            )
+            ids = [row[0] for row in (await conn.execute(stmt)).all()]
+        return await self._with_sessions(ids, set())
+
+    async def bypass_held(self, session_id: str) -> list[RoundRow]:
+        """A maintainer's retry: the session's held rounds run past the day's cap."""
+        stmt = (
+            update(r).where(r.c.session_id == session_id, r.c.status == R_QUEUED, r.c.quota == HELD)
+            .values(quota=BYPASS).returning(r.c.id)
         )
         async with self.engine.begin() as conn:
             ids = [row[0] for row in (await conn.execute(stmt)).all()]
-        claimed = []
-        for session_id in ids:
-            work = await self._next_round(session_id)
-            session = await self.get(session_id)
-            if work is None or session is None:
-                await self.release(session_id, owner)
-                continue
-            claimed.append((session, work))
-        return claimed
+        return [got for got in [await self.round(i) for i in sorted(ids)] if got is not None]
 
-    async def _next_round(self, session_id: str) -> RoundRow | None:
-        """An orphaned running round first (its process died), else the oldest queued one."""
-        now = utcnow()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(r).where(r.c.session_id == session_id, _runnable(now))
-                    .order_by((r.c.status == R_RUNNING).desc(), r.c.number).limit(1)
-                )
-            ).first()
-            if row is None:
-                return None
-            got = _row(RoundRow, row)
-            await conn.execute(
-                update(r).where(r.c.id == got.id)
-                .values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
-            )
-        return await self.round(got.id)
+    async def _with_sessions(self, ids: list[int], before: set[str]) -> list[tuple[SessionRow, RoundRow, bool]]:
+        out = []
+        seen = set(before)
+        for round_id in sorted(ids):
+            round_ = await self.round(round_id)
+            session = await self.get(round_.session_id) if round_ else None
+            if round_ is None or session is None:
+                continue
+            out.append((session, round_, session.id not in seen))
+            seen.add(session.id)
+        return out
 
     async def renew(self, owner: str, lease: float) -> None:
         stmt = update(s).where(s.c.runner == owner).values(runner_until=utcnow() + timedelta(seconds=lease))
