@@ -19,16 +19,47 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
+import gidgethub
 import orjson
 from gidgethub import routing, sansio
 
 from bot.batching import Batcher
+from bot.github.breaker import GitHubUnavailable
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.store.base import utcnow
 from bot.store.deliveries import DeliveryRecord, DeliveryStore
 
 log = logging.getLogger("compound.dispatch")
+
+# How a handler's error says it met an outage (the delivery is held, not failed).
+OUTAGE_MARK = "held: GitHub unavailable: "
+# Held deliveries are said once per this many seconds, with their count.
+OUTAGE_LOG_INTERVAL = 60.0
+# A held delivery is tried again after at least this long (jittered), and the
+# breaker's cooldown when that is longer.
+HOLD_MIN = 2.0
+
+
+def github_outage(exc: BaseException) -> str | None:
+    """Why `exc` means GitHub is not answering (not that the handler is wrong), or None.
+
+    The breaker's fail-fast error, a connection that failed or timed out, or a
+    5xx left after the client's retries; also when a handler wrapped one.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, GitHubUnavailable):
+            return current.reason
+        if isinstance(current, (aiohttp.ClientConnectionError, TimeoutError)):
+            return f"{type(current).__name__}: {current}".rstrip(": ")
+        if isinstance(current, gidgethub.GitHubBroken):
+            return f"HTTP {current.status_code}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class StoredEvent(sansio.Event):
@@ -110,6 +141,7 @@ class Dispatcher:
         context: Any,
         client_for: Callable[[int | None], Any],
         policy: DispatchPolicy | None = None,
+        breaker: Any = None,
     ) -> None:
         self.router = router
         self.store = store
@@ -127,6 +159,10 @@ class Dispatcher:
         self._sweeper: asyncio.Task[None] | None = None
         self._retries: set[asyncio.TimerHandle] = set()
         self._closing = False
+        self.breaker = breaker
+        self._outage = ""
+        self._held_count = 0
+        self._held_logged = 0.0
         # Processed marks go to the intake's writer when there is one (they share
         # its transactions), else to a batcher of their own.
         self._marks: Any = None
@@ -257,7 +293,7 @@ class Dispatcher:
             repo=record.repo,
         ):
             event = StoredEvent(record, data)
-            failed, error = await self._run_handlers(record, event)
+            failed, error, outage = await self._run_handlers(record, event)
             if not failed:
                 marks = self._marks
                 if marks is not None and marks.running:
@@ -271,6 +307,10 @@ class Dispatcher:
                     await self.store.mark_processed([record.delivery_id])
                 self._processed_ok.inc()
                 return False
+            # Held only while the breaker is open: one endpoint that keeps failing
+            # while GitHub otherwise answers is the handler's failure, retried and parked.
+            if outage and self.breaker is not None and self.breaker.state != "closed":
+                return await self._hold(record, event, failed, error)
             attempts = record.attempts + 1
             if attempts >= self.policy.max_attempts:
                 await self.store.mark_attempt_failed(
@@ -309,6 +349,31 @@ class Dispatcher:
             self._retries.add(handle)
             return True
 
+    async def _hold(self, record: DeliveryRecord, event: StoredEvent, failed: list[str], error: str) -> bool:
+        """GitHub is down: keep the delivery pending, its attempts unspent, and try when it may answer."""
+        wait = max(self.breaker.retry_in() if self.breaker is not None else 0.0, HOLD_MIN)
+        delay = wait * random.uniform(1.0, 1.25)
+        await self.store.mark_attempt_failed(
+            record.delivery_id, pending_handlers=failed, error=error,
+            retry_at=utcnow() + timedelta(seconds=delay), lease=self.policy.lease, count=False,
+        )
+        self.metrics.deliveries_processed.labels("held").inc()
+        self._held_count += 1
+        now = time.monotonic()
+        if now - self._held_logged >= OUTAGE_LOG_INTERVAL:
+            since = "" if not self._held_logged else f" in the last {now - self._held_logged:.0f}s"
+            log.warning(
+                "GitHub unavailable (%s): %d deliveries held%s; they run when it answers again",
+                self._outage, self._held_count, since,
+            )
+            self._held_logged, self._held_count = now, 0
+        record.pending_handlers = failed
+        if self._closing:
+            return False
+        handle = asyncio.get_running_loop().call_later(delay, self._retry_now, record, event.parsed)
+        self._retries.add(handle)
+        return True
+
     def _retry_now(self, record: DeliveryRecord, data: dict[str, Any] | None) -> None:
         self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
         if not self._closing:
@@ -320,10 +385,11 @@ class Dispatcher:
             name = self._names[callback] = handler_name(callback)
         return name
 
-    async def _run_handlers(self, record: DeliveryRecord, event: StoredEvent) -> tuple[list[str], str]:
+    async def _run_handlers(self, record: DeliveryRecord, event: StoredEvent) -> tuple[list[str], str, bool]:
+        """The handlers that failed, their errors, and whether all of them failed for a GitHub outage."""
         found = self.router.fetch(_Routing(event))  # type: ignore[arg-type]  # a frozenset
         if not found:
-            return [], ""
+            return [], "", False
         callbacks = sorted(found, key=self._name) if len(found) > 1 else list(found)
         if record.pending_handlers is not None:
             callbacks = [cb for cb in callbacks if self._name(cb) in record.pending_handlers]
@@ -334,7 +400,8 @@ class Dispatcher:
             results = await asyncio.gather(*(self._call(cb, event, gh) for cb in callbacks))
         failed = [name for name, err in results if err is not None]
         errors = "\n".join(f"{name}: {err}" for name, err in results if err is not None)
-        return failed, errors
+        outage = bool(failed) and all(err.startswith(OUTAGE_MARK) for _, err in results if err is not None)
+        return failed, errors, outage
 
     async def _call(self, callback: Callable[..., Any], event: sansio.Event, gh: Any) -> tuple[str, str | None]:
         name = self._name(callback)
@@ -352,6 +419,11 @@ class Dispatcher:
             await callback(event, gh, self.context)
         except Exception as exc:
             error.inc()
+            outage = github_outage(exc)
+            if outage is not None:  # said once per interval by `_held_for_outage`, no traceback
+                log.debug("handler %s: GitHub unavailable (%s)", name, outage, extra={"handler": name})
+                self._outage = outage
+                return name, f"{OUTAGE_MARK}{outage}"
             log.exception("handler %s failed", name, extra={"handler": name})
             return name, f"{type(exc).__name__}: {exc}"
         finally:

@@ -99,6 +99,7 @@ class Service:
             redactor.add_secret(self.settings.private_key_pem())
             self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
+            self.dispatcher.breaker = self.github.breaker
         if self.github is not None:
             app = await self._check_app()
             if app and self.read_proxy and not self.settings.webhook_proxy_url:

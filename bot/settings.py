@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     redeliver_window_hours: float = Field(default=72, gt=0, le=72, alias="REDELIVER_WINDOW_HOURS")
     redeliver_interval: float = Field(default=900, gt=0, alias="REDELIVER_INTERVAL")
     redeliver_max: int = Field(default=50, ge=1, le=1000, alias="REDELIVER_MAX")
+    # When GitHub is down (bot/github/breaker.py): after this many failed requests
+    # within 60 s, stop calling it for GITHUB_BREAKER_COOLDOWN seconds (doubling
+    # up to 2 min while it stays down); deliveries wait meanwhile. 0: never open.
+    github_breaker_threshold: int = Field(default=5, ge=0, alias="GITHUB_BREAKER_THRESHOLD")
+    github_breaker_cooldown: float = Field(default=15, gt=0, le=120, alias="GITHUB_BREAKER_COOLDOWN")
+    # A repo's `.github/compound.yml` is read again after this many seconds (a
+    # push that changes it drops it at once); 0: read it for every label.
+    config_cache_seconds: float = Field(default=600, ge=0, alias="CONFIG_CACHE_SECONDS")
     # Retention (bot/retention.py, docs/operations.md#retention). Deliveries are
     # kept at least 72 h whatever these say (GitHub redelivers for ~3 days and
     # the delivery id deduplicates); pending ones are never removed.

@@ -15,9 +15,12 @@ from bot.github.auth import (
     InvalidPrivateKey,
     TokenScope,
 )
+from bot.github.breaker import CircuitBreaker, GitHubUnavailable
 from bot.github.client import PUSH_PERMISSIONS, REQUESTER, GitHub, GitHubClient, RetryPolicy
 
 __all__ = [
+    "CircuitBreaker",
+    "GitHubUnavailable",
     "PUSH_PERMISSIONS",
     "REQUESTER",
     "TOKEN_SAFETY_MARGIN",

@@ -19,6 +19,7 @@ header, pagination, ETag-cache and error code still run around it:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import http
 import logging
@@ -34,6 +35,7 @@ import gidgethub
 import gidgethub.aiohttp
 import gidgethub.sansio
 
+from bot.github.breaker import CircuitBreaker
 from bot.github.auth import (
     TOKEN_SAFETY_MARGIN,
     WHOLE_INSTALLATION,
@@ -63,6 +65,10 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# Set while a request runs, so that the installation-token request it makes
+# is counted with it by the breaker, not as a request of its own.
+_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("compound_github_request", default=False)
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,11 @@ class GitHub:
         clock: Callable[[], float] = time.time,
         token_margin: float = TOKEN_SAFETY_MARGIN,
         timeout: aiohttp.ClientTimeout | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.session = session
+        # One per GitHub host: every client this factory hands out shares it.
+        self.breaker = breaker or CircuitBreaker(urlsplit(api_base_url).hostname or api_base_url)
         self.api_base_url = api_base_url
         self.auth = auth
         self.metrics = metrics
@@ -135,6 +144,10 @@ class GitHub:
         if settings.app_id is None or pem is None:
             raise SettingsError("APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH) are required")
         auth = AppAuth(settings.app_id, pem)
+        kwargs.setdefault("breaker", CircuitBreaker(
+            urlsplit(settings.api_base_url).hostname or settings.api_base_url,
+            threshold=settings.github_breaker_threshold, cooldown=settings.github_breaker_cooldown,
+        ))
         return cls(
             session, api_base_url=settings.api_base_url, auth=auth, metrics=metrics, **kwargs
         )
@@ -263,6 +276,35 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         return self._scope
 
     async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request through the host's breaker: counted once, after the retries."""
+        if _inside.get():  # the token request an installation request makes: part of that one
+            return await self._request_with_retries(method, url, headers, body)
+        breaker = self._github.breaker
+        probe = breaker.before()  # GitHubUnavailable while it is open
+        mark = _inside.set(True)
+        try:
+            answer = await self._request_with_retries(method, url, headers, body)
+        except _NETWORK_ERRORS as exc:
+            breaker.failure(f"{type(exc).__name__}: {exc}".rstrip(": "), probe)
+            raise
+        except gidgethub.GitHubBroken as exc:  # the installation token's request answered 5xx
+            breaker.failure(f"HTTP {exc.status_code}", probe)
+            raise
+        except BaseException:
+            if probe:  # cancelled or a token problem: let another request probe
+                breaker.failure("the probe did not finish", probe)
+            raise
+        finally:
+            _inside.reset(mark)
+        if answer[0] >= 500:
+            breaker.failure(f"HTTP {answer[0]}", probe)
+        else:
+            breaker.success(probe)
+        return answer
+
+    async def _request_with_retries(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
         headers = dict(headers)

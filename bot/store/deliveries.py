@@ -398,10 +398,14 @@ class DeliveryStore:
         error: str,
         retry_at: datetime | None,
         lease: float,
+        count: bool = True,
     ) -> int:
-        """Record a failed attempt; `retry_at=None` parks the delivery as failed."""
+        """Record a failed attempt; `retry_at=None` parks the delivery as failed.
+
+        `count=False`: a delivery held while GitHub is down; its attempts stay.
+        """
         values: dict[str, Any] = {
-            "attempts": d.c.attempts + 1,
+            "attempts": d.c.attempts + (1 if count else 0),
             "pending_handlers": json.dumps(sorted(pending_handlers)),
             "last_error": error[-4000:],
         }
