@@ -22,6 +22,13 @@ class Context:
     metrics: Metrics
     github: Any = None  # bot.github.GitHub when the App is registered
     sessions: Any = None  # bot.sessions.manager.SessionManager
+    configs: Any = None  # bot.config_cache.ConfigCache: repo configs kept CONFIG_CACHE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.configs is None:
+            from bot.config_cache import ConfigCache
+
+            self.configs = ConfigCache(self.settings.config_cache_seconds)
 
 
 Handler = Callable[[Any, Any, "Context"], Awaitable[None]]

@@ -9,7 +9,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.config import load_repo_config, model_label_alias
+from bot.config import model_label_alias
 from bot.context import Context, needs_github, skip
 from bot.sessions.escalation import LABEL
 from bot.sessions.manager import react
@@ -27,8 +27,7 @@ async def on_issues_labeled(event: sansio.Event, gh: Any, ctx: Context) -> None:
     if "pull_request" in issue or not label:
         return skip("a pull request's label, or no label")
     repo = data["repository"]["full_name"]
-    owner, name = repo.split("/", 1)
-    config, error = await load_repo_config(gh, owner, name)
+    config, error = await ctx.configs.get(gh, repo)  # from GitHub at most once per CONFIG_CACHE_SECONDS
     alias = model_label_alias(config, label)
     if label != config.trigger_label and alias is None:
         return skip(f"label {label!r} is not a trigger (the trigger label is {config.trigger_label!r})")

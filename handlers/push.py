@@ -24,5 +24,6 @@ async def on_push(event: sansio.Event, gh: Any, ctx: Context) -> None:
     if not ref.startswith(BRANCH_PREFIX) or data.get("deleted"):
         return
     repo = data["repository"]["full_name"]
+    ctx.configs.on_push(repo, data)  # `.github/compound.yml` changed: read it again on the next label
     for session in await ctx.store.sessions.with_base(repo, ref[len(BRANCH_PREFIX):]):
         await ctx.sessions.base_moved(session, base_sha=data["after"])
