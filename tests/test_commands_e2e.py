@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, alive, world  # noqa: F401 (fixture)
-from tests.twin_events import check_run_action
+from tests.twin_events import check_run_action, push_event
 
 
 async def opened(world: World, number: int):
@@ -120,7 +120,9 @@ async def test_bots_do_not_start_work_unless_allowed(world: World):
     await world.start()
     await world.settled(await world.label(number, sender="renovate[bot]"))
     assert world.bot_comments(number) == [] and world.pulls() == []
-    world.twin.commit(REPO, "main", {".github/compound.yml": "allowed_bots: ['renovate[bot]']\n"}, "allow")
+    after = world.twin.commit(REPO, "main", {".github/compound.yml": "allowed_bots: ['renovate[bot]']\n"}, "allow")
+    # GitHub sends the push; it drops the config Compound kept from the first label.
+    await world.settled(await world.deliver("push", push_event(world.twin, REPO, "refs/heads/main", None, after, "alice", world.iid)))
     world.twin.set_permission(REPO, "renovate[bot]", "write")
     await world.label(number, sender="renovate[bot]", label="agent")
     await opened(world, number)
