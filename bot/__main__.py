@@ -441,6 +441,9 @@ async def _receive_one(service: object, event: str, record: object, data: dict[s
     stored = await svc.store.deliveries.get(rec.delivery_id)
     assert stored is not None
     print(f"{stored.delivery_id} {event}.{rec.action or '-'}: {stored.status}")
+    if stored.status == "skipped":  # no handler ran (bot/skips.py)
+        print(f"  skipped: {stored.skip_reason}")
+        return 0
     handlers = sorted(h.__name__ for h in svc.dispatcher.router.fetch(sansio.Event(data, event=event, delivery_id=rec.delivery_id)))
     if not handlers:
         print(f"  no handler for {event}.{rec.action or '-'}")

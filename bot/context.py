@@ -23,6 +23,7 @@ class Context:
     github: Any = None  # bot.github.GitHub when the App is registered
     sessions: Any = None  # bot.sessions.manager.SessionManager
     configs: Any = None  # bot.config_cache.ConfigCache: repo configs kept CONFIG_CACHE_SECONDS
+    gate: Any = None  # bot.skips.DeliveryGate: told when an installation changes
 
     def __post_init__(self) -> None:
         if self.configs is None:

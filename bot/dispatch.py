@@ -40,6 +40,9 @@ OUTAGE_LOG_INTERVAL = 60.0
 # A held delivery is tried again after at least this long (jittered), and the
 # breaker's cooldown when that is longer.
 HOLD_MIN = 2.0
+# Where a failure of the skip check (bot/skips.py) is recorded among the handlers:
+# while it is pending, every handler still is.
+GATE = "compound.skips"
 
 
 def github_outage(exc: BaseException) -> str | None:
@@ -142,6 +145,7 @@ class Dispatcher:
         client_for: Callable[[int | None], Any],
         policy: DispatchPolicy | None = None,
         breaker: Any = None,
+        gate: Any = None,
     ) -> None:
         self.router = router
         self.store = store
@@ -160,6 +164,8 @@ class Dispatcher:
         self._retries: set[asyncio.TimerHandle] = set()
         self._closing = False
         self.breaker = breaker
+        # bot.skips.DeliveryGate: deliveries that cannot be acted on are skipped, not run.
+        self.gate = gate
         self._outage = ""
         self._held_count = 0
         self._held_logged = 0.0
@@ -293,7 +299,12 @@ class Dispatcher:
             repo=record.repo,
         ):
             event = StoredEvent(record, data)
-            failed, error, outage = await self._run_handlers(record, event)
+            failed, error, outage, why = await self._run_handlers(record, event)
+            if why is not None:
+                await self.store.mark_skipped(record.delivery_id, why)
+                self.metrics.deliveries_processed.labels("skipped").inc()
+                log.info("delivery skipped: %s", why)
+                return False
             if not failed:
                 marks = self._marks
                 if marks is not None and marks.running:
@@ -385,14 +396,28 @@ class Dispatcher:
             name = self._names[callback] = handler_name(callback)
         return name
 
-    async def _run_handlers(self, record: DeliveryRecord, event: StoredEvent) -> tuple[list[str], str, bool]:
-        """The handlers that failed, their errors, and whether all of them failed for a GitHub outage."""
+    async def _run_handlers(
+        self, record: DeliveryRecord, event: StoredEvent
+    ) -> tuple[list[str], str, bool, str | None]:
+        """The handlers that failed, their errors, whether all of them failed for a
+        GitHub outage, and why the delivery is skipped (then no handler ran)."""
         found = self.router.fetch(_Routing(event))  # type: ignore[arg-type]  # a frozenset
         if not found:
-            return [], "", False
+            return [], "", False, None
+        pending = record.pending_handlers
+        if self.gate is not None and (pending is None or GATE in pending):
+            try:
+                why = await self.gate.reason(record)
+            except Exception as exc:
+                err = self._failure(GATE, exc)
+                return [GATE], f"{GATE}: {err}", err.startswith(OUTAGE_MARK), None
+            if why is not None:
+                return [], "", False, why
+            if pending is not None:  # the check had failed before any handler ran
+                pending = None
         callbacks = sorted(found, key=self._name) if len(found) > 1 else list(found)
-        if record.pending_handlers is not None:
-            callbacks = [cb for cb in callbacks if self._name(cb) in record.pending_handlers]
+        if pending is not None:
+            callbacks = [cb for cb in callbacks if self._name(cb) in pending]
         gh = self.client_for(record.installation_id) if callbacks else None
         if len(callbacks) == 1:  # the usual case: no task and no gather for one
             results = [await self._call(callbacks[0], event, gh)]
@@ -401,7 +426,17 @@ class Dispatcher:
         failed = [name for name, err in results if err is not None]
         errors = "\n".join(f"{name}: {err}" for name, err in results if err is not None)
         outage = bool(failed) and all(err.startswith(OUTAGE_MARK) for _, err in results if err is not None)
-        return failed, errors, outage
+        return failed, errors, outage, None
+
+    def _failure(self, name: str, exc: Exception) -> str:
+        """How a handler's exception is recorded; an outage is said once per interval, without a traceback."""
+        outage = github_outage(exc)
+        if outage is not None:
+            log.debug("handler %s: GitHub unavailable (%s)", name, outage, extra={"handler": name})
+            self._outage = outage
+            return f"{OUTAGE_MARK}{outage}"
+        log.exception("handler %s failed", name, extra={"handler": name})
+        return f"{type(exc).__name__}: {exc}"
 
     async def _call(self, callback: Callable[..., Any], event: sansio.Event, gh: Any) -> tuple[str, str | None]:
         name = self._name(callback)
@@ -419,13 +454,7 @@ class Dispatcher:
             await callback(event, gh, self.context)
         except Exception as exc:
             error.inc()
-            outage = github_outage(exc)
-            if outage is not None:  # said once per interval by `_held_for_outage`, no traceback
-                log.debug("handler %s: GitHub unavailable (%s)", name, outage, extra={"handler": name})
-                self._outage = outage
-                return name, f"{OUTAGE_MARK}{outage}"
-            log.exception("handler %s failed", name, extra={"handler": name})
-            return name, f"{type(exc).__name__}: {exc}"
+            return name, self._failure(name, exc)
         finally:
             seconds.observe(time.perf_counter() - started)
         ok.inc()

@@ -34,7 +34,7 @@ class Metrics:
         )
         self.deliveries_processed = Counter(
             "compound_deliveries_processed_total",
-            "Stored deliveries finished, by outcome (processed, retrying, failed).",
+            "Stored deliveries finished, by outcome (processed, skipped, retrying, held, failed).",
             ["outcome"],
             registry=r,
         )

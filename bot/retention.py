@@ -60,6 +60,7 @@ class PruneReport:
         st = self.store
         return {
             "deliveries_processed": st.processed if st else None,
+            "deliveries_skipped": st.skipped if st else None,
             "deliveries_failed": st.failed if st else None,
             "delivery_payloads": st.payloads if st else None,
             "redelivery_requests": st.redelivery_requests if st else None,
@@ -83,6 +84,7 @@ class PruneReport:
         else:
             out += [
                 f"{verb} {st.processed} processed deliveries received before {c.processed:%Y-%m-%d %H:%M}Z",
+                f"{verb} {st.skipped} skipped deliveries received before {c.processed:%Y-%m-%d %H:%M}Z",
                 f"{verb} {st.failed} failed deliveries received before {c.failed:%Y-%m-%d %H:%M}Z",
                 f"{verb} {st.payloads} delivery payload rows",
                 f"{verb} {st.redelivery_requests} redelivery records asked before {c.redelivery:%Y-%m-%d %H:%M}Z",

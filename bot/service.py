@@ -24,6 +24,7 @@ from bot.logs import install_record_context, redactor
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.setup_gate import SetupGate
+from bot.skips import DeliveryGate
 from bot.store import Store
 from bot.web import create_app
 
@@ -63,7 +64,8 @@ class Service:
         self.retention: Any = None  # bot.retention.Retention, in worker processes
         # Setup mode: the one-time token `compound serve` prints (bot/setup_gate.py).
         self.setup_gate = SetupGate() if self.settings.app_id is None else None
-        self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics)
+        self.gate = DeliveryGate(self.store)
+        self.context = Context(settings=self.settings, store=self.store, metrics=self.metrics, gate=self.gate)
         self.dispatcher = Dispatcher(
             router=handlers.router,
             store=self.store.deliveries,
@@ -72,6 +74,7 @@ class Service:
             context=self.context,
             client_for=self._client_for,
             policy=self.policy,
+            gate=self.gate,
         )
         self.writer = DeliveryWriter(self.store.deliveries, self.owner, self.policy.lease)
         secret = self.settings.webhook_secret
@@ -100,6 +103,7 @@ class Service:
             self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
             self.dispatcher.breaker = self.github.breaker
+            self.gate.github = self.github
         if self.github is not None:
             app = await self._check_app()
             if app and self.read_proxy and not self.settings.webhook_proxy_url:

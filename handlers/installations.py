@@ -31,7 +31,14 @@ async def _record_installation(event: sansio.Event, ctx: Context, **flags: bool)
         suspended=flags.get("suspended", bool(installation.get("suspended_at"))),
         deleted=flags.get("deleted", False),
     )
+    _changed(ctx, installation["id"])
     return installation["id"]
+
+
+def _changed(ctx: Context, installation_id: int) -> None:
+    """What the store says of the installation changed: deliveries for it are skipped, or no longer."""
+    if ctx.gate is not None:
+        ctx.gate.forget(installation_id)
 
 
 @router.register("installation", action="created")
@@ -39,6 +46,7 @@ async def on_installation_created(event: sansio.Event, gh: Any, ctx: Context) ->
     installation_id = await _record_installation(event, ctx)
     repositories = event.data.get("repositories") or []
     await ctx.store.installations.add_repositories(installation_id, repositories)
+    _changed(ctx, installation_id)
     log.info("installed on %d repositories", len(repositories), extra={"installation": installation_id})
 
 
@@ -46,6 +54,7 @@ async def on_installation_created(event: sansio.Event, gh: Any, ctx: Context) ->
 async def on_installation_deleted(event: sansio.Event, gh: Any, ctx: Context) -> None:
     installation_id = await _record_installation(event, ctx, deleted=True)
     await ctx.store.installations.remove_repositories(installation_id, [])
+    _changed(ctx, installation_id)
     log.info("uninstalled", extra={"installation": installation_id})
 
 
@@ -68,6 +77,7 @@ async def on_installation_new_permissions_accepted(event: sansio.Event, gh: Any,
 async def on_installation_repositories_added(event: sansio.Event, gh: Any, ctx: Context) -> None:
     installation_id = await _record_installation(event, ctx)
     await ctx.store.installations.add_repositories(installation_id, event.data.get("repositories_added") or [])
+    _changed(ctx, installation_id)
 
 
 @router.register("installation_repositories", action="removed")
@@ -76,3 +86,4 @@ async def on_installation_repositories_removed(event: sansio.Event, gh: Any, ctx
     removed = [r["id"] for r in event.data.get("repositories_removed") or []]
     if removed:
         await ctx.store.installations.remove_repositories(installation_id, removed)
+        _changed(ctx, installation_id)

@@ -34,6 +34,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("get", "/app/hook/deliveries"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
     ("get", "/app/installations"),
+    ("get", "/app/installations/{installation_id}"),
     ("get", "/app/hook/deliveries"),
     ("post", "/app/hook/deliveries/{delivery_id}/attempts"),
     ("get", "/repos/{owner}/{repo}/installation"),

@@ -18,7 +18,16 @@ from tests.webhook_examples import example
 PATH = "/api/github/webhooks"
 
 
+def installed(twin) -> int:
+    """The App installed on the example payload's repository, as GitHub knows it."""
+    if not twin.state.installations:
+        iid = twin.add_installation(account="Codertocat", account_type="User")
+        twin.add_repo(example("issues", "labeled")["repository"]["full_name"], installation_id=iid)
+    return next(iter(twin.state.installations))
+
+
 def service_env(tmp_path, database_url, twin, **extra) -> dict[str, str]:
+    installed(twin)
     env = {
         "APP_ID": twin.app_id,
         "PRIVATE_KEY": twin.private_key_pem,
@@ -33,10 +42,10 @@ def service_env(tmp_path, database_url, twin, **extra) -> dict[str, str]:
     return base_env(**{**env, **extra})
 
 
-async def burst(url: str, count: int) -> list[str]:
+async def burst(url: str, count: int, twin) -> list[str]:
     """POST `count` signed deliveries at once; every one must be answered 202."""
     payload = example("issues", "labeled")
-    payload["installation"] = {"id": 1, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
+    payload["installation"] = {"id": installed(twin), "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
     body = json.dumps(payload).encode()
     ids = [str(uuid.uuid4()) for _ in range(count)]
     async with aiohttp.ClientSession() as session:
@@ -63,7 +72,7 @@ async def test_kill_9_right_after_202_then_restart_processes_every_delivery(tmp_
     for _ in range(3):  # until the kill catches deliveries not yet processed
         proc = ServiceProcess(tmp_path, env)
         await proc.start()
-        sent += await burst(proc.url, 100)
+        sent += await burst(proc.url, 100, twin)
         await proc.kill()
         if await store.deliveries.count("pending"):
             break
@@ -88,7 +97,7 @@ async def test_sigterm_hands_pending_work_to_the_next_start(tmp_path, database_u
     env = service_env(tmp_path, database_url, twin, DELIVERY_LEASE_SECONDS=600)
     proc = ServiceProcess(tmp_path, env)
     await proc.start()
-    sent = await burst(proc.url, 50)
+    sent = await burst(proc.url, 50, twin)
     assert await proc.stop() == 0, proc.logs()
     # A clean stop releases claims: the next start needs no lease to lapse (600 s here).
     proc = ServiceProcess(tmp_path, env)
@@ -125,7 +134,7 @@ async def test_a_restart_processes_what_was_left_at_once(tmp_path, database_url,
     env = service_env(tmp_path, database_url, twin, DELIVERY_LEASE_SECONDS=30)
     web = ServiceProcess(tmp_path, env, args=("--no-workers",))
     await web.start()
-    sent = await burst(web.url, 20)
+    sent = await burst(web.url, 20, twin)
     await web.stop()
     assert await store.deliveries.count("pending") == len(sent)
     started = asyncio.get_running_loop().time()

@@ -49,20 +49,93 @@ def test_app_yml_asks_for_the_permissions_the_design_needs():
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("event", SUBSCRIBED)
 async def test_every_published_example_is_accepted_and_routed(event, service: Service, webhook_url, twin):
+    """No App configured: each is stored and ends processed, or skipped when a handler
+    would act on it with no installation to act for (GitHub's examples for
+    repository webhooks carry none); one no handler takes is processed as it is."""
     url = webhook_url
     payloads = all_published([event])
     assert payloads, f"no published example for {event}"
-    statuses = Counter()
     for _, _, payload in payloads:
         status, body = await twin.deliver(url, event, payload, secret=WEBHOOK_SECRET)
-        statuses[status] += 1
         assert status == 202, body
     await service.dispatcher.drain()
-    assert await service.store.deliveries.count("processed") == len(payloads)
+    without = sum(
+        1 for _, _, p in payloads
+        if not p.get("installation") and handlers.router.fetch(sansio.Event(p, event=event, delivery_id="x"))
+    )
+    assert await service.store.deliveries.count("processed") == len(payloads) - without
+    assert await service.store.deliveries.count("skipped") == without
     errors = service.metrics.registry.get_sample_value(
         "compound_deliveries_processed_total", {"outcome": "retrying"}
     )
     assert not errors
+
+
+def _as_the_app_gets_it(payload: dict, installation_id: int) -> dict:
+    """A published example as GitHub sends it to an App installed on its repository:
+    with the `installation` (repository webhooks' examples have none)."""
+    payload = dict(payload)
+    payload["installation"] = {"id": installation_id, "node_id": f"MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{installation_id}"}
+    return payload
+
+
+# The installation events are not rewritten: they would delete or suspend the installation the others use.
+APP_EVENTS = [e for e in SUBSCRIBED if e not in ALWAYS_SENT]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_every_published_example_reaches_its_handlers_with_an_app_configured(tmp_path, database_url, twin):
+    """Issue #11 part 8: with an App configured every published example gets past the
+    skip check to the handlers (those that start sessions too), and none fails."""
+    from bot.dispatch import handler_name
+    from tests.conftest import FAST, make_settings, serving
+
+    iid = twin.add_installation(account="Codertocat", account_type="User")
+    payloads = all_published(APP_EVENTS)
+    for full_name in sorted({p["repository"]["full_name"] for _, _, p in payloads if p.get("repository")}):
+        if twin.state.repo(*full_name.split("/")) is None:
+            twin.add_repo(full_name, installation_id=iid, private=False)
+    settings = make_settings(
+        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
+        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
+        REDELIVER="off",
+    )
+    service = Service(settings, policy=FAST)
+    await service.start()
+    try:
+        async with serving(service) as listener:
+            url = listener.url + settings.webhook_path
+            ids = []
+            for event, _, payload in payloads:
+                delivery_id = f"example-{len(ids)}"
+                status, body = await twin.deliver(
+                    url, event, _as_the_app_gets_it(payload, iid), delivery_id=delivery_id, secret=WEBHOOK_SECRET
+                )
+                assert status == 202, body
+                ids.append((delivery_id, event, payload.get("action")))
+            await service.dispatcher.drain(timeout=120)
+            ended = {}
+            for delivery_id, event, action in ids:
+                stored = await service.store.deliveries.get(delivery_id)
+                assert stored is not None
+                ended[(delivery_id, event, action)] = (stored.status, stored.last_error, stored.skip_reason)
+            assert {k: v for k, v in ended.items() if v[0] != "processed"} == {}
+            registry = service.metrics.registry
+            for event in APP_EVENTS:
+                names = {
+                    handler_name(cb)
+                    for _, _, p in all_published([event])
+                    for cb in handlers.router.fetch(sansio.Event(p, event=event, delivery_id="x"))
+                }
+                for name in names:
+                    ran = registry.get_sample_value(
+                        "compound_handler_results_total", {"event": event, "handler": name, "outcome": "ok"}
+                    )
+                    assert ran, f"{name} never ran for {event}"
+            assert service.gate.lookups == 1  # the installation, learned once from GitHub
+    finally:
+        await service.stop()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -93,6 +93,21 @@ async def test_removes_old_processed_and_failed_deliveries_and_keeps_the_rest(st
     assert again.store is not None and (again.store.processed, again.store.failed) == (0, 0)
 
 
+async def test_skipped_deliveries_go_with_the_processed_ones_and_their_bodies(store: Store, tmp_path: Path):
+    old = await add_deliveries(store, "skip-old", 6, days=40, status="skipped")
+    young = await add_deliveries(store, "skip-young", 2, days=10, status="skipped")
+    dry = await retention(store, tmp_path).prune(dry_run=True)
+    assert dry.store is not None and (dry.store.skipped, dry.store.processed) == (6, 0)
+    assert any("would remove 6 skipped deliveries" in line for line in dry.lines())
+    report = await retention(store, tmp_path).prune()
+    assert report.store is not None and report.store.skipped == 6
+    assert report.counts()["deliveries_skipped"] == 6
+    assert await ids_left(store) == set(young)
+    assert set(old).isdisjoint(await ids_left(store))
+    left = await counts(store)
+    assert left["payloads"] == (2 if store.engine.dialect.name == "sqlite" else 0)
+
+
 async def test_nothing_younger_than_72_hours_whatever_the_setting(store: Store, tmp_path: Path):
     two_days = await add_deliveries(store, "two", 3, days=2, status="processed")
     failed = await add_deliveries(store, "fail", 2, days=2.5, status="failed")

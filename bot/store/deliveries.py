@@ -27,6 +27,8 @@ from bot.store.schema import deliveries as d
 from bot.store.schema import delivery_payloads as body_table
 
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
+# Not run through the handlers, for a reason recorded with it (bot/skips.py).
+SKIPPED = "skipped"
 
 
 @dataclass(slots=True)
@@ -43,6 +45,7 @@ class DeliveryRecord:
     pending_handlers: list[str] | None = None
     status: str = PENDING
     last_error: str | None = None
+    skip_reason: str | None = None
     received_at: datetime | None = None
     processed_at: datetime | None = None
     # Set by the intake: whether the receiving process keeps it to process itself.
@@ -421,6 +424,19 @@ class DeliveryStore:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).scalar_one()
 
+    async def mark_skipped(self, delivery_id: str, reason: str) -> bool:
+        """Record that the delivery will not be acted on, and why; False if it was not pending."""
+        stmt = (
+            update(d)
+            .where(d.c.delivery_id == delivery_id, d.c.status == PENDING)
+            .values(
+                status=SKIPPED, skip_reason=reason[:500], processed_at=utcnow(),
+                claimed_by=None, claimed_until=None, pending_handlers=None,
+            )
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         async with self.engine.connect() as conn:
             row = (
@@ -454,6 +470,7 @@ _RECORD_COLUMNS = (
     d.c.pending_handlers,
     d.c.status,
     d.c.last_error,
+    d.c.skip_reason,
     d.c.received_at,
     d.c.processed_at,
 )
@@ -473,6 +490,7 @@ def _record(row: Any) -> DeliveryRecord:
         pending_handlers=json.loads(pending) if pending else None,
         status=m["status"],
         last_error=m["last_error"],
+        skip_reason=m["skip_reason"],
         received_at=aware(m["received_at"]),
         processed_at=aware(m["processed_at"]),
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -141,3 +141,17 @@ class InstallationStore:
             )
             for m in (row._mapping for row in rows)
         ]
+
+    async def repository_removed(self, installation_id: int, full_name: str) -> bool:
+        """Was the App removed from this repository (and not added back)?
+
+        Only what an `installation_repositories` or `installation` event said:
+        a repository the store never heard of is not removed (an installation
+        on all repositories is not told of each new one).
+        """
+        stmt = select(repos.c.removed).where(
+            repos.c.installation_id == installation_id, func.lower(repos.c.full_name) == full_name.lower()
+        )
+        async with self.engine.connect() as conn:
+            flags = list((await conn.execute(stmt)).scalars())
+        return bool(flags) and all(flags)

@@ -42,7 +42,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, up
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.base import aware, utcnow
-from bot.store.deliveries import FAILED, PROCESSED
+from bot.store.deliveries import FAILED, PROCESSED, SKIPPED
 from bot.store.schema import deliveries as d
 from bot.store.schema import delivery_payloads as bodies
 from bot.store.schema import installations as inst
@@ -106,11 +106,16 @@ class Cutoffs:
         )
 
 
+# Kept DELIVERY_RETENTION_DAYS: run through the handlers, or skipped (bot/skips.py).
+_DONE = (PROCESSED, SKIPPED)
+
+
 @dataclass
 class StorePruned:
     """Counts of one pass over the store (what it removed, or would remove)."""
 
     processed: int = 0
+    skipped: int = 0  # kept as long as processed ones
     failed: int = 0
     payloads: int = 0
     redelivery_requests: int = 0
@@ -236,7 +241,7 @@ class RetentionStore:
                 doomed = {
                     row.delivery_id: row
                     for row in rows
-                    if (row.status == PROCESSED and aware(row.received_at) < cut.processed)  # type: ignore[operator]
+                    if (row.status in _DONE and aware(row.received_at) < cut.processed)  # type: ignore[operator]
                     or (row.status == FAILED and aware(row.received_at) < cut.failed)  # type: ignore[operator]
                 }
                 if doomed and dry_run:
@@ -245,7 +250,7 @@ class RetentionStore:
                     # The status again: one set back to pending since the SELECT stays.
                     result = await conn.execute(
                         delete(d)
-                        .where(d.c.delivery_id.in_(list(doomed)), d.c.status.in_([PROCESSED, FAILED]))
+                        .where(d.c.delivery_id.in_(list(doomed)), d.c.status.in_([*_DONE, FAILED]))
                         .returning(d.c.status, d.c.payload_id)
                     )
                     gone = [(row.status, row.payload_id) for row in result.all()]
@@ -256,6 +261,7 @@ class RetentionStore:
                     gone = []
             report.batches += 1
             report.processed += sum(1 for status, _ in gone if status == PROCESSED)
+            report.skipped += sum(1 for status, _ in gone if status == SKIPPED)
             report.failed += sum(1 for status, _ in gone if status == FAILED)
             report.payloads += sum(1 for _, pid in gone if pid is not None)
             if len(rows) < batch:

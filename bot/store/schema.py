@@ -59,7 +59,7 @@ deliveries = Table(
     # (`payload_id`; `payload` is empty): see bot/store/deliveries.py.
     Column("payload", Payload, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
-    # pending -> processed | failed
+    # pending -> processed | failed | skipped (skip_reason says why)
     Column("status", String(20), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True)),
@@ -71,6 +71,7 @@ deliveries = Table(
     Column("last_error", Text),
     Column("processed_at", DateTime(timezone=True)),
     Column("payload_id", BigInteger),
+    Column("skip_reason", Text),
 )
 Index("ix_deliveries_status_next", deliveries.c.status, deliveries.c.next_attempt_at)
 # Retention walks old deliveries by this key (migration 0013, bot/store/retention.py).

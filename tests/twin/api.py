@@ -30,6 +30,7 @@ APP_JWT = {
     "apps/get-authenticated",
     "apps/create-installation-access-token",
     "apps/list-installations",
+    "apps/get-installation",
     "apps/get-repo-installation",
     "apps/get-webhook-config-for-app",
     "apps/update-webhook-config-for-app",

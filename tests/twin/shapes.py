@@ -93,8 +93,8 @@ def installation(twin: GitHubTwin, inst: Installation) -> dict[str, Any]:
         "single_file_name": None,
         "created_at": inst.created_at,
         "updated_at": inst.created_at,
-        "suspended_by": None,
-        "suspended_at": None,
+        "suspended_by": user(twin, inst.account, inst.account_type) if inst.suspended_at else None,
+        "suspended_at": inst.suspended_at,
     }
 
 

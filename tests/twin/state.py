@@ -40,6 +40,7 @@ class Installation:
     account_id: int
     account_type: str
     created_at: str = field(default_factory=now_iso)
+    suspended_at: str | None = None
 
 
 @dataclass

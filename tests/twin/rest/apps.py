@@ -22,6 +22,14 @@ async def list_installations(call: Call) -> Reply:
     return Reply(200, call.page(items))
 
 
+@operation("apps/get-installation")
+async def get_installation(call: Call) -> Reply:
+    inst = call.twin.state.installations.get(call.int_param("installation_id"))
+    if inst is None:
+        raise not_found()
+    return Reply(200, shapes.installation(call.twin, inst))
+
+
 @operation("apps/get-repo-installation")
 async def get_repo_installation(call: Call) -> Reply:
     repo = call.twin.state.repo(call.params["owner"], call.params["repo"])
