@@ -70,9 +70,16 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
     # The agent notes when it started, then changes a file so that the round pushes.
     command = f'date +%s.%N >> "{markers}/$AGENT_TASK_KIND"; echo "x = $(date +%s%N)" > app.py'
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=work / "data", LOG_LEVEL="warning",
-        AGENT_BACKEND="command", AGENT_COMMAND=command, MAX_CI_ROUNDS=samples + 5,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=work / "data",
+        LOG_LEVEL="warning",
+        AGENT_BACKEND="command",
+        AGENT_COMMAND=command,
+        MAX_CI_ROUNDS=samples + 5,
     )
     service = ServiceProcess(work, env)
     await service.start()
@@ -90,7 +97,9 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
 
     try:
         number = twin.add_issue(REPO, title="task", user="alice")
-        status, _ = await twin.deliver(url, "issues", issue_labeled(twin, REPO, number, "agent", "alice", iid), secret=SECRET)
+        status, _ = await twin.deliver(
+            url, "issues", issue_labeled(twin, REPO, number, "agent", "alice", iid), secret=SECRET
+        )
         assert status == 202
         await wait_for(lambda: any(i.pull for i in repo.issues.values()) and own_runs() == 1, 60)
         latencies, calls, kinds = [], [], Counter()
@@ -101,18 +110,39 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
             head = pr.pull.head_sha
             done = own_runs()
             run = twin.add_check_run(
-                REPO, head, "pytest", app="github-actions", conclusion="failure",
+                REPO,
+                head,
+                "pytest",
+                app="github-actions",
+                conclusion="failure",
                 output={"title": "1 failed", "summary": "Process completed with exit code 1."},
-                annotations=[{"path": "app.py", "start_line": 1, "end_line": 1, "annotation_level": "failure",
-                              "message": "assert 41 == 42"}],
+                annotations=[
+                    {
+                        "path": "app.py",
+                        "start_line": 1,
+                        "end_line": 1,
+                        "annotation_level": "failure",
+                        "message": "assert 41 == 42",
+                    }
+                ],
                 log=log,
             )
             suite = repo.check_suites[run.suite_id]
-            await twin.deliver(url, "check_run", check_run_event(twin, REPO, run.id, "completed", "github-actions[bot]", iid), secret=SECRET)
+            await twin.deliver(
+                url,
+                "check_run",
+                check_run_event(twin, REPO, run.id, "completed", "github-actions[bot]", iid),
+                secret=SECRET,
+            )
             mark = len(twin.requests)
             count = len(starts("ci_fix"))
             sent = time.time()
-            await twin.deliver(url, "check_suite", check_suite_completed(twin, REPO, suite.id, "github-actions[bot]", iid), secret=SECRET)
+            await twin.deliver(
+                url,
+                "check_suite",
+                check_suite_completed(twin, REPO, suite.id, "github-actions[bot]", iid),
+                secret=SECRET,
+            )
             await wait_for(lambda: len(starts("ci_fix")) == count + 1, 60)
             latencies.append(starts("ci_fix")[-1] - sent)
             await wait_for(lambda: own_runs() >= done + 2, 60)  # the new head's run, the old one superseded
@@ -138,11 +168,13 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
             "job_log_mib": log_mib,
             "suite_completed_to_ci_agent_started_ms": {
                 "median": round(statistics.median(latencies) * 1000, 1),
-                "min": round(min(latencies) * 1000, 1), "max": round(max(latencies) * 1000, 1),
+                "min": round(min(latencies) * 1000, 1),
+                "max": round(max(latencies) * 1000, 1),
             },
             "peer_command_to_agent_started_ms": {
                 "median": round(statistics.median(peer) * 1000, 1),
-                "min": round(min(peer) * 1000, 1), "max": round(max(peer) * 1000, 1),
+                "min": round(min(peer) * 1000, 1),
+                "max": round(max(peer) * 1000, 1),
             },
             "rest_calls_per_ci_round": statistics.median(calls),
             "rest_calls_per_command_round_peer": statistics.median(peer_calls),

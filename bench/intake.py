@@ -203,10 +203,19 @@ def probot_server(workdir: Path) -> Server:
     ).decode()
     return Server(
         name="probot",
-        argv=["node", str(PROBOT_DIR / "node_modules" / "probot" / "bin" / "probot.js"), "run",
-              str(PROBOT_DIR / "app.js")],
-        env={"WEBHOOK_SECRET": SECRET, "APP_ID": "1", "PRIVATE_KEY": pem, "LOG_LEVEL": "warn",
-             "NODE_ENV": "production"},
+        argv=[
+            "node",
+            str(PROBOT_DIR / "node_modules" / "probot" / "bin" / "probot.js"),
+            "run",
+            str(PROBOT_DIR / "app.js"),
+        ],
+        env={
+            "WEBHOOK_SECRET": SECRET,
+            "APP_ID": "1",
+            "PRIVATE_KEY": pem,
+            "LOG_LEVEL": "warn",
+            "NODE_ENV": "production",
+        },
         cwd=PROBOT_DIR,
         log=workdir / "probot.log",
     )
@@ -232,23 +241,45 @@ def preflight(server: Server, body: bytes, signature: str) -> None:
         except urllib.error.HTTPError as exc:
             status = exc.code
         if (200 <= status < 300) != want_ok:
-            fail(f"{server.name} answered {status} to a {'signed' if want_ok else 'badly signed'} "
-                 f"delivery; see {server.log}")
+            fail(
+                f"{server.name} answered {status} to a {'signed' if want_ok else 'badly signed'} "
+                f"delivery; see {server.log}"
+            )
 
 
 # -- one wrk run -------------------------------------------------------------------------
 
 
-def run_wrk(server: Server, args: argparse.Namespace, body_path: Path, signature: str,
-            duration: float, workdir: Path, run_id: str) -> dict[str, Any]:
+def run_wrk(
+    server: Server,
+    args: argparse.Namespace,
+    body_path: Path,
+    signature: str,
+    duration: float,
+    workdir: Path,
+    run_id: str,
+) -> dict[str, Any]:
     out = workdir / f"{run_id}.json"
     argv = (["taskset", "-c", args.wrk_cpus] if args.wrk_cpus else []) + [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{int(duration)}s", "--timeout", "10s",
-        "-s", str(BENCH / "intake.lua"), f"http://127.0.0.1:{server.port}{WEBHOOK_PATH}",
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{int(duration)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / "intake.lua"),
+        f"http://127.0.0.1:{server.port}{WEBHOOK_PATH}",
     ]
-    env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_SIGNATURE": signature,
-           "BENCH_RUN": run_id, "BENCH_PATH": WEBHOOK_PATH, "BENCH_OUT": str(out),
-           "BENCH_IDS": args.ids}
+    env = {
+        **os.environ,
+        "BENCH_BODY": str(body_path),
+        "BENCH_SIGNATURE": signature,
+        "BENCH_RUN": run_id,
+        "BENCH_PATH": WEBHOOK_PATH,
+        "BENCH_OUT": str(out),
+        "BENCH_IDS": args.ids,
+    }
     rows_before = server.count()[0] if server.stores else 0
     cpu_before = server.cpu_seconds()
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -290,9 +321,7 @@ def run_wrk(server: Server, args: argparse.Namespace, body_path: Path, signature
         "drain_seconds": round(drain_seconds, 2),
         # Nothing lost: every 2xx is a stored row. A few more rows than 2xx are
         # the requests still in flight when wrk stopped (stored, answer unread).
-        "nothing_lost": None if rows is None else (
-            ok <= rows <= ok + args.connections and result["requests"] == ok
-        ),
+        "nothing_lost": None if rows is None else (ok <= rows <= ok + args.connections and result["requests"] == ok),
         "all_processed": None if rows is None else pending == 0,
     }
 
@@ -301,9 +330,14 @@ def run_wrk(server: Server, args: argparse.Namespace, body_path: Path, signature
 
 
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-                 platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     probot = json.loads((PROBOT_DIR / "node_modules" / "probot" / "package.json").read_text())
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
@@ -320,10 +354,12 @@ def machine() -> dict[str, Any]:
 
 def describe(src: Path) -> str:
     """The commit under test, marked when the tree has changes outside bench/."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!bench"], cwd=src,
-                           capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", ".", ":!bench"], cwd=src, capture_output=True, text=True
+    ).stdout.strip()
     return f"{commit}{'+dirty' if dirty else ''}"
 
 
@@ -345,16 +381,13 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
             ratios = []
             p99s_at_reference = []
             for r in mine:
-                peers = [p["deliveries_per_s"] for p in runs
-                         if p["target"] == "probot" and p["round"] == r["round"]]
+                peers = [p["deliveries_per_s"] for p in runs if p["target"] == "probot" and p["round"] == r["round"]]
                 if peers:
                     ratios.append(r["deliveries_per_s"] / statistics.mean(peers))
                     # At a fixed number of connections latency goes as 1/throughput
                     # (Little's law): the p99 on a machine where Probot takes 5,600/s.
                     p99s_at_reference.append(r["p99_ms"] * statistics.mean(peers) / PROBOT_REFERENCE)
-            summary[target]["ratio_to_probot"] = (
-                round(statistics.median(ratios), 3) if ratios else None
-            )
+            summary[target]["ratio_to_probot"] = round(statistics.median(ratios), 3) if ratios else None
             summary[target]["ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None
             # docs/design.md §8 sets the floor where Probot takes ≈ 5,600/s; machines
             # differ from day to day, the ratio much less: the floor read on
@@ -365,32 +398,37 @@ def summarise(runs: list[dict[str, Any]], targets: list[str]) -> dict[str, dict[
                 summary[target]["at_probot_reference"] = round(at_reference)
                 summary[target]["p99_ms_at_probot_reference"] = round(p99_at_reference, 2)
                 summary[target]["floor_met"] = bool(
-                    at_reference >= FLOOR_PER_S and p99_at_reference <= FLOOR_P99_MS
-                    and summary[target]["nothing_lost"]
+                    at_reference >= FLOOR_PER_S and p99_at_reference <= FLOOR_P99_MS and summary[target]["nothing_lost"]
                 )
     return summary
 
 
 def print_table(summary: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{'target':<20}{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/d':>10}"
-          f"{'ratio':>8}{'range':>12}{'at 5,600':>10}{'p99 there':>11}  nothing lost  all processed")
+    print(
+        f"\n{'target':<20}{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/d':>10}"
+        f"{'ratio':>8}{'range':>12}{'at 5,600':>10}{'p99 there':>11}  nothing lost  all processed"
+    )
     for target, s in summary.items():
         ratio = s.get("ratio_to_probot")
         spread = s.get("ratio_range")
         at_reference = s.get("at_probot_reference")
         p99_there = s.get("p99_ms_at_probot_reference")
         lost = s.get("nothing_lost")
-        print(f"{target:<20}{s['deliveries_per_s']:>10.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-              f"{s['cpu_us_per_delivery']:>10.0f}{'' if ratio is None else f'{ratio:.2f}':>8}"
-              f"{'' if spread is None else f'{spread[0]:.2f}–{spread[1]:.2f}':>12}"
-              f"{'' if at_reference is None else at_reference:>10}"
-              f"{'' if p99_there is None else f'{p99_there:.2f}':>11}  "
-              f"{'-' if lost is None else ('yes' if lost else 'NO'):<14}"
-              f"{'-' if lost is None else ('yes' if s['all_processed'] else 'NO')}")
+        print(
+            f"{target:<20}{s['deliveries_per_s']:>10.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+            f"{s['cpu_us_per_delivery']:>10.0f}{'' if ratio is None else f'{ratio:.2f}':>8}"
+            f"{'' if spread is None else f'{spread[0]:.2f}–{spread[1]:.2f}':>12}"
+            f"{'' if at_reference is None else at_reference:>10}"
+            f"{'' if p99_there is None else f'{p99_there:.2f}':>11}  "
+            f"{'-' if lost is None else ('yes' if lost else 'NO'):<14}"
+            f"{'-' if lost is None else ('yes' if s['all_processed'] else 'NO')}"
+        )
     verdicts = {t: s["floor_met"] for t, s in summary.items() if "floor_met" in s}
     if verdicts:
-        print(f"\nfloor (≥ {FLOOR_PER_S:,}/s and p99 ≤ {FLOOR_P99_MS:g} ms where Probot takes {PROBOT_REFERENCE:,}/s, "
-              "nothing lost): " + ", ".join(f"{t} {'met' if ok else 'NOT met'}" for t, ok in verdicts.items()))
+        print(
+            f"\nfloor (≥ {FLOOR_PER_S:,}/s and p99 ≤ {FLOOR_P99_MS:g} ms where Probot takes {PROBOT_REFERENCE:,}/s, "
+            "nothing lost): " + ", ".join(f"{t} {'met' if ok else 'NOT met'}" for t, ok in verdicts.items())
+        )
 
 
 def main() -> int:
@@ -400,17 +438,22 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per target")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help=f"comma-separated, from {', '.join(TARGETS)}")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, from {', '.join(TARGETS)}")
     parser.add_argument("--server-cpus", help="taskset CPU list for the servers, e.g. 0")
     parser.add_argument("--wrk-cpus", help="taskset CPU list for wrk, e.g. 1")
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="where to CREATE and DROP the benchmark's database")
-    parser.add_argument("--src", type=Path, default=ROOT,
-                        help="the Compound source tree to run (default: this checkout)")
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="where to CREATE and DROP the benchmark's database",
+    )
+    parser.add_argument(
+        "--src", type=Path, default=ROOT, help="the Compound source tree to run (default: this checkout)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
-        "--ids", choices=("guid", "sequential"), default="guid",
+        "--ids",
+        choices=("guid", "sequential"),
+        default="guid",
         help="delivery ids: GUIDs scattered like GitHub's (default), or <run>-<thread>-<n> "
         "(sorted close together; what runs before 2026-11-26 used)",
     )
@@ -446,9 +489,7 @@ def main() -> int:
         if "compound-postgres" in targets:
             asyncio.run(_pg_admin(args.pg_admin_url, f'CREATE DATABASE "{pg_db}"'))
             base = args.pg_admin_url.rsplit("/", 1)[0]
-            servers["compound-postgres"] = compound_server(
-                "compound-postgres", workdir, src, f"{base}/{pg_db}"
-            )
+            servers["compound-postgres"] = compound_server("compound-postgres", workdir, src, f"{base}/{pg_db}")
         for server in servers.values():
             server.start(args.server_cpus)
             preflight(server, body, signature)
@@ -464,21 +505,27 @@ def main() -> int:
         if not order:
             order = ["probot"]
         for target in dict.fromkeys(order):
-            run_wrk(servers[target], args, body_path, signature, args.warmup, workdir,
-                    f"warmup-{target}")
+            run_wrk(servers[target], args, body_path, signature, args.warmup, workdir, f"warmup-{target}")
         for rnd in range(1, args.rounds + 1):
             for i, target in enumerate(order):
-                run = run_wrk(servers[target], args, body_path, signature, args.duration,
-                              workdir, f"r{rnd}-{i}-{target}")
+                run = run_wrk(
+                    servers[target], args, body_path, signature, args.duration, workdir, f"r{rnd}-{i}-{target}"
+                )
                 run["round"] = rnd
                 runs.append(run)
-                print(f"round {rnd} {target:<18} {run['deliveries_per_s']:>8.0f}/s  "
-                      f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
-                      f"CPU {run['cpu_us_per_delivery']} µs/delivery"
-                      + ("" if run["nothing_lost"] is None else
-                         f"  rows {run['rows']} for {run['ok']} 2xx"
-                         f"{'' if run['nothing_lost'] else '  LOST OR FAILED'}"
-                         f"{'' if run['all_processed'] else '  NOT ALL PROCESSED'}"), flush=True)
+                print(
+                    f"round {rnd} {target:<18} {run['deliveries_per_s']:>8.0f}/s  "
+                    f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
+                    f"CPU {run['cpu_us_per_delivery']} µs/delivery"
+                    + (
+                        ""
+                        if run["nothing_lost"] is None
+                        else f"  rows {run['rows']} for {run['ok']} 2xx"
+                        f"{'' if run['nothing_lost'] else '  LOST OR FAILED'}"
+                        f"{'' if run['all_processed'] else '  NOT ALL PROCESSED'}"
+                    ),
+                    flush=True,
+                )
     finally:
         for server in servers.values():
             server.stop()
@@ -503,8 +550,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nresults: {out}")
-    bad = [t for t, s in summary.items()
-           if s.get("nothing_lost") is False or s.get("all_processed") is False]
+    bad = [t for t, s in summary.items() if s.get("nothing_lost") is False or s.get("all_processed") is False]
     return 1 if bad else 0
 
 

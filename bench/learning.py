@@ -86,11 +86,22 @@ async def run(mode: str, sessions: int, batch: int, work: Path) -> dict[str, obj
     twin.set_permission(REPO, "alice", "write")
     data = work / f"data-{mode}"
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=data, LOG_LEVEL="warning",
-        AGENT_BACKEND="command", AGENT_COMMAND=f"{sys.executable} {ROOT / 'bench' / 'sim_agent.py'}",
-        AGENT_SANDBOX="none", AGENT_MODEL="sim-model", LEARNING=mode, CI_QUIET_SECONDS="0",
-        SIM_SEED="1", AGENT_ENV_PASSTHROUGH="SIM_SEED", MAX_CONCURRENT_SESSIONS=str(batch),
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=data,
+        LOG_LEVEL="warning",
+        AGENT_BACKEND="command",
+        AGENT_COMMAND=f"{sys.executable} {ROOT / 'bench' / 'sim_agent.py'}",
+        AGENT_SANDBOX="none",
+        AGENT_MODEL="sim-model",
+        LEARNING=mode,
+        CI_QUIET_SECONDS="0",
+        SIM_SEED="1",
+        AGENT_ENV_PASSTHROUGH="SIM_SEED",
+        MAX_CONCURRENT_SESSIONS=str(batch),
     )
     service = ServiceProcess(work, env)
     await service.start()
@@ -102,9 +113,15 @@ async def run(mode: str, sessions: int, batch: int, work: Path) -> dict[str, obj
             numbers = []
             for n in range(first, min(first + batch, sessions + 1)):
                 area = AREAS[n % len(AREAS)]
-                numbers.append(twin.add_issue(REPO, title=f"Add mod {n} under {area}/", body=f"SIM area={area} n={n}", user="alice"))
+                numbers.append(
+                    twin.add_issue(
+                        REPO, title=f"Add mod {n} under {area}/", body=f"SIM area={area} n={n}", user="alice"
+                    )
+                )
             for number in numbers:
-                status, _ = await twin.deliver(hook, "issues", issue_labeled(twin, REPO, number, "agent", "alice", iid), secret=SECRET)
+                status, _ = await twin.deliver(
+                    hook, "issues", issue_labeled(twin, REPO, number, "agent", "alice", iid), secret=SECRET
+                )
                 assert status == 202
             await asyncio.gather(*(_resolve(twin, repo, hook, iid, number, service) for number in numbers))
         await _settle(data, sessions)
@@ -144,7 +161,9 @@ async def _resolve(twin, repo, hook: str, iid: int, number: int, service) -> Non
 
 async def _close(twin, repo, hook: str, iid: int, pull, merged: bool) -> None:
     pull.pull.merged = merged
-    status, _ = await twin.deliver(hook, "pull_request", pull_request_event(twin, REPO, pull.number, "closed", "alice", iid), secret=SECRET)
+    status, _ = await twin.deliver(
+        hook, "pull_request", pull_request_event(twin, REPO, pull.number, "closed", "alice", iid), secret=SECRET
+    )
     assert status == 202
 
 
@@ -164,7 +183,9 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
         rows = conn.execute(
             "SELECT o.*, s.issue_number AS n FROM outcomes o JOIN sessions s ON s.id = o.session_id ORDER BY s.issue_number"
         ).fetchall()
-        lessons = [dict(r) for r in conn.execute("SELECT id, status, area, text, reason, evidence FROM lessons ORDER BY id")]
+        lessons = [
+            dict(r) for r in conn.execute("SELECT id, status, area, text, reason, evidence FROM lessons ORDER BY id")
+        ]
     last = rows[-100:]
     variants: dict[str, int] = {}
     for r in last:
@@ -173,13 +194,17 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
     # (where the style is right, so what is left is the variant's own effect).
     by_variant: dict[str, dict[str, int]] = {}
     for r in rows:
-        v = by_variant.setdefault(r["prompt_variant"], {"sessions": 0, "first_try": 0, "with_lessons": 0, "with_lessons_first_try": 0})
+        v = by_variant.setdefault(
+            r["prompt_variant"], {"sessions": 0, "first_try": 0, "with_lessons": 0, "with_lessons_first_try": 0}
+        )
         v["sessions"] += 1
         v["first_try"] += r["first_try"]
         if json.loads(r["lessons"] or "[]"):
             v["with_lessons"] += 1
             v["with_lessons_first_try"] += r["first_try"]
-    curve = [round(sum(r["first_try"] for r in rows[i:i + 50]) / len(rows[i:i + 50]), 2) for i in range(0, len(rows), 50)]
+    curve = [
+        round(sum(r["first_try"] for r in rows[i : i + 50]) / len(rows[i : i + 50]), 2) for i in range(0, len(rows), 50)
+    ]
     return {
         "sessions": len(rows),
         "first_try_all": round(sum(r["first_try"] for r in rows) / len(rows), 3),
@@ -190,8 +215,14 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
         "variants_last_100": variants,
         "by_variant": by_variant,
         "lessons": [
-            {"id": x["id"], "status": x["status"], "area": x["area"], "evidence": len(json.loads(x["evidence"])),
-             "text": x["text"][:90], "reason": x["reason"]}
+            {
+                "id": x["id"],
+                "status": x["status"],
+                "area": x["area"],
+                "evidence": len(json.loads(x["evidence"])),
+                "text": x["text"][:90],
+                "reason": x["reason"],
+            }
             for x in lessons
         ],
         "runtime_s": round(runtime, 1),

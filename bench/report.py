@@ -75,8 +75,14 @@ def simulate(n: int, seed: int, now: datetime) -> tuple[list[dict], list[dict]]:
         if first_try:
             outcome, ci, review, rebase = "merged", 0, 0, 0
         else:
-            ci, review, rebase = min(int(rng.expovariate(0.8)), 3), min(int(rng.expovariate(1.2)), 3), int(rng.random() < 0.15)
-            outcome = rng.choices(["merged", "closed", "escalated", "failed", "stopped"], [0.55, 0.15, 0.12, 0.12, 0.06])[0]
+            ci, review, rebase = (
+                min(int(rng.expovariate(0.8)), 3),
+                min(int(rng.expovariate(1.2)), 3),
+                int(rng.random() < 0.15),
+            )
+            outcome = rng.choices(
+                ["merged", "closed", "escalated", "failed", "stopped"], [0.55, 0.15, 0.12, 0.12, 0.06]
+            )[0]
             if outcome == "merged" and ci + review + rebase == 0:
                 ci = 1
         has_pr = outcome != "failed" or rng.random() < 0.5
@@ -86,19 +92,43 @@ def simulate(n: int, seed: int, now: datetime) -> tuple[list[dict], list[dict]]:
         cost = round(sum(rng.uniform(0.5, 1.5) * MODELS[model][2] for _ in range(rounds)), 6)
         ended = min(started + to_end, now)
         o = Outcome(
-            session_id=f"bench-{i:06d}", repo=repo, installation_id=1, issue_number=i + 1,
-            pr_number=i + 1 if has_pr else None, outcome=outcome, first_try=first_try,
-            ci_rounds=ci, review_rounds=review, rebase_rounds=rebase,
-            started_at=started, ended_at=ended, pr_opened_at=min(started + to_pr, ended) if has_pr else None,
-            backend="claude-code", task_kind=kind, model=model, prompt_template="task", prompt_variant=variant,
-            input_tokens=rounds * rng.randint(20_000, 120_000), output_tokens=rounds * rng.randint(2_000, 12_000),
-            cost_usd=cost, categories=["lint"] if ci else [], labels=[kind], files=["src/app.py"], areas=["src"],
-            lessons=carried, held_out=held_out,
+            session_id=f"bench-{i:06d}",
+            repo=repo,
+            installation_id=1,
+            issue_number=i + 1,
+            pr_number=i + 1 if has_pr else None,
+            outcome=outcome,
+            first_try=first_try,
+            ci_rounds=ci,
+            review_rounds=review,
+            rebase_rounds=rebase,
+            started_at=started,
+            ended_at=ended,
+            pr_opened_at=min(started + to_pr, ended) if has_pr else None,
+            backend="claude-code",
+            task_kind=kind,
+            model=model,
+            prompt_template="task",
+            prompt_variant=variant,
+            input_tokens=rounds * rng.randint(20_000, 120_000),
+            output_tokens=rounds * rng.randint(2_000, 12_000),
+            cost_usd=cost,
+            categories=["lint"] if ci else [],
+            labels=[kind],
+            files=["src/app.py"],
+            areas=["src"],
+            lessons=carried,
+            held_out=held_out,
         )
         rows.append(o.row())
         trials += [
-            {"lesson_id": lid, "session_id": o.session_id, "carried": lid in carried, "success": first_try,
-             "ended_at": ended}
+            {
+                "lesson_id": lid,
+                "session_id": o.session_id,
+                "carried": lid in carried,
+                "success": first_try,
+                "ended_at": ended,
+            }
             for lid in in_scope
         ]
     return rows, trials
@@ -110,13 +140,16 @@ async def fill(url: str, rows: list[dict], trials: list[dict]) -> None:
         await store.migrate()
         for lid, repo, kind in lessons_for():
             await store.learning.upsert_lesson(
-                f"bench:{lid}", f"Lesson {lid}: run the repo's checks before finishing", repo,
-                evidence=[f"bench-{lid}"], task_kind=kind,
+                f"bench:{lid}",
+                f"Lesson {lid}: run the repo's checks before finishing",
+                repo,
+                evidence=[f"bench-{lid}"],
+                task_kind=kind,
             )
         async with store.engine.begin() as conn:
             for table, values in ((outcomes, rows), (lesson_trials, trials)):
                 for start in range(0, len(values), BATCH):
-                    await conn.execute(insert(table), values[start:start + BATCH])
+                    await conn.execute(insert(table), values[start : start + BATCH])
         if store.dialect == "postgresql":
             async with store.engine.begin() as conn:
                 await conn.execute(text("ANALYZE"))  # what autovacuum does soon after a bulk load
@@ -173,14 +206,18 @@ def main() -> int:
     now = datetime.now(UTC)
     started = time.perf_counter()
     rows, trials = simulate(args.sessions, args.seed, now)
-    print(f"simulated {len(rows):,} outcomes and {len(trials):,} lesson trials in {time.perf_counter() - started:.1f} s")
+    print(
+        f"simulated {len(rows):,} outcomes and {len(trials):,} lesson trials in {time.perf_counter() - started:.1f} s"
+    )
     # The 365,000 simulated rows stay in this process; the collector would walk them during every
     # timed report (the CLI holds none of them): keep them out of its generations.
     gc.collect()
     gc.freeze()
     pg_db = f"compound_bench_report_{uuid.uuid4().hex[:8]}"
     results: dict[str, object] = {
-        "sessions": len(rows), "lesson_trials": len(trials), "runs": args.runs,
+        "sessions": len(rows),
+        "lesson_trials": len(trials),
+        "runs": args.runs,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "command": " ".join(["bench/report.py", *sys.argv[1:]]),
     }
@@ -201,12 +238,16 @@ def main() -> int:
                     cli, report = time_cli(plain, since_arg, args.runs, workdir)
                     figures[since_arg] = {
                         "sessions_in_window": report["totals"]["sessions"],
-                        "function_s": statistics.median(fn), "function_runs": fn,
-                        "cli_s": statistics.median(cli), "cli_runs": cli,
+                        "function_s": statistics.median(fn),
+                        "function_runs": fn,
+                        "cli_s": statistics.median(cli),
+                        "cli_runs": cli,
                     }
-                    print(f"{name} --since {since_arg}: {report['totals']['sessions']:,} sessions, "
-                          f"function {statistics.median(fn) * 1000:.0f} ms, CLI {statistics.median(cli) * 1000:.0f} ms "
-                          f"(median of {args.runs})")
+                    print(
+                        f"{name} --since {since_arg}: {report['totals']['sessions']:,} sessions, "
+                        f"function {statistics.median(fn) * 1000:.0f} ms, CLI {statistics.median(cli) * 1000:.0f} ms "
+                        f"(median of {args.runs})"
+                    )
                 results[name] = figures
         finally:
             asyncio.run(pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
@@ -214,7 +255,9 @@ def main() -> int:
     floor = []
     for _ in range(args.runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import bot.__main__, bot.learning.report, bot.store"], cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import bot.__main__, bot.learning.report, bot.store"], cwd=ROOT, check=True
+        )
         floor.append(time.perf_counter() - started)
     results["cli_start_s"] = statistics.median(floor)
     print(f"CLI start-up (interpreter and imports): {statistics.median(floor) * 1000:.0f} ms")

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +47,14 @@ DAYS = 120
 
 def records(start: int, count: int, prefix: str) -> list[DeliveryRecord]:
     return [
-        DeliveryRecord(delivery_id=f"{prefix}{i:08d}", event="issues", action="labeled",
-                       installation_id=1 + i % 7, repo="acme/api", payload=BODY)
+        DeliveryRecord(
+            delivery_id=f"{prefix}{i:08d}",
+            event="issues",
+            action="labeled",
+            installation_id=1 + i % 7,
+            repo="acme/api",
+            payload=BODY,
+        )
         for i in range(start, start + count)
     ]
 
@@ -67,21 +73,25 @@ async def fill(url: str, total: int) -> None:
         # Ages and the failed share from the id's number: deterministic, one statement each.
         async with store.engine.begin() as conn:
             if store.dialect == "postgresql":
-                await conn.execute(text(
-                    "UPDATE deliveries SET received_at = received_at - "
-                    f"make_interval(secs => (substr(delivery_id, 5)::bigint * 7919 % ({DAYS} * 86400))), "
-                    "status = CASE WHEN substr(delivery_id, 5)::bigint % 100 BETWEEN 95 AND 98 "
-                    "THEN 'failed' ELSE status END"
-                ))
+                await conn.execute(
+                    text(
+                        "UPDATE deliveries SET received_at = received_at - "
+                        f"make_interval(secs => (substr(delivery_id, 5)::bigint * 7919 % ({DAYS} * 86400))), "
+                        "status = CASE WHEN substr(delivery_id, 5)::bigint % 100 BETWEEN 95 AND 98 "
+                        "THEN 'failed' ELSE status END"
+                    )
+                )
                 await conn.execute(text("ANALYZE deliveries"))
             else:
-                await conn.execute(text(
-                    "UPDATE deliveries SET received_at = strftime('%Y-%m-%d %H:%M:%S', received_at, "
-                    f"'-' || (CAST(substr(delivery_id, 5) AS INTEGER) * 7919 % ({DAYS} * 86400)) || ' seconds') "
-                    "|| '.000000', "
-                    "status = CASE WHEN CAST(substr(delivery_id, 5) AS INTEGER) % 100 BETWEEN 95 AND 98 "
-                    "THEN 'failed' ELSE status END"
-                ))
+                await conn.execute(
+                    text(
+                        "UPDATE deliveries SET received_at = strftime('%Y-%m-%d %H:%M:%S', received_at, "
+                        f"'-' || (CAST(substr(delivery_id, 5) AS INTEGER) * 7919 % ({DAYS} * 86400)) || ' seconds') "
+                        "|| '.000000', "
+                        "status = CASE WHEN CAST(substr(delivery_id, 5) AS INTEGER) % 100 BETWEEN 95 AND 98 "
+                        "THEN 'failed' ELSE status END"
+                    )
+                )
                 await conn.execute(text("ANALYZE"))
     finally:
         await store.close()
@@ -125,8 +135,9 @@ async def measure(url: str, baseline_seconds: float, batch: int | None) -> dict[
         baseline = await task
 
         async with store.engine.connect() as conn:
-            before = dict((await conn.execute(
-                select(deliveries.c.status, func.count()).group_by(deliveries.c.status))).all())
+            before = dict(
+                (await conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))).all()
+            )
         cut = Cutoffs.of(datetime.now(UTC), processed_days=30, failed_days=90, compact_days=None)
         report = StorePruned()
         stop = asyncio.Event()
@@ -138,15 +149,21 @@ async def measure(url: str, baseline_seconds: float, batch: int | None) -> dict[
         stop.set()
         during = await task
         async with store.engine.connect() as conn:
-            after = dict((await conn.execute(
-                select(deliveries.c.status, func.count()).group_by(deliveries.c.status))).all())
+            after = dict(
+                (await conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))).all()
+            )
     finally:
         await store.close()
     return {
-        "batch": batch, "before": before, "after": after, "pass_s": seconds, "batches": report.batches,
+        "batch": batch,
+        "before": before,
+        "after": after,
+        "pass_s": seconds,
+        "batches": report.batches,
         "removed": {"processed": report.processed, "failed": report.failed, "payloads": report.payloads},
         "removed_per_s": (report.processed + report.failed) / seconds,
-        "intake_write_idle": summary(baseline), "intake_write_during_pass": summary(during),
+        "intake_write_idle": summary(baseline),
+        "intake_write_during_pass": summary(during),
     }
 
 
@@ -186,16 +203,20 @@ def main() -> int:
                 url = async_database_url(plain)
                 started = time.perf_counter()
                 asyncio.run(fill(url, args.deliveries))
-                print(f"{name}: {args.deliveries:,} deliveries stored in {time.perf_counter() - started:.0f} s",
-                      flush=True)
+                print(
+                    f"{name}: {args.deliveries:,} deliveries stored in {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
                 figures = asyncio.run(measure(url, args.baseline_seconds, args.batch))
                 results[name] = figures
                 idle, during = figures["intake_write_idle"], figures["intake_write_during_pass"]
-                print(f"{name}: batch {figures['batch']}, pass {figures['pass_s']:.1f} s, removed {figures['removed']}, "
-                      f"{figures['removed_per_s']:,.0f}/s; intake write p50/p99/max "
-                      f"idle {idle['p50_ms']:.1f}/{idle['p99_ms']:.1f}/{idle['max_ms']:.1f} ms, "
-                      f"during {during['p50_ms']:.1f}/{during['p99_ms']:.1f}/{during['max_ms']:.1f} ms",
-                      flush=True)
+                print(
+                    f"{name}: batch {figures['batch']}, pass {figures['pass_s']:.1f} s, removed {figures['removed']}, "
+                    f"{figures['removed_per_s']:,.0f}/s; intake write p50/p99/max "
+                    f"idle {idle['p50_ms']:.1f}/{idle['p99_ms']:.1f}/{idle['max_ms']:.1f} ms, "
+                    f"during {during['p50_ms']:.1f}/{during['p99_ms']:.1f}/{during['max_ms']:.1f} ms",
+                    flush=True,
+                )
         finally:
             if "postgresql" in targets:
                 asyncio.run(pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))

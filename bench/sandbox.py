@@ -87,9 +87,16 @@ async def label_to_agent(samples: int) -> dict[str, object]:
     try:
         for mode in ("none", "auto", "none", "auto"):  # twice each, interleaved
             env = base_env(
-                APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
-                GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=work / f"data-{mode}", LOG_LEVEL="warning",
-                AGENT_BACKEND="command", AGENT_COMMAND="date +%s.%N > started.txt", AGENT_SANDBOX=mode,
+                APP_ID=twin.app_id,
+                PRIVATE_KEY=twin.private_key_pem,
+                WEBHOOK_SECRET=SECRET,
+                GHE_HOST=twin.host,
+                GHE_PROTOCOL="http",
+                DATA_DIR=work / f"data-{mode}",
+                LOG_LEVEL="warning",
+                AGENT_BACKEND="command",
+                AGENT_COMMAND="date +%s.%N > started.txt",
+                AGENT_SANDBOX=mode,
             )
             service = ServiceProcess(work, env)
             await service.start()
@@ -100,18 +107,27 @@ async def label_to_agent(samples: int) -> dict[str, object]:
                     number = twin.add_issue(REPO, title=f"{mode} {i}", user="alice")
                     payload = issue_labeled(twin, REPO, number, "agent", "alice", iid)
                     sent = time.time()
-                    status, _ = await twin.deliver(service.url + "/api/github/webhooks", "issues", payload, secret=SECRET)
+                    status, _ = await twin.deliver(
+                        service.url + "/api/github/webhooks", "issues", payload, secret=SECRET
+                    )
                     assert status == 202
                     deadline = time.monotonic() + 60
-                    while not (pulls := [p for p in repo.issues.values() if p.pull and p.title.endswith(f"#{number}")]) \
-                            and not [p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}"]:
+                    while not (
+                        pulls := [p for p in repo.issues.values() if p.pull and p.title.endswith(f"#{number}")]
+                    ) and not [
+                        p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}"
+                    ]:
                         if time.monotonic() > deadline:
                             raise TimeoutError(f"no PR for #{number} ({mode}):\n{service.logs()[-3000:]}")
                         await asyncio.sleep(0.01)
-                    pull = next(p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}")
+                    pull = next(
+                        p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}"
+                    )
                     started = subprocess.run(
                         ["git", "--git-dir", str(repo.bare_path), "show", f"{pull.pull.head_sha}:started.txt"],
-                        capture_output=True, text=True, check=True,
+                        capture_output=True,
+                        text=True,
+                        check=True,
                     ).stdout
                     if i:
                         latencies.append(float(started) - sent)
@@ -130,7 +146,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--samples", type=int, default=8)
     args = parser.parse_args()
-    out = {"runner": asyncio.run(runner_costs(args.runs)), "label_to_agent_started": asyncio.run(label_to_agent(args.samples))}
+    out = {
+        "runner": asyncio.run(runner_costs(args.runs)),
+        "label_to_agent_started": asyncio.run(label_to_agent(args.samples)),
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -61,9 +61,16 @@ async def run(samples: int, concurrent: int) -> dict[str, object]:
     # The agent notes when it started, then (for the memory run) sleeps.
     command = f'date +%s.%N > "{markers}/$AGENT_SESSION_ID"; sleep "${{BENCH_SLEEP:-0}}"'
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=work / "data", LOG_LEVEL="warning",
-        AGENT_BACKEND="command", AGENT_COMMAND=command, MAX_CONCURRENT_SESSIONS=concurrent,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=work / "data",
+        LOG_LEVEL="warning",
+        AGENT_BACKEND="command",
+        AGENT_COMMAND=command,
+        MAX_CONCURRENT_SESSIONS=concurrent,
         AGENT_ENV_PASSTHROUGH="BENCH_SLEEP",
     )
     results: dict[str, object] = {}

@@ -50,8 +50,10 @@ def main() -> int:
         style = told or style_luck < STYLE_CHANCE
         logic = logic_luck < LOGIC[variant]
         path.write_text((f"# style: {area}\n" if style else "") + f"VALUE_{n} = {n if logic else -n}\n")
-        print(f"wrote {path} ({variant}, {'told' if told else 'not told'}, style {'right' if style else 'wrong'}, "
-              f"logic {'right' if logic else 'wrong'})")
+        print(
+            f"wrote {path} ({variant}, {'told' if told else 'not told'}, style {'right' if style else 'wrong'}, "
+            f"logic {'right' if logic else 'wrong'})"
+        )
     else:  # a fix round: CI said what is wrong
         salt = len(path.read_text()) if path.exists() else 0
         path.write_text(f"# style: {area}\nVALUE_{n} = {n}\n# fix {salt}\n")

@@ -51,8 +51,10 @@ def fast_import_stream(commits: int, files: int) -> bytes:
 
     def header(n: int, message: str) -> None:
         msg = message.encode()
-        out.append(b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n"
-                   % (when + n * 60, len(msg), msg))
+        out.append(
+            b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n"
+            % (when + n * 60, len(msg), msg)
+        )
 
     header(0, "Initial import")
     for f in range(files):
@@ -70,8 +72,12 @@ def generate(bare: Path, commits: int, files: int) -> float:
     shutil.rmtree(bare, ignore_errors=True)
     env = {**os.environ, **GIT_ENV}
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)], check=True, env=env)
-    subprocess.run(["git", f"--git-dir={bare}", "fast-import", "--quiet", "--done"],
-                   input=fast_import_stream(commits, files), check=True, env=env)
+    subprocess.run(
+        ["git", f"--git-dir={bare}", "fast-import", "--quiet", "--done"],
+        input=fast_import_stream(commits, files),
+        check=True,
+        env=env,
+    )
     return time.perf_counter() - started
 
 
@@ -99,8 +105,12 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         iid = twin.add_installation(account="bench-org")
         repo = twin.add_repo(REPO, installation_id=iid, default_branch="main")
         generated = generate(repo.bare_path, args.commits, args.files)
-        count = subprocess.run(["git", f"--git-dir={repo.bare_path}", "rev-list", "--count", "main"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        count = subprocess.run(
+            ["git", f"--git-dir={repo.bare_path}", "rev-list", "--count", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         token = twin.mint_token(iid)
         workspaces = Workspaces(root / "data", twin.git_url)
 
@@ -153,20 +163,30 @@ def report(r: dict[str, object]) -> None:
     opens, clones, closes = r["open_warm_s"], r["clone_s"], r["close_s"]
     assert isinstance(opens, list) and isinstance(clones, list) and isinstance(closes, list)
     open_med, clone_med = statistics.median(opens), statistics.median(clones)
-    print(f"repo: {r['commits']:,} commits, {r['files']:,} files (generated in {r['generate_s']:.1f} s, "
-          f"{mib(r['remote_repo_bytes'])} on the twin)  ·  {r['git']}  ·  {r['machine']}")  # type: ignore[arg-type]
+    print(
+        f"repo: {r['commits']:,} commits, {r['files']:,} files (generated in {r['generate_s']:.1f} s, "
+        f"{mib(r['remote_repo_bytes'])} on the twin)  ·  {r['git']}  ·  {r['machine']}"
+    )  # type: ignore[arg-type]
     print()
     print(f"| {'what':<44} | {'time (median)':>16} | {'disk':>12} |")
     print(f"| {'-' * 44} | {'-' * 16}:| {'-' * 12}:|")
-    print(f"| {'mirror created (once per repo)':<44} | {r['mirror_create_s']:>14.2f} s | {mib(r['mirror_bytes']):>12} |")  # type: ignore[arg-type]
-    print(f"| {f'session workspace from warm mirror (n={len(opens)})':<44} | {open_med * 1000:>13.0f} ms | "
-          f"{mib(r['worktree_bytes']):>12} |")  # type: ignore[arg-type]
-    print(f"| {f'fresh git clone (n={len(clones)})':<44} | {clone_med * 1000:>13.0f} ms | {mib(r['clone_bytes']):>12} |")  # type: ignore[arg-type]
+    print(
+        f"| {'mirror created (once per repo)':<44} | {r['mirror_create_s']:>14.2f} s | {mib(r['mirror_bytes']):>12} |"
+    )  # type: ignore[arg-type]
+    print(
+        f"| {f'session workspace from warm mirror (n={len(opens)})':<44} | {open_med * 1000:>13.0f} ms | "
+        f"{mib(r['worktree_bytes']):>12} |"
+    )  # type: ignore[arg-type]
+    print(
+        f"| {f'fresh git clone (n={len(clones)})':<44} | {clone_med * 1000:>13.0f} ms | {mib(r['clone_bytes']):>12} |"
+    )  # type: ignore[arg-type]
     print(f"| {f'workspace close (n={len(closes)})':<44} | {statistics.median(closes) * 1000:>13.0f} ms | {'':>12} |")
     print()
-    print(f"warm-mirror open is {clone_med / open_med:.1f}x faster than a clone "
-          f"(open min/max {min(opens) * 1000:.0f}/{max(opens) * 1000:.0f} ms; "
-          f"clone min/max {min(clones) * 1000:.0f}/{max(clones) * 1000:.0f} ms)")
+    print(
+        f"warm-mirror open is {clone_med / open_med:.1f}x faster than a clone "
+        f"(open min/max {min(opens) * 1000:.0f}/{max(opens) * 1000:.0f} ms; "
+        f"clone min/max {min(clones) * 1000:.0f}/{max(clones) * 1000:.0f} ms)"
+    )
 
 
 def main() -> None:

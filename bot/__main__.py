@@ -21,8 +21,7 @@ from bot.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("compound")
 
 SINCE_HELP = (
-    "start of the window: 30d, 6h, 90m, 2w back from now, a date (2026-11-01), "
-    "an ISO time (UTC unless it says), or all"
+    "start of the window: 30d, 6h, 90m, 2w back from now, a date (2026-11-01), an ISO time (UTC unless it says), or all"
 )
 
 
@@ -69,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--payload", "-p", required=True, type=Path, help="JSON payload file")
     receive.add_argument("--delivery-id", help="delivery id to record (default: a new one)")
     which = receive.add_mutually_exclusive_group()
-    which.add_argument("--index", type=int, metavar="N",
-                       help="for a file holding a list of payloads (tests/fixtures): run the N-th (from 0)")
+    which.add_argument(
+        "--index",
+        type=int,
+        metavar="N",
+        help="for a file holding a list of payloads (tests/fixtures): run the N-th (from 0)",
+    )
     which.add_argument("--each", action="store_true", help="for a file holding a list of payloads: run each in turn")
 
     doctor = sub.add_parser(
@@ -82,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Changes nothing. Exit status 0 only when every check passes.",
     )
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
-    doctor.add_argument("--webhook-url", metavar="URL",
-                        help="the public URL GitHub should deliver to (default: check only its path)")
+    doctor.add_argument(
+        "--webhook-url", metavar="URL", help="the public URL GitHub should deliver to (default: check only its path)"
+    )
 
     redeliver = sub.add_parser(
         "redeliver",
@@ -93,11 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(what was asked is remembered). `compound serve` does this on start and every "
         "REDELIVER_INTERVAL seconds; see docs/operations.md.",
     )
-    redeliver.add_argument("--since", metavar="WHEN", default="6h",
-                           help="how far back: 6h, 90m, 3d or an ISO time; GitHub keeps about 3 days (default: 6h)")
+    redeliver.add_argument(
+        "--since",
+        metavar="WHEN",
+        default="6h",
+        help="how far back: 6h, 90m, 3d or an ISO time; GitHub keeps about 3 days (default: 6h)",
+    )
     redeliver.add_argument("--dry-run", action="store_true", help="only print what would be asked for")
-    redeliver.add_argument("--max", type=int, default=None, metavar="N",
-                           help="ask for at most N (default: REDELIVER_MAX)")
+    redeliver.add_argument(
+        "--max", type=int, default=None, metavar="N", help="ask for at most N (default: REDELIVER_MAX)"
+    )
 
     db = sub.add_parser("db", help="database commands", description="Database commands.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -120,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "repositories no longer installed in DATA_DIR removed, `git gc --auto` on the others. "
         "Prints the counts per kind. See docs/operations.md#retention.",
     )
-    prune.add_argument("--dry-run", action="store_true",
-                       help="change nothing; print what would be removed, with the same counts")
+    prune.add_argument(
+        "--dry-run", action="store_true", help="change nothing; print what would be removed, with the same counts"
+    )
 
     report = sub.add_parser(
         "report",
@@ -145,8 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--since", metavar="WHEN", help=SINCE_HELP + " (default: all)")
     export.add_argument("--session", metavar="ID", help="only this session's events")
-    export.add_argument("--type", action="append", default=[], metavar="TYPE",
-                        help="only events of this type, e.g. session.outcome (repeatable)")
+    export.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="only events of this type, e.g. session.outcome (repeatable)",
+    )
 
     from bot.learning import cli as lessons_cli
 
@@ -211,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         "redeliver": lambda: _redeliver(settings, since, dry_run=args.dry_run, cap=args.max),
         "receive": lambda: _receive(settings, args.event, args.payload, args.delivery_id, args.index, args.each),
         "lessons": lambda: _lessons(settings, args),
-        "db": lambda: _db_payload(settings, args.delivery_id)
-        if args.db_command == "payload"
-        else _db_prune(settings, dry_run=args.dry_run)
-        if args.db_command == "prune"
-        else _db_upgrade(settings),
+        "db": lambda: (
+            _db_payload(settings, args.delivery_id)
+            if args.db_command == "payload"
+            else _db_prune(settings, dry_run=args.dry_run)
+            if args.db_command == "prune"
+            else _db_upgrade(settings)
+        ),
     }[args.command]
     try:
         from bot.store import check_reachable
@@ -314,15 +331,16 @@ async def _serve(settings: Settings, *, workers: bool) -> int:
     # up while the event loop is busy.
     sys.setswitchinterval(0.0005)
     mode = "" if settings.app_id else " (setup mode: not registered yet)"
-    log.info("listening on http://%s:%s%s", host, listener.port, mode,
-             extra={"webhook_path": settings.webhook_path})
+    log.info("listening on http://%s:%s%s", host, listener.port, mode, extra={"webhook_path": settings.webhook_path})
     if service.setup_gate is not None:
         _announce_setup(settings, service.setup_gate.token, host, listener.port)
     elif settings.webhook_proxy_url:
         from bot.proxy import channel_name
 
-        log.info("webhooks come through the proxy channel on %s (WEBHOOK_PROXY_URL)",
-                 channel_name(settings.webhook_proxy_url))
+        log.info(
+            "webhooks come through the proxy channel on %s (WEBHOOK_PROXY_URL)",
+            channel_name(settings.webhook_proxy_url),
+        )
     try:
         await _wait_for_signal()
     finally:
@@ -340,8 +358,10 @@ def _announce_setup(settings: Settings, token: str, host: str, port: int) -> Non
     if wildcard:
         reach = " (from another machine, put this machine's name in place of 127.0.0.1)"
     elif host in {"127.0.0.1", "localhost", "::1"}:
-        reach = (f" (it listens on {host} only: from another machine, forward the port with"
-                 f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)")
+        reach = (
+            f" (it listens on {host} only: from another machine, forward the port with"
+            f" `ssh -L {port}:{host}:{port} THIS-MACHINE`, or set HOST)"
+        )
     else:
         reach = ""
     from bot.reachability import reachability_advice
@@ -388,8 +408,11 @@ async def _receive(
         # tests/fixtures/webhooks/examples hold every published example of an event.
         actions = ", ".join(f"{i}: {p.get('action', '-')}" for i, p in enumerate(data) if isinstance(p, dict))
         if index is None and not each:
-            print(f"compound: {payload_path} holds {len(data)} payloads ({actions}); "
-                  "pick one with --index N or run each with --each", file=sys.stderr)
+            print(
+                f"compound: {payload_path} holds {len(data)} payloads ({actions}); "
+                "pick one with --index N or run each with --each",
+                file=sys.stderr,
+            )
             return 2
         if index is not None and not -len(data) <= index < len(data):
             print(f"compound: --index {index}: {payload_path} holds {len(data)} payloads ({actions})", file=sys.stderr)
@@ -404,9 +427,7 @@ async def _receive(
 
     base = delivery_id or f"receive-{uuid.uuid4()}"
     try:
-        records = [
-            parse_record(base if len(bodies) == 1 else f"{base}-{i}", event, b) for i, b in enumerate(bodies)
-        ]
+        records = [parse_record(base if len(bodies) == 1 else f"{base}-{i}", event, b) for i, b in enumerate(bodies)]
     except ValueError as exc:
         print(f"compound: cannot read payload {payload_path}: {exc}", file=sys.stderr)
         return 2
@@ -444,7 +465,9 @@ async def _receive_one(service: object, event: str, record: object, data: dict[s
     if stored.status == "skipped":  # no handler ran (bot/skips.py)
         print(f"  skipped: {stored.skip_reason}")
         return 0
-    handlers = sorted(h.__name__ for h in svc.dispatcher.router.fetch(sansio.Event(data, event=event, delivery_id=rec.delivery_id)))
+    handlers = sorted(
+        h.__name__ for h in svc.dispatcher.router.fetch(sansio.Event(data, event=event, delivery_id=rec.delivery_id))
+    )
     if not handlers:
         print(f"  no handler for {event}.{rec.action or '-'}")
     errors = stored.last_error or ""
@@ -477,8 +500,12 @@ async def _redeliver(settings: Settings, since: datetime | None, *, dry_run: boo
         async with aiohttp.ClientSession() as session:
             gh = GitHub.from_settings(session, settings, Metrics()).app()
             result = await catch_up(
-                gh, store.engine, events=handlers.EVENTS, since=since,
-                cap=cap or settings.redeliver_max, dry_run=dry_run,
+                gh,
+                store.engine,
+                events=handlers.EVENTS,
+                since=since,
+                cap=cap or settings.redeliver_max,
+                dry_run=dry_run,
             )
     finally:
         await store.close()

@@ -33,7 +33,7 @@ def clip(text: str, limit: int = MAX_OUTPUT, *, keep: str = "tail") -> str:
     if len(text) <= limit:
         return text
     if keep == "tail":
-        return _MARK + text[-(limit - len(_MARK)):]
+        return _MARK + text[-(limit - len(_MARK)) :]
     return text[: limit - len(_MARK)] + _MARK
 
 
@@ -64,7 +64,8 @@ class RoundFigures:
             return "—" if value is None else fmt.format(value)
 
         tokens = (
-            "—" if self.input_tokens is None and self.output_tokens is None
+            "—"
+            if self.input_tokens is None and self.output_tokens is None
             else f"{self.input_tokens or 0:,} in / {self.output_tokens or 0:,} out"
         )
         files = show(self.files_changed)
@@ -155,9 +156,7 @@ class CheckRun:
             data=completed_fields(conclusion, title, summary, text),
         )
 
-    async def create_completed(
-        self, head_sha: str, conclusion: str, title: str, summary: str, text: str = ""
-    ) -> int:
+    async def create_completed(self, head_sha: str, conclusion: str, title: str, summary: str, text: str = "") -> int:
         data = await self.gh.post(
             f"/repos/{self.repo}/check-runs",
             data={

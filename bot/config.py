@@ -153,8 +153,7 @@ class RepoConfig(BaseModel):
             if known is not None and alias not in known:
                 raise PydanticCustomError(
                     "alias",
-                    f"label {label!r} points to unknown model alias {alias!r} "
-                    f"(known: {', '.join(sorted(known))})",
+                    f"label {label!r} points to unknown model alias {alias!r} (known: {', '.join(sorted(known))})",
                 )
             out[label] = alias
         return out
@@ -213,8 +212,7 @@ def parse_config(text: str | None) -> tuple[RepoConfig, str | None]:
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a single {type(data).__name__} value"
         return RepoConfig(), (
-            f"`{CONFIG_PATH}` must be a mapping of keys to values (like `trigger_label: agent`), "
-            f"but it is {kind}."
+            f"`{CONFIG_PATH}` must be a mapping of keys to values (like `trigger_label: agent`), but it is {kind}."
         )
     try:
         return RepoConfig.model_validate(data), None
@@ -340,7 +338,7 @@ def model_label_alias(config: RepoConfig, label: str) -> str | None:
     lowered = label.strip().lower()
     for prefix in {MODEL_LABEL_PREFIX, config.trigger_label.lower() + ":"}:
         if lowered.startswith(prefix):
-            suffix = lowered[len(prefix):].strip()
+            suffix = lowered[len(prefix) :].strip()
             if suffix and suffix not in RESERVED_LABEL_SUFFIXES:
                 return suffix
     return None

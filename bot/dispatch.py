@@ -222,8 +222,7 @@ class Dispatcher:
     def start(self) -> None:
         self._completer.start()
         self._workers = [
-            asyncio.create_task(self._worker(), name=f"dispatch-{i}")
-            for i in range(self.policy.concurrency)
+            asyncio.create_task(self._worker(), name=f"dispatch-{i}") for i in range(self.policy.concurrency)
         ]
         # Sweep at once: deliveries a previous run left unprocessed must not wait
         # for the first periodic look.
@@ -333,7 +332,8 @@ class Dispatcher:
                 )
                 self.metrics.deliveries_processed.labels("failed").inc()
                 log.error(
-                    "delivery failed after %d attempts; parked as failed", attempts,
+                    "delivery failed after %d attempts; parked as failed",
+                    attempts,
                     extra={"handlers": failed},
                 )
                 return False
@@ -348,7 +348,9 @@ class Dispatcher:
             self.metrics.deliveries_processed.labels("retrying").inc()
             log.warning(
                 "handlers failed; retry %d of %d in %.1fs",
-                attempts, self.policy.max_attempts - 1, delay,
+                attempts,
+                self.policy.max_attempts - 1,
+                delay,
                 extra={"handlers": failed},
             )
             record.attempts = attempts
@@ -365,8 +367,12 @@ class Dispatcher:
         wait = max(self.breaker.retry_in() if self.breaker is not None else 0.0, HOLD_MIN)
         delay = wait * random.uniform(1.0, 1.25)
         await self.store.mark_attempt_failed(
-            record.delivery_id, pending_handlers=failed, error=error,
-            retry_at=utcnow() + timedelta(seconds=delay), lease=self.policy.lease, count=False,
+            record.delivery_id,
+            pending_handlers=failed,
+            error=error,
+            retry_at=utcnow() + timedelta(seconds=delay),
+            lease=self.policy.lease,
+            count=False,
         )
         self.metrics.deliveries_processed.labels("held").inc()
         self._held_count += 1
@@ -375,7 +381,9 @@ class Dispatcher:
             since = "" if not self._held_logged else f" in the last {now - self._held_logged:.0f}s"
             log.warning(
                 "GitHub unavailable (%s): %d deliveries held%s; they run when it answers again",
-                self._outage, self._held_count, since,
+                self._outage,
+                self._held_count,
+                since,
             )
             self._held_logged, self._held_count = now, 0
         record.pending_handlers = failed

@@ -52,7 +52,9 @@ async def run(*, webhook_url: str | None = None) -> list[Check]:
     checks = [
         Check("settings", True, f"App {settings.app_id}, API {settings.api_base_url}")
         if problem is None
-        else _fail("settings", problem, "set it in the environment or .env, or run `compound serve` to register the App")
+        else _fail(
+            "settings", problem, "set it in the environment or .env, or run `compound serve` to register the App"
+        )
     ]
     checks.append(await _database(settings))
     if problem is None:
@@ -85,8 +87,11 @@ async def _database(settings: Settings) -> Check:
     try:
         current, head = await migration_state(store)
     except Exception as exc:  # any driver error: the operator needs its text
-        return _fail("database", f"cannot connect: {exc}".splitlines()[0],
-                     "check DATABASE_URL (or DATA_DIR for SQLite) and that the server is up")
+        return _fail(
+            "database",
+            f"cannot connect: {exc}".splitlines()[0],
+            "check DATABASE_URL (or DATA_DIR for SQLite) and that the server is up",
+        )
     finally:
         await store.close()
     if current != head:
@@ -111,7 +116,7 @@ async def _github(settings: Settings, webhook_url: str | None) -> list[Check]:
         except gidgethub.HTTPException as exc:
             fix = "check APP_ID and the private key (PRIVATE_KEY / PRIVATE_KEY_PATH) belong to the same App"
             return [_fail("github auth", f"GET /app answered {exc.status_code}", fix), *_skipped()]
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             detail = f"cannot reach {settings.api_base_url}: {exc or type(exc).__name__}"
             return [_fail("github auth", detail, f"check the network and {where} (GHE_PROTOCOL)"), *_skipped()]
         checks = [Check("github auth", True, f"App {app.get('slug')!r} (id {app.get('id')})")]
@@ -121,8 +126,10 @@ async def _github(settings: Settings, webhook_url: str | None) -> list[Check]:
 
 
 def _skipped() -> list[Check]:
-    return [_fail(name, "not checked: GitHub did not authenticate the App", "fix the github auth line first")
-            for name in ("webhook config", "webhook deliveries")]
+    return [
+        _fail(name, "not checked: GitHub did not authenticate the App", "fix the github auth line first")
+        for name in ("webhook config", "webhook deliveries")
+    ]
 
 
 async def _hook_config(client: Any, settings: Settings, webhook_url: str | None) -> Check:
@@ -165,15 +172,23 @@ async def _deliveries(client: Any) -> Check:
     try:
         page = await client.getitem("/app/hook/deliveries?per_page=100")
     except gidgethub.HTTPException as exc:
-        return _fail("webhook deliveries", f"GET /app/hook/deliveries answered {exc.status_code}",
-                     "check the App's webhook is active in its settings on GitHub")
+        return _fail(
+            "webhook deliveries",
+            f"GET /app/hook/deliveries answered {exc.status_code}",
+            "check the App's webhook is active in its settings on GitHub",
+        )
     failed = [d for d in page if not 200 <= int(d.get("status_code") or 0) < 300]
     if failed:
         last = failed[0]
-        detail = (f"{len(failed)} of the last {len(page)} failed, latest {last.get('guid')} "
-                  f"({last.get('event')}, {last.get('status_code')} {last.get('status')})")
-        return _fail("webhook deliveries", detail,
-                     "make the webhook URL reach this service, then redeliver them from the App's Advanced settings")
+        detail = (
+            f"{len(failed)} of the last {len(page)} failed, latest {last.get('guid')} "
+            f"({last.get('event')}, {last.get('status_code')} {last.get('status')})"
+        )
+        return _fail(
+            "webhook deliveries",
+            detail,
+            "make the webhook URL reach this service, then redeliver them from the App's Advanced settings",
+        )
     return Check("webhook deliveries", True, f"none failed of the last {len(page)}")
 
 
@@ -205,8 +220,13 @@ def _sandbox(settings: Settings) -> Check:
     from bot.agents.sandbox import probe
 
     s = settings
-    sandbox = probe(s.agent_sandbox, paths=s.agent_sandbox_paths, network=s.agent_network,
-                    allow=s.agent_network_allow, user_name=s.agent_user)
+    sandbox = probe(
+        s.agent_sandbox,
+        paths=s.agent_sandbox_paths,
+        network=s.agent_network,
+        allow=s.agent_network_allow,
+        user_name=s.agent_user,
+    )
     if not sandbox.usable:
         return _fail("sandbox", sandbox.detail, "see docs/sandbox.md")
     return Check("sandbox", True, sandbox.describe())
@@ -218,7 +238,9 @@ def _disk(settings: Settings) -> Check:
     free = shutil.disk_usage(existing).free
     shown = f"{free / (1 << 30):.1f} GiB free at {existing}"
     if free < MIN_FREE_BYTES:
-        return _fail("disk", shown, f"free space on that disk or point DATA_DIR elsewhere (needs {MIN_FREE_BYTES >> 30} GiB)")
+        return _fail(
+            "disk", shown, f"free space on that disk or point DATA_DIR elsewhere (needs {MIN_FREE_BYTES >> 30} GiB)"
+        )
     return Check("disk", True, shown)
 
 
@@ -232,5 +254,3 @@ def report(checks: list[Check], *, as_json: bool) -> int:
         failed = sum(not c.ok for c in checks)
         print("all checks passed" if ok else f"{failed} of {len(checks)} checks failed")
     return 0 if ok else 1
-
-

@@ -42,9 +42,7 @@ class EventLog:
         self.max_bytes = max_bytes
         self.keep = max(1, keep)
 
-    async def record(
-        self, session: SessionRow, type_: str, round_: RoundRow | None = None, **data: Any
-    ) -> None:
+    async def record(self, session: SessionRow, type_: str, round_: RoundRow | None = None, **data: Any) -> None:
         line: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "ts": utcnow().isoformat(timespec="milliseconds"),

@@ -135,9 +135,13 @@ class Front:
             connection = b"Connection: close\r\n"
         else:
             connection = b"Connection: keep-alive\r\n" if http10 else b""
-        return (
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s"
-            % (status, _REASONS.get(status, b""), len(body), self._date, connection, body)
+        return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n%s" % (
+            status,
+            _REASONS.get(status, b""),
+            len(body),
+            self._date,
+            connection,
+            body,
         )
 
     async def _reap(self) -> None:

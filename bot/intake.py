@@ -168,9 +168,7 @@ class DeliveryWriter:
 
     async def _write(self, batch: list[tuple[DeliveryRecord, asyncio.Future[bool]]], processed: list[str]) -> None:
         try:
-            new = await self._store.write(
-                [r for r, _ in batch], self._owner, self._lease, processed, hold=True
-            )
+            new = await self._store.write([r for r, _ in batch], self._owner, self._lease, processed, hold=True)
         except Exception as exc:  # the callers get the error (503) and log it once; the loop goes on
             for _, future in batch:
                 if not future.done():
@@ -252,9 +250,7 @@ class Intake:
                 )
         return web.Response(status=status, body=body, content_type="application/json")
 
-    async def receive(
-        self, body: bytes, *, signature: str, event: str, delivery_id: str, content_type: str
-    ) -> Answer:
+    async def receive(self, body: bytes, *, signature: str, event: str, delivery_id: str, content_type: str) -> Answer:
         """One delivery, framework aside: its status and JSON answer.
 
         The body is complete and within MAX_BODY; the header values are as
@@ -309,7 +305,9 @@ class Intake:
             if not self._store_failing:
                 log.error(
                     "the store refuses writes (%s: %s); answering 503 until it takes them again",
-                    type(exc).__name__, exc, extra={"delivery": delivery_id, "event": event},
+                    type(exc).__name__,
+                    exc,
+                    extra={"delivery": delivery_id, "event": event},
                 )
             self._store_failing += 1
             self._count(event, "store_error")

@@ -147,16 +147,15 @@ should work on, and restart <code>compound serve</code>.</li></ol>
     )
 )
 
-_MESSAGE = _templates.from_string(
-    _LAYOUT.replace("{% block body %}{% endblock %}", "<p>{{ message }}</p>")
-)
+_MESSAGE = _templates.from_string(_LAYOUT.replace("{% block body %}{% endblock %}", "<p>{{ message }}</p>"))
 
-_REGISTERED = {"title": "Already registered",
-               "message": "Compound was just registered; restart `compound serve`."}
-_FORBIDDEN = {"title": "Setup link needed",
-              "message": "Only the browser that opened the one-time setup link printed on "
-                         "compound serve's console can register Compound. Restart "
-                         "compound serve for a new link if it was used elsewhere."}
+_REGISTERED = {"title": "Already registered", "message": "Compound was just registered; restart `compound serve`."}
+_FORBIDDEN = {
+    "title": "Setup link needed",
+    "message": "Only the browser that opened the one-time setup link printed on "
+    "compound serve's console can register Compound. Restart "
+    "compound serve for a new link if it was used elsewhere.",
+}
 
 
 class ManifestFlow:
@@ -178,9 +177,7 @@ class ManifestFlow:
             manifest_path = cwd_manifest if cwd_manifest.is_file() else DEFAULT_MANIFEST
         self.manifest_path = manifest_path
         # state -> the browser session it was handed to
-        self._states: cachetools.TTLCache[str, str] = cachetools.TTLCache(
-            maxsize=1024, ttl=STATE_TTL
-        )
+        self._states: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize=1024, ttl=STATE_TTL)
         self.registered: dict[str, Any] | None = None
 
     def manifest(self, base_url: str) -> dict[str, Any]:
@@ -206,8 +203,9 @@ class ManifestFlow:
         web_base = self.settings.web_base_url
         if org:
             if not _ORG_NAME.match(org):
-                return _page(_MESSAGE, 400, title="Invalid organization",
-                             message=f"{org!r} is not a GitHub organization name.")
+                return _page(
+                    _MESSAGE, 400, title="Invalid organization", message=f"{org!r} is not a GitHub organization name."
+                )
             new_app_url = f"{web_base}/organizations/{org}/settings/apps/new"
         else:
             new_app_url = f"{web_base}/settings/apps/new"
@@ -255,26 +253,41 @@ class ManifestFlow:
         code = request.query.get("code", "")
         owner = self._states.get(state) if state else None
         if owner is None or not hmac.compare_digest(owner, browser):
-            return _page(_MESSAGE, 400, title="Registration not recognised",
-                         message="This link does not belong to a registration started "
-                                 "here, or it is over an hour old. Start again from the home page.")
+            return _page(
+                _MESSAGE,
+                400,
+                title="Registration not recognised",
+                message="This link does not belong to a registration started "
+                "here, or it is over an hour old. Start again from the home page.",
+            )
         if not code:
-            return _page(_MESSAGE, 400, title="No code",
-                         message="GitHub's answer carried no code. Start again from the home page.")
+            return _page(
+                _MESSAGE,
+                400,
+                title="No code",
+                message="GitHub's answer carried no code. Start again from the home page.",
+            )
         try:
             app = await self._convert(code)
         except gidgethub.BadRequest as exc:
             # 404 or 422: the code is unknown, used or expired; it stays dead.
             del self._states[state]
             log.warning("GitHub refused the manifest code (%s)", int(exc.status_code))
-            return _page(_MESSAGE, 400, title="GitHub refused the registration code",
-                         message=f"GitHub answered {int(exc.status_code)}: the code is unknown, "
-                                 "already used or expired. Start again from the home page.")
+            return _page(
+                _MESSAGE,
+                400,
+                title="GitHub refused the registration code",
+                message=f"GitHub answered {int(exc.status_code)}: the code is unknown, "
+                "already used or expired. Start again from the home page.",
+            )
         except (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("manifest conversion failed: %s", type(exc).__name__)
-            return _page(_MESSAGE, 502, title="GitHub could not be reached",
-                         message="Trading the code for the App's credentials failed. "
-                                 "Reload this page to try again.")
+            return _page(
+                _MESSAGE,
+                502,
+                title="GitHub could not be reached",
+                message="Trading the code for the App's credentials failed. Reload this page to try again.",
+            )
         del self._states[state]
         # From here on the credentials exist only in `app`: whatever happens,
         # this request shows or saves them, and no second registration runs.
@@ -287,9 +300,14 @@ class ManifestFlow:
             save_credentials(self.env_path, key_path, values, app["pem"])
         except (OSError, UnsafeValue) as exc:
             error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            log.error("registered GitHub App id=%s slug=%s but could not save its credentials "
-                      "to %s (%s); the setup page shows them once", app["id"], app.get("slug"),
-                      self.env_path, error)
+            log.error(
+                "registered GitHub App id=%s slug=%s but could not save its credentials "
+                "to %s (%s); the setup page shows them once",
+                app["id"],
+                app.get("slug"),
+                self.env_path,
+                error,
+            )
             return _page(
                 _UNSAVED,
                 200,
@@ -303,8 +321,13 @@ class ManifestFlow:
                 pem=_pem(app["pem"]),
                 install_url=install_url,
             )
-        log.info("registered GitHub App id=%s slug=%s; settings written to %s, key to %s",
-                 app["id"], app.get("slug"), self.env_path, key_path)
+        log.info(
+            "registered GitHub App id=%s slug=%s; settings written to %s, key to %s",
+            app["id"],
+            app.get("slug"),
+            self.env_path,
+            key_path,
+        )
         return _page(
             _DONE,
             200,
@@ -319,9 +342,7 @@ class ManifestFlow:
     async def _convert(self, code: str) -> dict[str, Any]:
         # Unauthenticated: the code itself is the credential.
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            gh = gidgethub.aiohttp.GitHubAPI(
-                session, REQUESTER, base_url=self.settings.api_base_url
-            )
+            gh = gidgethub.aiohttp.GitHubAPI(session, REQUESTER, base_url=self.settings.api_base_url)
             data = await gh.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
         return dict(data)
 
@@ -364,9 +385,7 @@ def credential_values(app: dict[str, Any], key_path: Path) -> dict[str, str | No
     }
 
 
-def save_credentials(
-    env_path: Path, key_path: Path, values: dict[str, str | None], pem: str
-) -> None:
+def save_credentials(env_path: Path, key_path: Path, values: dict[str, str | None], pem: str) -> None:
     """The key to its own file, then the settings; a failure leaves neither behind."""
     for name, value in values.items():
         if value is not None:

@@ -151,16 +151,14 @@ class Prompts:
             lstrip_blocks=True,
             autoescape=False,
         )
-        self.env.filters.update(
-            {"oneline": oneline, "code": inline_code, "fenced": fenced, "bullet": bullet}
-        )
+        self.env.filters.update({"oneline": oneline, "code": inline_code, "fenced": fenced, "bullet": bullet})
 
     def variants(self, kind: str) -> list[str]:
         """The kind's variants, "default" first, the others sorted."""
         _check_kind(kind)
         found = set()
         for path in self.directory.glob(f"{kind}.*{SUFFIX}"):
-            middle = path.name[len(kind): -len(SUFFIX)]
+            middle = path.name[len(kind) : -len(SUFFIX)]
             if middle == "":
                 found.add(DEFAULT_VARIANT)
             elif middle.startswith(".") and _VARIANT.fullmatch(middle[1:]):
@@ -247,7 +245,8 @@ def bound(context: PromptContext) -> PromptContext:
                 diff_hunk=truncate_tail(c.diff_hunk, DIFF_HUNK_LIMIT),
                 in_reply_to=(
                     replace(c.in_reply_to, body=truncate_head(c.in_reply_to.body, COMMENT_LIMIT))
-                    if c.in_reply_to is not None else None
+                    if c.in_reply_to is not None
+                    else None
                 ),
             )
             for c in context.review_comments[:MAX_REVIEW_COMMENTS]

@@ -106,8 +106,11 @@ class ProxyChannel:
                         attempt = 0
                     log.warning("webhook proxy channel on %s closed the stream; reconnecting", name)
                 except (httpx.HTTPError, SSEError) as exc:
-                    log.warning("webhook proxy channel on %s: %s; reconnecting", name, exc.__class__.__name__
-                                + (f" {exc}" if str(exc) else ""))
+                    log.warning(
+                        "webhook proxy channel on %s: %s; reconnecting",
+                        name,
+                        exc.__class__.__name__ + (f" {exc}" if str(exc) else ""),
+                    )
                 finally:
                     self.connected.clear()
                 await asyncio.sleep(self.backoff.delay(attempt))
@@ -146,5 +149,6 @@ class ProxyChannel:
         )
         self.answers.append((delivery, status))
         if status >= 400:
-            log.warning("webhook proxy: delivery %s refused (%s): %s", delivery or "?", status,
-                        answer.decode(errors="replace"))
+            log.warning(
+                "webhook proxy: delivery %s refused (%s): %s", delivery or "?", status, answer.decode(errors="replace")
+            )

@@ -105,8 +105,11 @@ async def _claim(engine: AsyncEngine, m: Missed) -> bool:
         async with engine.begin() as conn:
             await conn.execute(
                 insert(asked).values(
-                    guid=m.guid, hook_delivery_id=m.hook_delivery_id, event=m.event,
-                    reason=m.reason, asked_at=utcnow(),
+                    guid=m.guid,
+                    hook_delivery_id=m.hook_delivery_id,
+                    event=m.event,
+                    reason=m.reason,
+                    asked_at=utcnow(),
                 )
             )
     except IntegrityError:  # another process (or pass) has it
@@ -174,8 +177,14 @@ async def catch_up(
             log.warning("could not ask GitHub to redeliver %s: %s", m.guid, exc)
             continue
         result.asked.append(m)
-        log.info("asked GitHub to redeliver %s (%s.%s, %s)", m.guid, m.event, m.action or "-", m.reason,
-                 extra={"delivery": m.guid})
+        log.info(
+            "asked GitHub to redeliver %s (%s.%s, %s)",
+            m.guid,
+            m.event,
+            m.action or "-",
+            m.reason,
+            extra={"delivery": m.guid},
+        )
     return result
 
 
@@ -215,8 +224,11 @@ class CatchUp:
     async def run_once(self, window: timedelta) -> Pass | None:
         try:
             result = await catch_up(
-                self._github.app(), self._engine, events=self._events,
-                since=utcnow() - window, cap=self._cap,
+                self._github.app(),
+                self._engine,
+                events=self._events,
+                since=utcnow() - window,
+                cap=self._cap,
             )
         except asyncio.CancelledError:
             raise
@@ -227,7 +239,9 @@ class CatchUp:
         if result.asked or result.over_cap:
             log.info(
                 "catch-up redelivery: %d listed, %d asked again, %d left for the next pass",
-                result.listed, len(result.asked), result.over_cap,
+                result.listed,
+                len(result.asked),
+                result.over_cap,
             )
         return result
 

@@ -146,7 +146,9 @@ class Retention:
 
     def cutoffs(self) -> Cutoffs:
         return Cutoffs.of(
-            utcnow(), processed_days=self.processed_days, failed_days=self.failed_days,
+            utcnow(),
+            processed_days=self.processed_days,
+            failed_days=self.failed_days,
             compact_days=self.compact_days or None,
         )
 
@@ -247,9 +249,10 @@ class Retention:
                 report = await self.prune()
                 counts = {k: v for k, v in report.counts().items() if v}
                 log.info(
-                    "retention pass in %.1fs: %s", report.seconds,
-                    ", ".join(f"{k}={v}" for k, v in counts.items()) or "nothing to remove"
-                    + (" (store: another process)" if report.store is None else ""),
+                    "retention pass in %.1fs: %s",
+                    report.seconds,
+                    ", ".join(f"{k}={v}" for k, v in counts.items())
+                    or "nothing to remove" + (" (store: another process)" if report.store is None else ""),
                     extra={"retention": report.counts()},
                 )
             except Exception:

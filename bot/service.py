@@ -114,7 +114,9 @@ class Service:
             if self.run_workers and self.settings.report_digest_repo:
                 from bot.learning.digest import Digest
 
-                digest = Digest(self.settings, self.store, self.github, bot_login=f"{app.get('slug') or 'compound'}[bot]")
+                digest = Digest(
+                    self.settings, self.store, self.github, bot_login=f"{app.get('slug') or 'compound'}[bot]"
+                )
                 self.digest_task = asyncio.create_task(digest.run(), name="digest")
         self.writer.start()
         if self.run_workers:
@@ -148,9 +150,13 @@ class Service:
 
         s = self.settings
         self.catch_up = CatchUp(
-            self.github, self.store.engine, events=handlers.EVENTS,
-            window=timedelta(hours=s.redeliver_window_hours), interval=s.redeliver_interval,
-            recent=timedelta(hours=1), cap=s.redeliver_max,
+            self.github,
+            self.store.engine,
+            events=handlers.EVENTS,
+            window=timedelta(hours=s.redeliver_window_hours),
+            interval=s.redeliver_interval,
+            recent=timedelta(hours=1),
+            cap=s.redeliver_max,
         )
         self.catch_up.start()
 
@@ -188,13 +194,20 @@ class Service:
             log.debug("could not read the App's webhook config: %s", exc)
             return
         url = config.get("url") or ""
-        advice = reachability_advice(url, proxy_url=None) if url else (
-            "the App has no webhook URL: set one in its settings on GitHub (General → Webhook), "
-            "or set WEBHOOK_PROXY_URL to a proxy channel"
+        advice = (
+            reachability_advice(url, proxy_url=None)
+            if url
+            else (
+                "the App has no webhook URL: set one in its settings on GitHub (General → Webhook), "
+                "or set WEBHOOK_PROXY_URL to a proxy channel"
+            )
         )
         if advice:
-            log.warning("webhooks will not arrive: %s Then put that URL in the App's settings on GitHub "
-                        "(General → Webhook URL).", advice)
+            log.warning(
+                "webhooks will not arrive: %s Then put that URL in the App's settings on GitHub "
+                "(General → Webhook URL).",
+                advice,
+            )
 
     async def _probe_sandbox(self) -> None:
         """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""
@@ -204,8 +217,12 @@ class Service:
 
         s = self.settings
         self.sandbox = await asyncio.to_thread(
-            probe, s.agent_sandbox, paths=s.agent_sandbox_paths, network=s.agent_network,
-            allow=s.agent_network_allow, user_name=s.agent_user,
+            probe,
+            s.agent_sandbox,
+            paths=s.agent_sandbox_paths,
+            network=s.agent_network,
+            allow=s.agent_network_allow,
+            user_name=s.agent_user,
         )
         if self.sandbox.mode == "user":
             harden_data_dir(s.data_dir.resolve(), self.sandbox.user)
@@ -221,12 +238,18 @@ class Service:
         from bot.workspace import Workspaces
 
         events = EventLog(
-            self.settings.events_path, self.store.sessions,
-            max_bytes=int(self.settings.events_max_mb * 1024 * 1024), keep=self.settings.events_keep,
+            self.settings.events_path,
+            self.store.sessions,
+            max_bytes=int(self.settings.events_max_mb * 1024 * 1024),
+            keep=self.settings.events_keep,
         )
         identity = BotIdentity(slug=app.get("slug") or "compound")
         learning = Learning(
-            self.store.sessions, self.store.learning, self.github, events, self.settings.lesson_holdout,
+            self.store.sessions,
+            self.store.learning,
+            self.github,
+            events,
+            self.settings.lesson_holdout,
             enabled=self.settings.learning == "on",
         )
         events.listeners.append(learning.on_event)
@@ -250,7 +273,12 @@ class Service:
             )
             self.worker.start()
         self.context.sessions = SessionManager(
-            self.settings, self.store.sessions, events, self.worker, bot_login=identity.login, learning=learning,
+            self.settings,
+            self.store.sessions,
+            events,
+            self.worker,
+            bot_login=identity.login,
+            learning=learning,
         )
 
     async def stop(self) -> None:

@@ -79,9 +79,7 @@ class Settings(BaseSettings):
     # worker process, and rounds started per UTC day before the rest are held
     # (a maintainer's `/agent retry` goes past); 0: no daily cap.
     max_sessions_per_installation: int = Field(default=2, ge=1, alias="MAX_SESSIONS_PER_INSTALLATION")
-    max_rounds_per_installation_per_day: int = Field(
-        default=200, ge=0, alias="MAX_ROUNDS_PER_INSTALLATION_PER_DAY"
-    )
+    max_rounds_per_installation_per_day: int = Field(default=200, ge=0, alias="MAX_ROUNDS_PER_INSTALLATION_PER_DAY")
     # Seconds between two refusals on one thread to people without write access;
     # the others are logged only (docs/operations.md#quotas).
     refusal_interval: float = Field(default=3600, ge=0, alias="REFUSAL_INTERVAL")
@@ -159,8 +157,17 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "app_id", "private_key_path", "host", "ghe_host", "agent_command", "agent_model",
-        "database_url", "env_file", "report_digest_repo", "webhook_proxy_url", mode="before",
+        "app_id",
+        "private_key_path",
+        "host",
+        "ghe_host",
+        "agent_command",
+        "agent_model",
+        "database_url",
+        "env_file",
+        "report_digest_repo",
+        "webhook_proxy_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -230,9 +237,7 @@ class Settings(BaseSettings):
             try:
                 return self.private_key_path.read_text()
             except OSError as exc:
-                raise SettingsError(
-                    f"PRIVATE_KEY_PATH: cannot read {self.private_key_path}: {exc.strerror}"
-                ) from exc
+                raise SettingsError(f"PRIVATE_KEY_PATH: cannot read {self.private_key_path}: {exc.strerror}") from exc
         return None
 
     def agent_passthrough_names(self) -> list[str]:
@@ -240,9 +245,7 @@ class Settings(BaseSettings):
 
     @property
     def github_configured(self) -> bool:
-        return self.app_id is not None and (
-            self.private_key is not None or self.private_key_path is not None
-        )
+        return self.app_id is not None and (self.private_key is not None or self.private_key_path is not None)
 
 
 def async_database_url(url: str) -> str:
@@ -253,7 +256,7 @@ def async_database_url(url: str) -> str:
         ("sqlite://", "sqlite+aiosqlite://"),
     ):
         if url.startswith(plain):
-            return driver + url[len(plain):]
+            return driver + url[len(plain) :]
     return url
 
 
@@ -284,5 +287,9 @@ def load_settings(**overrides: object) -> Settings:
         name = str(loc[0]).upper() if loc else "settings"
         message = err.get("msg", "invalid")
         value = err.get("input")
-        shown = "" if name in {"PRIVATE_KEY", "WEBHOOK_SECRET", "SENTRY_DSN"} or isinstance(value, dict) else f" (got {value!r})"
+        shown = (
+            ""
+            if name in {"PRIVATE_KEY", "WEBHOOK_SECRET", "SENTRY_DSN"} or isinstance(value, dict)
+            else f" (got {value!r})"
+        )
         raise SettingsError(f"{name}: {message}{shown}") from None

@@ -108,8 +108,11 @@ class DeliveryGate:
                 raise
             log.info("installation %d is not known to GitHub; its deliveries are skipped", installation_id)
             await self.store.installations.upsert(
-                installation_id, account_login=_UNKNOWN_ACCOUNT, account_type=None,
-                repository_selection=None, deleted=True,
+                installation_id,
+                account_login=_UNKNOWN_ACCOUNT,
+                account_type=None,
+                repository_selection=None,
+                deleted=True,
             )
             return None
         account = found.get("account") or {}

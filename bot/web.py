@@ -43,9 +43,7 @@ def create_app(
         return web.json_response(body)
 
     async def metrics_view(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_post(settings.webhook_path, intake.handle)
     app.router.add_get("/healthz", healthz)

@@ -43,8 +43,12 @@ async def on_check_run_completed(event: sansio.Event, gh: Any, ctx: Context) -> 
     if is_own_run(run, ctx.settings.app_id):
         return
     await ci_result(
-        ctx, event.data["repository"]["full_name"], run.get("head_sha"),
-        failed=is_failing(run.get("conclusion")), settled=False, event="check_run",
+        ctx,
+        event.data["repository"]["full_name"],
+        run.get("head_sha"),
+        failed=is_failing(run.get("conclusion")),
+        settled=False,
+        event="check_run",
     )
 
 
@@ -55,8 +59,12 @@ async def on_check_suite_completed(event: sansio.Event, gh: Any, ctx: Context) -
     if (suite.get("app") or {}).get("id") == ctx.settings.app_id:
         return skip("Compound's own check suite")  # it holds only Compound's own check runs
     await ci_result(
-        ctx, event.data["repository"]["full_name"], suite.get("head_sha"),
-        failed=is_failing(suite.get("conclusion")), settled=True, event="check_suite",
+        ctx,
+        event.data["repository"]["full_name"],
+        suite.get("head_sha"),
+        failed=is_failing(suite.get("conclusion")),
+        settled=True,
+        event="check_suite",
     )
 
 

@@ -78,14 +78,19 @@ async def _command(
         released = await ctx.sessions.release_held(session, sender) if session else []
         if released:
             await comment(
-                gh, repo, number,
+                gh,
+                repo,
+                number,
                 f"Round {released[0].number} starts now, past today's limit of rounds for this installation.",
             )
             return
         retried = await ctx.sessions.retry(session, sender, gh, once=key, bypass=True) if session else None
         await comment(
-            gh, repo, number,
-            f"Retrying round {retried.number - 1}'s work as round {retried.number}." if retried
+            gh,
+            repo,
+            number,
+            f"Retrying round {retried.number - 1}'s work as round {retried.number}."
+            if retried
             else "There is no failed or stopped round to retry here.",
         )
     elif command.name == "model":
@@ -105,13 +110,22 @@ async def _command(
             await comment(gh, repo, number, "There is no open Compound pull request here whose CI could be fixed.")
             return
         if await store.has_pending_round(session.id):
-            await comment(gh, repo, number, "A round of this session is already queued or running; it will see the CI too.")
+            await comment(
+                gh, repo, number, "A round of this session is already queued or running; it will see the CI too."
+            )
             return
         round_ = await ctx.sessions.fix_ci(gh, session, sender, once=key)
-        await comment(gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {(session.head_sha or '')[:7]}.")
+        await comment(
+            gh, repo, session.pr_number, f"Round {round_.number} will look at CI on {(session.head_sha or '')[:7]}."
+        )
     elif on_pr:
         if session is None:
-            await comment(gh, repo, number, "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.")
+            await comment(
+                gh,
+                repo,
+                number,
+                "This pull request is not one of Compound's; `/agent` works on issues and on Compound's PRs.",
+            )
             return
         await ctx.sessions.command(gh, session, sender, command.argument, once=key)
     else:

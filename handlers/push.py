@@ -25,5 +25,5 @@ async def on_push(event: sansio.Event, gh: Any, ctx: Context) -> None:
         return
     repo = data["repository"]["full_name"]
     ctx.configs.on_push(repo, data)  # `.github/compound.yml` changed: read it again on the next label
-    for session in await ctx.store.sessions.with_base(repo, ref[len(BRANCH_PREFIX):]):
+    for session in await ctx.store.sessions.with_base(repo, ref[len(BRANCH_PREFIX) :]):
         await ctx.sessions.base_moved(session, base_sha=data["after"])

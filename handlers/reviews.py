@@ -31,8 +31,11 @@ async def _session_and_admit(event: sansio.Event, gh: Any, ctx: Context) -> Any:
     config = RepoConfig.model_validate(session.config_data())
     # Silent for others: a review comment is no request to Compound, so no refusal either.
     if not await ctx.sessions.may_trigger(gh, repo, sender, config):
-        log.info("review feedback from %s on #%s starts nothing (no write access, or a bot)",
-                 sender.get("login"), session.pr_number)
+        log.info(
+            "review feedback from %s on #%s starts nothing (no write access, or a bot)",
+            sender.get("login"),
+            session.pr_number,
+        )
         return None
     return session
 
@@ -50,7 +53,10 @@ async def on_pull_request_review_submitted(event: sansio.Event, gh: Any, ctx: Co
     # A "commented" review without inline comments or text asks for nothing;
     # the round checks what the review holds before it runs the agent.
     await ctx.sessions.review_feedback(
-        session, review_id=review["id"], reviewer=event.data["sender"], event="pull_request_review",
+        session,
+        review_id=review["id"],
+        reviewer=event.data["sender"],
+        event="pull_request_review",
         state=state,
     )
 
@@ -66,6 +72,9 @@ async def on_pull_request_review_comment_created(event: sansio.Event, gh: Any, c
     if session is None:
         return
     await ctx.sessions.review_feedback(
-        session, review_id=review_id, reviewer=event.data["sender"], event="pull_request_review_comment",
+        session,
+        review_id=review_id,
+        reviewer=event.data["sender"],
+        event="pull_request_review_comment",
         state="commented",
     )

@@ -22,6 +22,10 @@ async def on_status(event: sansio.Event, gh: Any, ctx: Context) -> None:
     if state == "pending":
         return
     await ci_result(
-        ctx, data["repository"]["full_name"], data.get("sha"),
-        failed=state in FAILING_STATES, settled=False, event="status",
+        ctx,
+        data["repository"]["full_name"],
+        data.get("sha"),
+        failed=state in FAILING_STATES,
+        settled=False,
+        event="status",
     )

@@ -24,8 +24,12 @@ log = logging.getLogger("compound.handlers.workflows")
 async def on_workflow_run_completed(event: sansio.Event, gh: Any, ctx: Context) -> None:
     run = event.data["workflow_run"]
     await ci_result(
-        ctx, event.data["repository"]["full_name"], run.get("head_sha"),
-        failed=is_failing(run.get("conclusion")), settled=True, event="workflow_run",
+        ctx,
+        event.data["repository"]["full_name"],
+        run.get("head_sha"),
+        failed=is_failing(run.get("conclusion")),
+        settled=True,
+        event="workflow_run",
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -106,8 +106,6 @@ async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
         yield svc
     finally:
         await svc.stop()
-
-
 
 
 @asynccontextmanager

@@ -109,9 +109,7 @@ async def test_prompt_on_stdin_and_in_prompt_file_cwd_is_workspace(tmp_path: Pat
         {"dump_env": str(tmp_path / "env.json")},
         {"write": "greet.py", "content": "print('hi')\n"},
     )
-    result = await AgentRunner().run(
-        backend, request(workspace, prompt=prompt, model="opus-x", task_kind="ci_fix")
-    )
+    result = await AgentRunner().run(backend, request(workspace, prompt=prompt, model="opus-x", task_kind="ci_fix"))
 
     assert result.ok, result.log_tail
     record = json.loads((tmp_path / "record.json").read_text())
@@ -129,9 +127,7 @@ async def test_prompt_on_stdin_and_in_prompt_file_cwd_is_workspace(tmp_path: Pat
     assert env["AGENT_PROMPT_FILE"] == record["prompt_file"]
 
 
-async def test_environment_holds_no_secret(
-    tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_environment_holds_no_secret(tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
     source = {
         **os.environ,
         **SECRETS,
@@ -204,9 +200,7 @@ def test_task_kind_is_checked(workspace: Path) -> None:
 
 
 async def test_exit_code_and_last_line(tmp_path: Path, workspace: Path) -> None:
-    backend = scripted(
-        tmp_path, {"print": "working"}, {"print": "gave up: no tests", "stderr": True}, {"exit": 7}
-    )
+    backend = scripted(tmp_path, {"print": "working"}, {"print": "gave up: no tests", "stderr": True}, {"exit": 7})
     result = await AgentRunner().run(backend, request(workspace))
     assert result.exit_code == 7
     assert not result.ok and not result.timed_out and not result.stopped
@@ -306,9 +300,7 @@ async def test_on_output_gets_lines_while_the_agent_runs(tmp_path: Path, workspa
         {"sleep": 1.5},
         {"print": "last"},
     )
-    result = await AgentRunner().run(
-        backend, request(workspace, on_output=record if kind == "sync" else record_async)
-    )
+    result = await AgentRunner().run(backend, request(workspace, on_output=record if kind == "sync" else record_async))
     ended = time.monotonic()
     assert result.ok
     lines = {line: at for at, line in seen}
@@ -356,9 +348,7 @@ async def test_missing_executable_is_a_result(workspace: Path, name: str) -> Non
 
 
 async def test_missing_command_exits_127(workspace: Path) -> None:
-    result = await AgentRunner().run(
-        get_backend("command", command="no-such-agent-cli --go"), request(workspace)
-    )
+    result = await AgentRunner().run(get_backend("command", command="no-such-agent-cli --go"), request(workspace))
     assert result.exit_code == 127
     assert "not found" in result.log_tail
 
@@ -383,9 +373,7 @@ async def test_scripted_agent_can_commit(tmp_path: Path, workspace: Path) -> Non
     backend = scripted(tmp_path, {"write": "a.txt", "content": "a\n"}, {"commit": "agent's own commit"})
     result = await AgentRunner().run(backend, request(workspace))
     assert result.ok, result.log_tail
-    log = subprocess.run(
-        ["git", "-C", str(workspace), "log", "--format=%an|%s"], capture_output=True, text=True
-    )
+    log = subprocess.run(["git", "-C", str(workspace), "log", "--format=%an|%s"], capture_output=True, text=True)
     assert log.stdout.strip() == "Scripted Agent|agent's own commit"
 
 
@@ -395,9 +383,7 @@ async def test_scripted_agent_can_commit(tmp_path: Path, workspace: Path) -> Non
 def test_claude_code_argv(workspace: Path, tmp_path: Path) -> None:
     prompt_file = tmp_path / "prompt.md"
     backend = get_backend("claude-code", executable="/opt/claude")
-    argv, on_stdin = backend.build(
-        request(workspace, model="claude-opus-4-6", args=["--max-turns", "40"]), prompt_file
-    )
+    argv, on_stdin = backend.build(request(workspace, model="claude-opus-4-6", args=["--max-turns", "40"]), prompt_file)
     assert argv == [
         "/opt/claude", "-p", "--output-format", "stream-json", "--verbose",
         "--permission-mode", "bypassPermissions",
@@ -414,9 +400,7 @@ def test_claude_code_argv(workspace: Path, tmp_path: Path) -> None:
 
 def test_codex_argv(workspace: Path, tmp_path: Path) -> None:
     backend = get_backend("codex")
-    argv, on_stdin = backend.build(
-        request(workspace, model="gpt-5-codex", args=["-c", "x=1"]), tmp_path / "p"
-    )
+    argv, on_stdin = backend.build(request(workspace, model="gpt-5-codex", args=["-c", "x=1"]), tmp_path / "p")
     assert argv == ["codex", "exec", "--json", "--sandbox", "danger-full-access", "-m", "gpt-5-codex",
                     "-c", "x=1", "-"]  # fmt: skip
     assert on_stdin
@@ -427,9 +411,7 @@ def test_codex_argv(workspace: Path, tmp_path: Path) -> None:
 def test_aider_argv(workspace: Path, tmp_path: Path) -> None:
     prompt_file = tmp_path / "scratch" / "prompt.md"
     backend = get_backend("aider")
-    argv, on_stdin = backend.build(
-        request(workspace, model="sonnet", args=["--lint-cmd", "ruff"]), prompt_file
-    )
+    argv, on_stdin = backend.build(request(workspace, model="sonnet", args=["--lint-cmd", "ruff"]), prompt_file)
     assert not on_stdin
     assert argv[:5] == ["aider", "--message-file", str(prompt_file), "--yes-always", "--no-auto-commits"]
     assert argv[-4:] == ["--model", "sonnet", "--lint-cmd", "ruff"]
@@ -587,9 +569,7 @@ def test_parse_a_real_claude_code_transcript() -> None:
     # against tests/claude_stub/server.py: one Bash tool call, then an answer.
     message, usage = parsers.parse_claude(sample("claude_stream_real.jsonl"))
     assert message == "Created hello.txt."
-    assert usage == AgentUsage(
-        input_tokens=2400, output_tokens=120, cost_usd=0.009, model="claude-sonnet-4-5-20250929"
-    )
+    assert usage == AgentUsage(input_tokens=2400, output_tokens=120, cost_usd=0.009, model="claude-sonnet-4-5-20250929")
 
 
 async def test_a_cli_that_fails_before_its_format_says_why(tmp_path: Path, workspace: Path) -> None:
@@ -699,9 +679,7 @@ async def test_claude_code_end_to_end(tmp_path: Path, workspace: Path, messages_
 
 @pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 @needs_claude
-async def test_claude_code_stop_ends_its_tools_too(
-    tmp_path: Path, workspace: Path, messages_api: Any
-) -> None:
+async def test_claude_code_stop_ends_its_tools_too(tmp_path: Path, workspace: Path, messages_api: Any) -> None:
     pidfile = workspace / "sleep.pid"
     wait = {"command": "sleep 1000 & echo $! > sleep.pid; wait", "description": "Wait"}
     messages_api.turns = [{"tool_use": {"name": "Bash", "input": wait}}, {"text": "never reached"}]

@@ -76,9 +76,12 @@ async def test_a_request_counts_once_after_the_clients_retries(twin):
     twin.fail_next("GET", "/app$", status=502, times=1000)
     async with aiohttp.ClientSession() as session:
         github = GitHub(
-            session, api_base_url=twin.api_url, auth=__import__("bot.github.auth", fromlist=["AppAuth"]).AppAuth(
-                twin.app_id, twin.private_key_pem), metrics=Metrics(),
-            retry=RetryPolicy(attempts=3, backoff=0.01), breaker=CircuitBreaker(twin.host, threshold=2),
+            session,
+            api_base_url=twin.api_url,
+            auth=__import__("bot.github.auth", fromlist=["AppAuth"]).AppAuth(twin.app_id, twin.private_key_pem),
+            metrics=Metrics(),
+            retry=RetryPolicy(attempts=3, backoff=0.01),
+            breaker=CircuitBreaker(twin.host, threshold=2),
         )
         for _ in range(2):
             with pytest.raises(gidgethub.GitHubBroken):
@@ -92,15 +95,26 @@ async def test_a_request_counts_once_after_the_clients_retries(twin):
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 async def test_deliveries_wait_out_an_outage_unspent_and_all_run_when_github_is_back(
-    tmp_path, twin, database_url, caplog,
+    tmp_path,
+    twin,
+    database_url,
+    caplog,
 ):
     iid = twin.add_installation(account="octo-org")
     twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
     numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(12)]
     settings = make_settings(
-        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
-        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
-        GITHUB_BREAKER_THRESHOLD=3, GITHUB_BREAKER_COOLDOWN=1,
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        AGENT_BACKEND="command",
+        AGENT_COMMAND="true",
+        AGENT_SANDBOX="none",
+        GITHUB_BREAKER_THRESHOLD=3,
+        GITHUB_BREAKER_COOLDOWN=1,
     )
     service = Service(settings, policy=FAST)
     await service.start()
@@ -113,8 +127,9 @@ async def test_deliveries_wait_out_an_outage_unspent_and_all_run_when_github_is_
             twin.fail_next("*", ".", status=502, times=10**6)  # GitHub down from here
             caplog.set_level(logging.DEBUG, logger="compound")
             for n in numbers:  # a label that is not a trigger: the handler reads the repo config
-                status, _ = await twin.deliver(url, "issues", issue_labeled(twin, REPO, n, "bug", "alice", iid),
-                                               secret=WEBHOOK_SECRET)
+                status, _ = await twin.deliver(
+                    url, "issues", issue_labeled(twin, REPO, n, "bug", "alice", iid), secret=WEBHOOK_SECRET
+                )
                 assert status == 202
             store = service.store.deliveries
             async with asyncio.timeout(30):
@@ -133,8 +148,11 @@ async def test_deliveries_wait_out_an_outage_unspent_and_all_run_when_github_is_
             assert sum(1 for e in errors if e and "held: GitHub unavailable" in e) >= len(numbers) - 3
             held = [r for r in caplog.records if "deliveries held" in r.getMessage()]
             assert len(held) == 1, [r.getMessage() for r in held]  # once per interval, with the count
-            assert not [r for r in caplog.records if r.exc_info and r.name == "compound.dispatch"
-                        and "GitHubUnavailable" in str(r.exc_info[1].__class__)]
+            assert not [
+                r
+                for r in caplog.records
+                if r.exc_info and r.name == "compound.dispatch" and "GitHubUnavailable" in str(r.exc_info[1].__class__)
+            ]
 
             twin._faults.clear()  # GitHub is back
             async with asyncio.timeout(60):

@@ -34,11 +34,29 @@ def test_actions_fit_githubs_limits():
 
 def test_figures_table_names_model_tokens_cost_and_files():
     table = RoundFigures(
-        model="m-1", backend="claude-code", session_id="s-1", round_number=2, kind="command",
-        duration=12.34, input_tokens=1200, output_tokens=345, cost_usd=0.0123,
-        files_changed=3, insertions=10, deletions=2,
+        model="m-1",
+        backend="claude-code",
+        session_id="s-1",
+        round_number=2,
+        kind="command",
+        duration=12.34,
+        input_tokens=1200,
+        output_tokens=345,
+        cost_usd=0.0123,
+        files_changed=3,
+        insertions=10,
+        deletions=2,
     ).table()
-    for expected in ("`m-1`", "claude-code", "2 (command)", "12.3 s", "1,200 in / 345 out", "$0.0123", "3 (+10 −2)", "`s-1`"):
+    for expected in (
+        "`m-1`",
+        "claude-code",
+        "2 (command)",
+        "12.3 s",
+        "1,200 in / 345 out",
+        "$0.0123",
+        "3 (+10 −2)",
+        "`s-1`",
+    ):
         assert expected in table
     empty = RoundFigures(model=None, backend="command", session_id="s", round_number=1, kind="task").table()
     assert "backend default" in empty and "—" in empty

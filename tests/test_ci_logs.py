@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 
 from bot.ci import logs
 from bot.ci.logs import (
-    LINE_LIMIT, NO_ERRORS, LogExcerpt, excerpt_stream, excerpt_text, failing_command, is_error_line,
+    LINE_LIMIT,
+    NO_ERRORS,
+    LogExcerpt,
+    excerpt_stream,
+    excerpt_text,
+    failing_command,
+    is_error_line,
 )
 
 GREEN, RED, CYAN, BOLD, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36;1m", "\x1b[1m", "\x1b[0m"
@@ -27,20 +33,42 @@ def stamp(i: int) -> str:
 
 def step(command: str, output: list[str]) -> list[str]:
     """A `run:` step: its header group (the script in cyan, the shell) and its output."""
-    return [f"##[group]Run {command}", f"{CYAN}{command}{RESET}", "shell: /usr/bin/bash -e {0}", "##[endgroup]", *output]
+    return [
+        f"##[group]Run {command}",
+        f"{CYAN}{command}{RESET}",
+        "shell: /usr/bin/bash -e {0}",
+        "##[endgroup]",
+        *output,
+    ]
 
 
 SETUP = [
-    "##[group]Operating System", "Ubuntu", "22.04.4", "LTS", "##[endgroup]",
-    "##[group]Run actions/checkout@v4", "with:", "  repository: acme/app", "##[endgroup]",
-    "Syncing repository: acme/app", "[command]/usr/bin/git version", "git version 2.43.0",
-    "##[group]Run actions/setup-python@v5", "with:", "  python-version: 3.11", "##[endgroup]",
+    "##[group]Operating System",
+    "Ubuntu",
+    "22.04.4",
+    "LTS",
+    "##[endgroup]",
+    "##[group]Run actions/checkout@v4",
+    "with:",
+    "  repository: acme/app",
+    "##[endgroup]",
+    "Syncing repository: acme/app",
+    "[command]/usr/bin/git version",
+    "git version 2.43.0",
+    "##[group]Run actions/setup-python@v5",
+    "with:",
+    "  python-version: 3.11",
+    "##[endgroup]",
     "Successfully set up CPython (3.11.9)",
-    *step("pip install -e '.[test]'", [
-        "Collecting aiohttp>=3.10", "  Downloading aiohttp-3.10.5.tar.gz (7.5 MB)",
-        "     \x1b[90m━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━\x1b[0m \x1b[32m7.5/7.5 MB\x1b[0m",
-        "Successfully installed aiohttp-3.10.5 compound-0.1.0",
-    ]),
+    *step(
+        "pip install -e '.[test]'",
+        [
+            "Collecting aiohttp>=3.10",
+            "  Downloading aiohttp-3.10.5.tar.gz (7.5 MB)",
+            "     \x1b[90m━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━\x1b[0m \x1b[32m7.5/7.5 MB\x1b[0m",
+            "Successfully installed aiohttp-3.10.5 compound-0.1.0",
+        ],
+    ),
 ]
 CLEANUP = ["Post job cleanup.", "[command]/usr/bin/git version", "Cleaning up orphan processes"]
 
@@ -55,8 +83,10 @@ def job(*steps: list[str], code: int | None = 1, end: list[str] | None = None) -
 
 
 def passing(start: int, count: int) -> list[str]:
-    return [f"tests/test_mod{i % 40}.py::test_case_{i} {GREEN}PASSED{RESET}{' ' * 20}[{i * 100 // 20_000:3d}%]"
-            for i in range(start, start + count)]
+    return [
+        f"tests/test_mod{i % 40}.py::test_case_{i} {GREEN}PASSED{RESET}{' ' * 20}[{i * 100 // 20_000:3d}%]"
+        for i in range(start, start + count)
+    ]
 
 
 PYTEST_FAILURE = [
@@ -70,61 +100,126 @@ PYTEST_FAILURE = [
     f"{RED}tests/test_dates.py{RESET}:12: AttributeError",
 ]
 # pytest-instafail prints a failure as it happens: the traceback sits in the middle.
-PYTEST = job(step("pytest -v --instafail tests", [
-    f"{BOLD}============================= test session starts =============================={RESET}",
-    "platform linux -- Python 3.11.9, pytest-8.3.2, pluggy-1.5.0",
-    *passing(0, 10_000),
-    f"tests/test_dates.py::test_parse_date {RED}FAILED{RESET}                  [ 50%]",
-    *PYTEST_FAILURE,
-    *passing(10_000, 10_000),
-    "=========================== short test summary info ============================",
-    f"{RED}FAILED{RESET} tests/test_dates.py::test_parse_date - AttributeError: 'NoneType' object has no attribute 'month'",
-    f"{RED}======================= {BOLD}1 failed{RESET}{RED}, 20000 passed in 61.20s (0:01:01) ======================={RESET}",
-]))
-MYPY = job(step("mypy bot", [
-    'bot/config.py:41: error: Incompatible return value type (got "int | None", expected "int")  [return-value]',
-    'bot/web.py:88: error: Argument 1 to "get" has incompatible type "int"; expected "str"  [arg-type]',
-    "Found 2 errors in 2 files (checked 57 source files)",
-]))
-RUFF = job(step("ruff check .", [
-    "bot/web.py:3:8: F401 [*] `os` imported but unused",
-    "bot/web.py:120:89: E501 Line too long (97 > 88)",
-    "Found 2 errors.", "[*] 1 fixable with the `--fix` option.",
-]))
-FLAKE8 = job(step("flake8 bot", ["./bot/web.py:3:1: F401 'os' imported but unused", "./bot/web.py:9:80: E501 line too long (91 > 79 characters)"]))
-ESLINT = job(step("npx eslint src", [
-    "", "/home/runner/work/app/app/src/index.js",
-    "  3:7  error  'unused' is assigned a value but never used  no-unused-vars",
-    "  9:1  error  Unexpected console statement                 no-console", "",
-    f"{RED}{BOLD}✖ 2 problems (2 errors, 0 warnings){RESET}",
-]))
-TSC = job(step("npx tsc --noEmit", [
-    "src/index.ts(3,7): error TS2322: Type 'string' is not assignable to type 'number'.",
-    "src/api.ts(14,22): error TS2339: Property 'nam' does not exist on type 'User'.",
-]), code=2)
-NPM_BUILD = job(step("npm run build", [
-    "", "> app@1.0.0 build", "> webpack --mode production", "",
-    "assets by status 1.2 KiB [cached] 1 asset",
-    "ERROR in ./src/index.js 3:0-32",
-    "Module not found: Error: Can't resolve './missing-module' in '/home/runner/work/app/app/src'",
-    "webpack 5.91.0 compiled with 1 error in 812 ms",
-    "npm ERR! code 1", "npm ERR! path /home/runner/work/app/app", "npm ERR! command failed",
-    "npm ERR! command sh -c webpack --mode production",
-]))
-GO_TEST = job(step("go test ./...", [
-    "ok  \texample.com/calc/internal/parse\t0.004s",
-    "--- FAIL: TestAdd (0.00s)", "    add_test.go:9: Add(1, 2) = 4; want 3",
-    "FAIL", "FAIL\texample.com/calc\t0.002s", "FAIL",
-]))
-TIMEOUT = job(step("pytest -x tests/slow", [*passing(0, 300), "tests/test_slow.py::test_forever "]), code=None, end=[
-    "##[error]The job running on runner GitHub Actions 12 has exceeded the maximum execution time of 10 minutes.",
-    "##[error]The operation was canceled.", *CLEANUP,
-])
-SHUTDOWN = job(step("pytest tests", passing(0, 120)), code=None, end=[
-    "##[error]The runner has received a shutdown signal. This can happen when the runner service is stopped,"
-    " or a manually started runner is canceled.",
-    "##[error]The operation was canceled.", *CLEANUP,
-])
+PYTEST = job(
+    step(
+        "pytest -v --instafail tests",
+        [
+            f"{BOLD}============================= test session starts =============================={RESET}",
+            "platform linux -- Python 3.11.9, pytest-8.3.2, pluggy-1.5.0",
+            *passing(0, 10_000),
+            f"tests/test_dates.py::test_parse_date {RED}FAILED{RESET}                  [ 50%]",
+            *PYTEST_FAILURE,
+            *passing(10_000, 10_000),
+            "=========================== short test summary info ============================",
+            f"{RED}FAILED{RESET} tests/test_dates.py::test_parse_date - AttributeError: 'NoneType' object has no attribute 'month'",
+            f"{RED}======================= {BOLD}1 failed{RESET}{RED}, 20000 passed in 61.20s (0:01:01) ======================={RESET}",
+        ],
+    )
+)
+MYPY = job(
+    step(
+        "mypy bot",
+        [
+            'bot/config.py:41: error: Incompatible return value type (got "int | None", expected "int")  [return-value]',
+            'bot/web.py:88: error: Argument 1 to "get" has incompatible type "int"; expected "str"  [arg-type]',
+            "Found 2 errors in 2 files (checked 57 source files)",
+        ],
+    )
+)
+RUFF = job(
+    step(
+        "ruff check .",
+        [
+            "bot/web.py:3:8: F401 [*] `os` imported but unused",
+            "bot/web.py:120:89: E501 Line too long (97 > 88)",
+            "Found 2 errors.",
+            "[*] 1 fixable with the `--fix` option.",
+        ],
+    )
+)
+FLAKE8 = job(
+    step(
+        "flake8 bot",
+        [
+            "./bot/web.py:3:1: F401 'os' imported but unused",
+            "./bot/web.py:9:80: E501 line too long (91 > 79 characters)",
+        ],
+    )
+)
+ESLINT = job(
+    step(
+        "npx eslint src",
+        [
+            "",
+            "/home/runner/work/app/app/src/index.js",
+            "  3:7  error  'unused' is assigned a value but never used  no-unused-vars",
+            "  9:1  error  Unexpected console statement                 no-console",
+            "",
+            f"{RED}{BOLD}✖ 2 problems (2 errors, 0 warnings){RESET}",
+        ],
+    )
+)
+TSC = job(
+    step(
+        "npx tsc --noEmit",
+        [
+            "src/index.ts(3,7): error TS2322: Type 'string' is not assignable to type 'number'.",
+            "src/api.ts(14,22): error TS2339: Property 'nam' does not exist on type 'User'.",
+        ],
+    ),
+    code=2,
+)
+NPM_BUILD = job(
+    step(
+        "npm run build",
+        [
+            "",
+            "> app@1.0.0 build",
+            "> webpack --mode production",
+            "",
+            "assets by status 1.2 KiB [cached] 1 asset",
+            "ERROR in ./src/index.js 3:0-32",
+            "Module not found: Error: Can't resolve './missing-module' in '/home/runner/work/app/app/src'",
+            "webpack 5.91.0 compiled with 1 error in 812 ms",
+            "npm ERR! code 1",
+            "npm ERR! path /home/runner/work/app/app",
+            "npm ERR! command failed",
+            "npm ERR! command sh -c webpack --mode production",
+        ],
+    )
+)
+GO_TEST = job(
+    step(
+        "go test ./...",
+        [
+            "ok  \texample.com/calc/internal/parse\t0.004s",
+            "--- FAIL: TestAdd (0.00s)",
+            "    add_test.go:9: Add(1, 2) = 4; want 3",
+            "FAIL",
+            "FAIL\texample.com/calc\t0.002s",
+            "FAIL",
+        ],
+    )
+)
+TIMEOUT = job(
+    step("pytest -x tests/slow", [*passing(0, 300), "tests/test_slow.py::test_forever "]),
+    code=None,
+    end=[
+        "##[error]The job running on runner GitHub Actions 12 has exceeded the maximum execution time of 10 minutes.",
+        "##[error]The operation was canceled.",
+        *CLEANUP,
+    ],
+)
+SHUTDOWN = job(
+    step("pytest tests", passing(0, 120)),
+    code=None,
+    end=[
+        "##[error]The runner has received a shutdown signal. This can happen when the runner service is stopped,"
+        " or a manually started runner is canceled.",
+        "##[error]The operation was canceled.",
+        *CLEANUP,
+    ],
+)
 
 
 def clean(text: str) -> bool:
@@ -156,10 +251,28 @@ def test_each_tool_keeps_its_error_lines_and_step() -> None:
         FLAKE8: ("Run flake8 bot", "./bot/web.py:3:1: F401", "./bot/web.py:9:80: E501"),
         ESLINT: ("Run npx eslint src", "3:7  error  'unused'", "✖ 2 problems (2 errors, 0 warnings)"),
         TSC: ("Run npx tsc --noEmit", "error TS2322", "error TS2339", "exit code 2"),
-        NPM_BUILD: ("Run npm run build", "ERROR in ./src/index.js", "Module not found: Error", "npm ERR! command failed"),
-        GO_TEST: ("Run go test ./...", "--- FAIL: TestAdd", "add_test.go:9: Add(1, 2) = 4; want 3", "FAIL\texample.com/calc"),
-        TIMEOUT: ("Run pytest -x tests/slow", "error: The job running on runner", "exceeded the maximum execution time"),
-        SHUTDOWN: ("Run pytest tests", "error: The runner has received a shutdown signal", "error: The operation was canceled."),
+        NPM_BUILD: (
+            "Run npm run build",
+            "ERROR in ./src/index.js",
+            "Module not found: Error",
+            "npm ERR! command failed",
+        ),
+        GO_TEST: (
+            "Run go test ./...",
+            "--- FAIL: TestAdd",
+            "add_test.go:9: Add(1, 2) = 4; want 3",
+            "FAIL\texample.com/calc",
+        ),
+        TIMEOUT: (
+            "Run pytest -x tests/slow",
+            "error: The job running on runner",
+            "exceeded the maximum execution time",
+        ),
+        SHUTDOWN: (
+            "Run pytest tests",
+            "error: The runner has received a shutdown signal",
+            "error: The operation was canceled.",
+        ),
     }
     for log, wanted in cases.items():
         excerpt = excerpt_text(log, limit=3_000)
@@ -174,16 +287,27 @@ def test_each_tool_keeps_its_error_lines_and_step() -> None:
 
 
 def test_lines_are_cleaned() -> None:
-    log = "".join(stamp(i) + line + "\n" for i, line in enumerate([
-        "##[group]Run make check", "make check", "##[endgroup]",
-        "\x1b]8;;https://example.com\x07a link\x1b]8;;\x07 and \x1b[1;31mred\x1b[0m\x1b[K",
-        "Downloading  10%\rDownloading  55%\rDownloading 100%\r",
-        "##[warning]Node.js 16 actions are deprecated.",
-        "##[error]make: *** [Makefile:3: check] Error 2",
-    ]))
+    log = "".join(
+        stamp(i) + line + "\n"
+        for i, line in enumerate(
+            [
+                "##[group]Run make check",
+                "make check",
+                "##[endgroup]",
+                "\x1b]8;;https://example.com\x07a link\x1b]8;;\x07 and \x1b[1;31mred\x1b[0m\x1b[K",
+                "Downloading  10%\rDownloading  55%\rDownloading 100%\r",
+                "##[warning]Node.js 16 actions are deprecated.",
+                "##[error]make: *** [Makefile:3: check] Error 2",
+            ]
+        )
+    )
     assert excerpt_text(log).split("\n") == [
-        "Run make check", "make check", "a link and red", "Downloading 100%",
-        "warning: Node.js 16 actions are deprecated.", "error: make: *** [Makefile:3: check] Error 2",
+        "Run make check",
+        "make check",
+        "a link and red",
+        "Downloading 100%",
+        "warning: Node.js 16 actions are deprecated.",
+        "error: make: *** [Makefile:3: check] Error 2",
     ]
     crlf = "2026-12-04T10:00:00.0000000Z error: one\r\n2026-12-04T10:00:01Z two\r\n"
     assert excerpt_text(crlf) == "error: one\ntwo"
@@ -197,7 +321,7 @@ def test_utf8_and_ansi_split_across_chunks() -> None:
     for size in (1, 2, 3, 5):
         excerpt = LogExcerpt()
         for i in range(0, len(data), size):
-            excerpt.feed(data[i:i + size])
+            excerpt.feed(data[i : i + size])
         assert excerpt.result() == whole
     broken = LogExcerpt()
     broken.feed(b"error: bad \xff\xfe bytes \xe6\x97")
@@ -211,7 +335,7 @@ def test_chunking_does_not_change_the_excerpt() -> None:
     excerpt, i = LogExcerpt(), 0
     while i < len(data):
         size = rng.choice((1, 13, 700, 4096, 70_000))
-        excerpt.feed(data[i:i + size])
+        excerpt.feed(data[i : i + size])
         i += size
     assert excerpt.result() == expected
 
@@ -223,8 +347,8 @@ def test_windows_merge_and_gaps_are_marked() -> None:
     lines[80] = "error: third, far away"
     excerpt = excerpt_text("\n".join(lines) + "\n").split("\n")
     first, second, third = (excerpt.index(t) for t in (lines[40], lines[45], lines[80]))
-    assert excerpt[first + 1:second] == lines[41:45]  # one block, no marker between
-    assert excerpt[first - logs.BEFORE:first] == lines[40 - logs.BEFORE:40]
+    assert excerpt[first + 1 : second] == lines[41:45]  # one block, no marker between
+    assert excerpt[first - logs.BEFORE : first] == lines[40 - logs.BEFORE : 40]
     assert excerpt[0] == f"[… {40 - logs.BEFORE:,} lines …]"
     assert excerpt[third - logs.BEFORE - 1].startswith("[… ")
     assert excerpt[-1] == "line 99"
@@ -263,7 +387,9 @@ def test_no_error_falls_back_to_the_tail() -> None:
 
 def test_failing_command_is_the_step_of_the_first_runner_error() -> None:
     log = job(
-        step("pip install -r requirements.txt", ["ERROR: pip's dependency resolver does not currently take into account"]),
+        step(
+            "pip install -r requirements.txt", ["ERROR: pip's dependency resolver does not currently take into account"]
+        ),
         step("pytest", ["1 failed, 3 passed"]),
     )
     assert failing_command(log) == "pytest"  # not the install step's harmless ERROR line
@@ -304,7 +430,7 @@ async def test_50_mb_log_streamed_in_bounded_memory() -> None:
 
         for block in raw():
             for i in range(0, len(block), 64 * 1024):
-                yield block[i:i + 64 * 1024]
+                yield block[i : i + 64 * 1024]
 
     tracemalloc.start()
     try:
@@ -322,12 +448,31 @@ async def test_50_mb_log_streamed_in_bounded_memory() -> None:
 
 def test_the_look_out_misses_no_error_line() -> None:
     lines = [
-        "FAILED tests/a.py::t - x", "tests/a.py::t FAILED", "FAIL src/x.test.js", "ERROR in ./src/a.js", "E       assert 1",
-        "Traceback (most recent call last):", "ValueError: bad", "error[E0308]: mismatched types", "x.c:3:5: error: ';'",
-        "src/a.ts(3,7): error TS2322: no", "bot/a.py:1:8: F401 unused", "  3:7  error  'x' unused  no-unused-vars",
-        "npm ERR! code 1", "npm error code 1", "fatal: not a git repository", "panic: runtime error", "AssertionError",
-        "exit status 2", "Found 3 errors in 1 file", "--- FAIL: TestAdd", "1 failed, 3 passed", "  2 failing",
-        "would reformat a.py", "✖ 2 problems", "  ● sum › adds",
+        "FAILED tests/a.py::t - x",
+        "tests/a.py::t FAILED",
+        "FAIL src/x.test.js",
+        "ERROR in ./src/a.js",
+        "E       assert 1",
+        "Traceback (most recent call last):",
+        "ValueError: bad",
+        "error[E0308]: mismatched types",
+        "x.c:3:5: error: ';'",
+        "src/a.ts(3,7): error TS2322: no",
+        "bot/a.py:1:8: F401 unused",
+        "  3:7  error  'x' unused  no-unused-vars",
+        "npm ERR! code 1",
+        "npm error code 1",
+        "fatal: not a git repository",
+        "panic: runtime error",
+        "AssertionError",
+        "exit status 2",
+        "Found 3 errors in 1 file",
+        "--- FAIL: TestAdd",
+        "1 failed, 3 passed",
+        "  2 failing",
+        "would reformat a.py",
+        "✖ 2 problems",
+        "  ● sum › adds",
     ]
     for line in lines:
         assert is_error_line(line), line

@@ -10,7 +10,6 @@ import sys
 import pytest
 from sqlalchemy import inspect
 
-from bot.store import Store
 from bot.store.deliveries import DeliveryRecord
 from tests.conftest import WEBHOOK_SECRET
 from tests.service_process import COMPOUND, ServiceProcess, base_env
@@ -22,7 +21,9 @@ def run(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["worker"], ["receive"], ["doctor"], ["db"], ["db", "upgrade"], ["db", "payload"]], ids=" ".join
+    "args",
+    [[], ["serve"], ["worker"], ["receive"], ["doctor"], ["db"], ["db", "upgrade"], ["db", "payload"]],
+    ids=" ".join,
 )
 def test_help(args, tmp_path):
     result = run(*args, "--help", env=base_env(), cwd=tmp_path)
@@ -33,7 +34,9 @@ def test_help(args, tmp_path):
 def test_console_script_is_installed(tmp_path):
     result = subprocess.run(
         [str(__import__("pathlib").Path(sys.executable).with_name("compound")), "--version"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 0 and result.stdout.startswith("compound ")
 
@@ -77,8 +80,13 @@ async def test_db_upgrade_from_several_processes_at_once(tmp_path, database_url,
     env = base_env(DATABASE_URL=database_url, DATA_DIR=tmp_path / "data")
     procs = [
         await asyncio.create_subprocess_exec(
-            *COMPOUND, "db", "upgrade", env=env, cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *COMPOUND,
+            "db",
+            "upgrade",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(3)
     ]
@@ -96,10 +104,14 @@ async def test_receive_runs_a_saved_payload_through_the_handlers(tmp_path, datab
     path = tmp_path / "installation.json"
     path.write_text(json.dumps(payload))
     env = base_env(DATABASE_URL=database_url, DATA_DIR=tmp_path / "data", LOG_LEVEL="warning")
-    result = run("receive", "--event", "installation", "--payload", str(path), "--delivery-id", "saved-1",
-                 env=env, cwd=tmp_path)
+    result = run(
+        "receive", "--event", "installation", "--payload", str(path), "--delivery-id", "saved-1", env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines() == ["saved-1 installation.created: processed", "  on_installation_created: done"]
+    assert result.stdout.strip().splitlines() == [
+        "saved-1 installation.created: processed",
+        "  on_installation_created: done",
+    ]
     assert (await store.installations.get(payload["installation"]["id"])) is not None
     again = run("receive", "-e", "installation", "-p", str(path), "--delivery-id", "saved-1", env=env, cwd=tmp_path)
     assert again.returncode == 1 and "received before" in again.stderr
@@ -107,12 +119,11 @@ async def test_receive_runs_a_saved_payload_through_the_handlers(tmp_path, datab
 
 async def test_db_payload_prints_a_stored_payload_byte_for_byte(tmp_path, database_url, store):
     body = json.dumps(example("issues", "labeled"), indent=1).encode()  # as GitHub sent it, spaces and all
-    await store.deliveries.insert_new(
-        [DeliveryRecord("stored-1", "issues", "labeled", 1, "o/r", body)], None, lease=30
-    )
+    await store.deliveries.insert_new([DeliveryRecord("stored-1", "issues", "labeled", 1, "o/r", body)], None, lease=30)
     env = base_env(DATABASE_URL=database_url, DATA_DIR=tmp_path / "data")
-    result = subprocess.run([*COMPOUND, "db", "payload", "stored-1"], env=env, cwd=tmp_path,
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [*COMPOUND, "db", "payload", "stored-1"], env=env, cwd=tmp_path, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == body
     missing = run("db", "payload", "nope", env=env, cwd=tmp_path)
@@ -133,8 +144,12 @@ def test_receive_reports_an_unreadable_payload(tmp_path, database_url):
 async def test_web_only_process_and_separate_worker_share_postgresql(tmp_path, database_url, store, twin):
     """Split deployment: `serve --no-workers` stores, `compound worker` processes."""
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATABASE_URL=database_url,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
         DATA_DIR=tmp_path / "data",
     )
     web = ServiceProcess(tmp_path, env, args=("--no-workers",))
@@ -142,8 +157,10 @@ async def test_web_only_process_and_separate_worker_share_postgresql(tmp_path, d
     worker = ServiceProcess(tmp_path, env, command="worker")
     try:
         status, _ = await twin.deliver(
-            web.url + "/api/github/webhooks", "installation",
-            example("installation", "created"), secret=WEBHOOK_SECRET,
+            web.url + "/api/github/webhooks",
+            "installation",
+            example("installation", "created"),
+            secret=WEBHOOK_SECRET,
         )
         assert status == 202
         await asyncio.sleep(0.5)
@@ -171,17 +188,24 @@ def test_commands_that_read_ask_for_a_migrated_database(args, tmp_path):
     assert after.returncode == 0, after.stderr
 
 
-@pytest.mark.parametrize("url, warned", [
-    ("http://localhost:3000/api/github/webhooks", True),
-    ("https://compound.example.com/api/github/webhooks", False),
-])
+@pytest.mark.parametrize(
+    "url, warned",
+    [
+        ("http://localhost:3000/api/github/webhooks", True),
+        ("https://compound.example.com/api/github/webhooks", False),
+    ],
+)
 async def test_serve_warns_when_the_apps_webhook_url_cannot_be_reached(url, warned, tmp_path, twin):
     from tests.twin.rest.hooks import hook_config
 
     hook_config(twin)["url"] = url
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=tmp_path / "data",
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=tmp_path / "data",
     )
     service = ServiceProcess(tmp_path, env)
     await service.start()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-
-import pytest
 
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, alive, world  # noqa: F401 (fixture)
 from tests.twin_events import check_run_action, push_event
@@ -60,11 +57,15 @@ async def test_stop_button_and_retry_button(world: World):
     await world.deliver("check_run", check_run_action(world.twin, REPO, run.id, None, "alice", world.iid))
     await world.until(pidfile.exists, what="the retried round")
     await world.command(pr.number, "/agent stop")
-    await world.until(lambda: sum(r.conclusion == "cancelled" for r in world.check_runs(head)) == 2, what="second cancel")
+    await world.until(
+        lambda: sum(r.conclusion == "cancelled" for r in world.check_runs(head)) == 2, what="second cancel"
+    )
 
 
 async def test_retry_after_a_failure_and_model_switch(world: World):
-    world.twin.commit(REPO, "main", {".github/compound.yml": "models: {fast: fast-model-2, big: big-model-9}\n"}, "config")
+    world.twin.commit(
+        REPO, "main", {".github/compound.yml": "models: {fast: fast-model-2, big: big-model-9}\n"}, "config"
+    )
     number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
     world.plan("task", {"exit": 1})
     await world.start()
@@ -73,7 +74,9 @@ async def test_retry_after_a_failure_and_model_switch(world: World):
     await world.command(number, "/agent model fast")
     await world.until(lambda: any("fast-model-2" in b for b in world.bot_comments(number)), what="model reply")
     await world.command(number, "/agent model huge")
-    await world.until(lambda: any("unknown model alias 'huge'" in b for b in world.bot_comments(number)), what="unknown")
+    await world.until(
+        lambda: any("unknown model alias 'huge'" in b for b in world.bot_comments(number)), what="unknown"
+    )
     world.plan("task", WRITE_FEATURE)
     await world.command(number, "/agent retry")
     pr = await opened(world, number)
@@ -122,7 +125,9 @@ async def test_bots_do_not_start_work_unless_allowed(world: World):
     assert world.bot_comments(number) == [] and world.pulls() == []
     after = world.twin.commit(REPO, "main", {".github/compound.yml": "allowed_bots: ['renovate[bot]']\n"}, "allow")
     # GitHub sends the push; it drops the config Compound kept from the first label.
-    await world.settled(await world.deliver("push", push_event(world.twin, REPO, "refs/heads/main", None, after, "alice", world.iid)))
+    await world.settled(
+        await world.deliver("push", push_event(world.twin, REPO, "refs/heads/main", None, after, "alice", world.iid))
+    )
     world.twin.set_permission(REPO, "renovate[bot]", "write")
     await world.label(number, sender="renovate[bot]", label="agent")
     await opened(world, number)

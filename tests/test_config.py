@@ -107,7 +107,10 @@ def test_label_models_may_name_a_default_alias():
         ("a: b: c\n", "is not valid YAML (line 1, column 5): mapping values are not allowed here"),
         ("\t- x\n", "is not valid YAML (line 1"),
         # YAML that is not a mapping.
-        ("- trigger_label\n- agent\n", "must be a mapping of keys to values (like `trigger_label: agent`), but it is a list"),
+        (
+            "- trigger_label\n- agent\n",
+            "must be a mapping of keys to values (like `trigger_label: agent`), but it is a list",
+        ),
         ("just words\n", "but it is a single str value"),
         # PyYAML's unsafe tags are refused, not run.
         ("x: !!python/object/apply:os.system [echo hi]\n", "is not valid YAML (line 1"),
@@ -119,8 +122,14 @@ def test_label_models_may_name_a_default_alias():
         ("max_ci_rounds: -1\n", "`max_ci_rounds` (line 1): Input should be greater than or equal to 0"),
         ("max_review_rounds: -2\n", "`max_review_rounds` (line 1): Input should be greater than or equal to 0"),
         ("agent: {timeout: 0}\n", "`agent.timeout` (line 1): Input should be greater than 0"),
-        ("agent: {backend: gpt}\n", "`agent.backend` (line 1): Input should be 'claude-code', 'codex', 'aider' or 'command'"),
-        ("label_models: {architecture: gpt5}\n", "`label_models` (line 1): label 'architecture' points to unknown model alias 'gpt5' (known: opus, sonnet)"),
+        (
+            "agent: {backend: gpt}\n",
+            "`agent.backend` (line 1): Input should be 'claude-code', 'codex', 'aider' or 'command'",
+        ),
+        (
+            "label_models: {architecture: gpt5}\n",
+            "`label_models` (line 1): label 'architecture' points to unknown model alias 'gpt5' (known: opus, sonnet)",
+        ),
         ("trigger_label: ''\n", "`trigger_label` (line 1): a label name must not be empty"),
         (f"trigger_label: {'x' * 51}\n", "`trigger_label` (line 1): a label name has at most 50 characters"),
         ("label_models: {'': opus}\n", "`label_models` (line 1): a label name must not be empty"),
@@ -312,7 +321,7 @@ def test_effective_rounds_and_timeout():
 
 
 def test_allowed_bots():
-    config, _ = parse_config("allowed_bots: [\"dependabot[bot]\", Renovate]\n")
+    config, _ = parse_config('allowed_bots: ["dependabot[bot]", Renovate]\n')
     assert config.allows_bot("dependabot[bot]")
     assert config.allows_bot("renovate[bot]")
     assert not config.allows_bot("compound[bot]")

@@ -17,14 +17,23 @@ def config_reads(twin) -> int:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_repos_config_is_read_once_per_interval_and_again_after_a_push_that_changes_it(
-    tmp_path, twin, database_url,
+    tmp_path,
+    twin,
+    database_url,
 ):
     iid = twin.add_installation(account="octo-org")
     twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
     numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(4)]
     settings = make_settings(
-        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
-        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        AGENT_BACKEND="command",
+        AGENT_COMMAND="true",
+        AGENT_SANDBOX="none",
     )
     service = Service(settings, policy=FAST)
     await service.start()

@@ -22,17 +22,38 @@ WORK_REPO = "octo/app"
 
 def ended(n: int, at: datetime, *, first_try: bool) -> Outcome:
     return Outcome(
-        session_id=f"s{n}", repo=WORK_REPO, installation_id=1, issue_number=n, pr_number=100 + n,
-        outcome="merged", first_try=first_try, ci_rounds=0 if first_try else 1, review_rounds=0, rebase_rounds=0,
-        started_at=at - timedelta(hours=2), ended_at=at, pr_opened_at=at - timedelta(hours=1),
-        backend="command", task_kind="bug", cost_usd=1.5, prompt_template="task", prompt_variant="default",
+        session_id=f"s{n}",
+        repo=WORK_REPO,
+        installation_id=1,
+        issue_number=n,
+        pr_number=100 + n,
+        outcome="merged",
+        first_try=first_try,
+        ci_rounds=0 if first_try else 1,
+        review_rounds=0,
+        rebase_rounds=0,
+        started_at=at - timedelta(hours=2),
+        ended_at=at,
+        pr_opened_at=at - timedelta(hours=1),
+        backend="command",
+        task_kind="bug",
+        cost_usd=1.5,
+        prompt_template="task",
+        prompt_variant="default",
     )
 
 
 def settings_for(tmp_path, twin, database_url, **env):
     return make_settings(
-        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
-        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        AGENT_BACKEND="command",
+        AGENT_COMMAND="true",
+        AGENT_SANDBOX="none",
         **{"REPORT_DIGEST_REPO": DIGEST_REPO, **env},
     )
 
@@ -66,9 +87,13 @@ async def test_the_service_posts_the_digest_once_and_edits_it_after_a_restart(tm
     settings = settings_for(tmp_path, twin, database_url)
     start, end = last_period(datetime.now(UTC), settings.digest_period)
     # Three sessions ended in the last closed week (two first try), one before it and one after it.
-    for n, at, ok in ((1, start + timedelta(days=1), True), (2, start + timedelta(days=2), True),
-                      (3, end - timedelta(minutes=1), False), (4, start - timedelta(minutes=1), True),
-                      (5, end + timedelta(seconds=1), True)):
+    for n, at, ok in (
+        (1, start + timedelta(days=1), True),
+        (2, start + timedelta(days=2), True),
+        (3, end - timedelta(minutes=1), False),
+        (4, start - timedelta(minutes=1), True),
+        (5, end + timedelta(seconds=1), True),
+    ):
         await store.learning.save_outcome(ended(n, at, first_try=ok))
 
     service = Service(settings)

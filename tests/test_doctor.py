@@ -18,8 +18,13 @@ from tests.twin.rest.hooks import hook_config
 async def doctor(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
     # Run without blocking the loop: the twin answers from this very loop.
     proc = await asyncio.create_subprocess_exec(
-        *COMPOUND, "doctor", *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        *COMPOUND,
+        "doctor",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 90)
     assert proc.returncode is not None
@@ -38,17 +43,24 @@ def fake_claude(tmp_path: Path) -> Path:
 @pytest.fixture
 async def env(tmp_path, twin):
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=tmp_path / "data",
-        AGENT_SANDBOX="none", AGENT_BACKEND="claude-code",
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=tmp_path / "data",
+        AGENT_SANDBOX="none",
+        AGENT_BACKEND="claude-code",
     )
     env["PATH"] = f"{fake_claude(tmp_path)}{os.pathsep}{env.get('PATH', '')}"
     proc = await asyncio.create_subprocess_exec(*COMPOUND, "db", "upgrade", env=env, cwd=tmp_path)
     assert await proc.wait() == 0
     hook_config(twin)["secret"] = WEBHOOK_SECRET
     twin.hook_deliveries.record(
-        "issues", {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
-        guid="0b989ba4-242f-11e5-81e1-c7b6966d2516", status_code=202,
+        "issues",
+        {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
+        guid="0b989ba4-242f-11e5-81e1-c7b6966d2516",
+        status_code=202,
     )
     return env
 
@@ -69,8 +81,16 @@ def fix_after(output: str, name: str) -> str:
 async def test_all_pass_against_the_twin(env, tmp_path, twin):
     status, out = await doctor(env, tmp_path)
     assert status == 0, out
-    for name in ("settings", "database", "github auth", "webhook config", "webhook deliveries",
-                 "agent cli", "sandbox", "disk"):
+    for name in (
+        "settings",
+        "database",
+        "github auth",
+        "webhook config",
+        "webhook deliveries",
+        "agent cli",
+        "sandbox",
+        "disk",
+    ):
         assert line(out, name).startswith("ok   "), out
     assert "9.9.9 (Claude Code)" in line(out, "agent cli")
     assert twin.calls("apps/get-webhook-config-for-app")
@@ -104,8 +124,10 @@ async def test_missing_secret_and_ssl_off(env, tmp_path, twin):
 
 async def test_failed_deliveries(env, tmp_path, twin):
     twin.hook_deliveries.record(
-        "issues", {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
-        guid="dead-beef", status_code=0,
+        "issues",
+        {"action": "labeled", "installation": {"id": 1}, "repository": {"id": 1}},
+        guid="dead-beef",
+        status_code=0,
     )
     status, out = await doctor(env, tmp_path)
     assert status == 1

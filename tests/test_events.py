@@ -10,8 +10,16 @@ from bot.events import SCHEMA_VERSION, EventLog
 
 async def _session(store):
     session, round_ = await store.sessions.create(
-        repo="octo/app", installation_id=1, issue_number=3, issue_title="Add x", branch="compound/issue-3",
-        backend="command", model="m", triggered_by="alice", config={}, context={},
+        repo="octo/app",
+        installation_id=1,
+        issue_number=3,
+        issue_title="Add x",
+        branch="compound/issue-3",
+        backend="command",
+        model="m",
+        triggered_by="alice",
+        config={},
+        context={},
     )
     return session, round_
 

@@ -38,9 +38,7 @@ def request(
     if chunked:
         headers["Transfer-Encoding"] = "chunked"
         half = len(body) // 2
-        payload = b"".join(
-            b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:])
-        ) + b"0\r\n\r\n"
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:])) + b"0\r\n\r\n"
     else:
         headers["Content-Length"] = str(len(body))
         payload = body

@@ -116,9 +116,7 @@ def test_app_jwt_is_reused_then_renewed():
 def test_fingerprint_is_githubs_sha256_of_the_public_key():
     pem = rsa_pem()
     key = serialization.load_pem_private_key(pem.encode(), password=None)
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     auth = AppAuth(7, pem)
     assert auth.fingerprint == "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
     assert pem not in repr(auth)
@@ -148,9 +146,7 @@ async def test_a_client_that_makes_no_call_costs_no_token(twin, github, installa
 
 
 async def test_concurrent_calls_share_one_token_request(twin, github, installation_id):
-    results = await asyncio.gather(
-        *(github.installation(installation_id).getitem(f"/repos/{REPO}") for _ in range(25))
-    )
+    results = await asyncio.gather(*(github.installation(installation_id).getitem(f"/repos/{REPO}") for _ in range(25)))
     assert {r["full_name"] for r in results} == {REPO}
     assert twin.token_requests[installation_id] == 1
     assert sample(github.metrics, "compound_installation_token_requests_total") == 1
@@ -188,9 +184,7 @@ async def test_a_revoked_token_is_refreshed_once(twin, github, installation_id):
 async def test_concurrent_401s_refresh_the_token_once(twin, github, installation_id):
     await github.installation(installation_id).getitem(f"/repos/{REPO}")
     twin.revoke_tokens()
-    await asyncio.gather(
-        *(github.installation(installation_id).getitem(f"/repos/{REPO}") for _ in range(10))
-    )
+    await asyncio.gather(*(github.installation(installation_id).getitem(f"/repos/{REPO}") for _ in range(10)))
     assert twin.token_requests[installation_id] == 2
 
 
@@ -240,18 +234,14 @@ async def test_a_post_is_retried_on_5xx_too(twin, github, sleep, installation_id
 
 
 @pytest.mark.parametrize("status", [403, 429])
-async def test_secondary_rate_limit_honours_retry_after(
-    twin, github, sleep, installation_id, status
-):
+async def test_secondary_rate_limit_honours_retry_after(twin, github, sleep, installation_id, status):
     twin.fail_next("GET", rf"^/repos/{REPO}$", status=status, headers={"Retry-After": "7"})
     repo = await github.installation(installation_id).getitem(f"/repos/{REPO}")
     assert repo["full_name"] == REPO
     assert sleep.waits == [7.0]
 
 
-async def test_secondary_rate_limit_without_retry_after_waits_a_minute(
-    twin, github, sleep, installation_id
-):
+async def test_secondary_rate_limit_without_retry_after_waits_a_minute(twin, github, sleep, installation_id):
     # The twin's default 403 body: "You have exceeded a secondary rate limit..."
     twin.fail_next("GET", rf"^/repos/{REPO}$", status=403)
     await github.installation(installation_id).getitem(f"/repos/{REPO}")
@@ -266,7 +256,9 @@ async def test_a_429_without_retry_after_waits_a_minute(twin, github, sleep, ins
 
 async def test_a_plain_403_is_not_retried(twin, github, sleep, installation_id):
     twin.fail_next(
-        "GET", rf"^/repos/{REPO}$", status=403,
+        "GET",
+        rf"^/repos/{REPO}$",
+        status=403,
         body={"message": "Resource not accessible by integration"},
     )
     with pytest.raises(gidgethub.BadRequest):
@@ -274,13 +266,13 @@ async def test_a_plain_403_is_not_retried(twin, github, sleep, installation_id):
     assert sleep.waits == []
 
 
-async def test_primary_exhaustion_waits_for_the_reset(
-    twin, session, settings, metrics, sleep, installation_id
-):
+async def test_primary_exhaustion_waits_for_the_reset(twin, session, settings, metrics, sleep, installation_id):
     now = time.time()
     github = GitHub.from_settings(session, settings, metrics, sleep=sleep, clock=lambda: now)
     twin.fail_next(
-        "GET", rf"^/repos/{REPO}$", status=403,
+        "GET",
+        rf"^/repos/{REPO}$",
+        status=403,
         headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(now) + 20)},
         body={"message": "API rate limit exceeded for installation."},
     )
@@ -290,7 +282,9 @@ async def test_primary_exhaustion_waits_for_the_reset(
 
 async def test_primary_exhaustion_past_the_cap_raises_at_once(twin, github, sleep, installation_id):
     twin.fail_next(
-        "GET", rf"^/repos/{REPO}$", status=403,
+        "GET",
+        rf"^/repos/{REPO}$",
+        status=403,
         headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1800)},
         body={"message": "API rate limit exceeded for installation."},
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,14 +59,13 @@ async def test_every_published_example_is_accepted_and_routed(event, service: Se
         assert status == 202, body
     await service.dispatcher.drain()
     without = sum(
-        1 for _, _, p in payloads
+        1
+        for _, _, p in payloads
         if not p.get("installation") and handlers.router.fetch(sansio.Event(p, event=event, delivery_id="x"))
     )
     assert await service.store.deliveries.count("processed") == len(payloads) - without
     assert await service.store.deliveries.count("skipped") == without
-    errors = service.metrics.registry.get_sample_value(
-        "compound_deliveries_processed_total", {"outcome": "retrying"}
-    )
+    errors = service.metrics.registry.get_sample_value("compound_deliveries_processed_total", {"outcome": "retrying"})
     assert not errors
 
 
@@ -75,7 +73,10 @@ def _as_the_app_gets_it(payload: dict, installation_id: int) -> dict:
     """A published example as GitHub sends it to an App installed on its repository:
     with the `installation` (repository webhooks' examples have none)."""
     payload = dict(payload)
-    payload["installation"] = {"id": installation_id, "node_id": f"MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{installation_id}"}
+    payload["installation"] = {
+        "id": installation_id,
+        "node_id": f"MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{installation_id}",
+    }
     return payload
 
 
@@ -97,8 +98,15 @@ async def test_every_published_example_reaches_its_handlers_with_an_app_configur
         if twin.state.repo(*full_name.split("/")) is None:
             twin.add_repo(full_name, installation_id=iid, private=False)
     settings = make_settings(
-        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
-        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        AGENT_BACKEND="command",
+        AGENT_COMMAND="true",
+        AGENT_SANDBOX="none",
         REDELIVER="off",
     )
     service = Service(settings, policy=FAST)

@@ -65,8 +65,10 @@ BAD_INPUT = {
     "JSON with something after it": ("POST", signed("issues", b'{"a": 1} {}'), b'{"a": 1} {}', 400),
     "a string that is not UTF-8": ("POST", signed("issues", b'{"a": "\xff"}'), b'{"a": "\xff"}', 400),
     "malformed deep inside": (
-        "POST", signed("issues", b'{"action": "labeled", "x": [{"y": tru}]}'),
-        b'{"action": "labeled", "x": [{"y": tru}]}', 400,
+        "POST",
+        signed("issues", b'{"action": "labeled", "x": [{"y": tru}]}'),
+        b'{"action": "labeled", "x": [{"y": tru}]}',
+        400,
     ),
     "form-encoded body": (
         "POST",
@@ -87,8 +89,12 @@ BAD_INPUT = {
         400,
     ),
     "unknown event": ("POST", signed("star", BODY), BODY, 200),
-    "ping": ("POST", signed("ping", b'{"zen": "Design for failure.", "hook_id": 1}'),
-             b'{"zen": "Design for failure.", "hook_id": 1}', 200),
+    "ping": (
+        "POST",
+        signed("ping", b'{"zen": "Design for failure.", "hook_id": 1}'),
+        b'{"zen": "Design for failure.", "hook_id": 1}',
+        200,
+    ),
     "GET": ("GET", {}, b"", 405),
     "PUT": ("PUT", signed("issues", BODY), BODY, 405),
     "DELETE": ("DELETE", {}, b"", 405),

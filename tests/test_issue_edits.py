@@ -28,13 +28,25 @@ async def world(twin, store: Store, tmp_path):
     number = twin.add_issue(REPO, title="Add feature()", body="Please add feature().", user="mallory")
     settings = make_settings(tmp_path)
     events = EventLog(tmp_path / "events.jsonl", store.sessions)
-    ctx = Context(settings=settings, store=store, metrics=Metrics(), sessions=SessionManager(settings, store.sessions, events))
+    ctx = Context(
+        settings=settings, store=store, metrics=Metrics(), sessions=SessionManager(settings, store.sessions, events)
+    )
     session, _ = await store.sessions.create(
-        repo=REPO, installation_id=iid, issue_number=number, issue_title="Add feature()", branch="b",
-        backend="command", model=None, triggered_by="alice", config={}, issue_body="Please add feature().",
+        repo=REPO,
+        installation_id=iid,
+        issue_number=number,
+        issue_title="Add feature()",
+        branch="b",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
+        issue_body="Please add feature().",
     )
     async with aiohttp.ClientSession() as http:
-        gh = gidgethub.aiohttp.GitHubAPI(http, "compound-tests", oauth_token=twin.mint_token(iid), base_url=twin.api_url)
+        gh = gidgethub.aiohttp.GitHubAPI(
+            http, "compound-tests", oauth_token=twin.mint_token(iid), base_url=twin.api_url
+        )
 
         async def edit(**change: str) -> None:
             payload = issue_edited(twin, REPO, number, "mallory", iid, **change)

@@ -98,14 +98,20 @@ async def test_no_token_reaches_the_logs_while_talking_to_github(captured, tmp_p
 
 async def test_service_logs_hold_no_secret_end_to_end(tmp_path, twin):
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=tmp_path / "data", LOG_LEVEL="debug",
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=tmp_path / "data",
+        LOG_LEVEL="debug",
     )
     proc = ServiceProcess(tmp_path, env)
     await proc.start()
     try:
-        status, _ = await twin.deliver(proc.url + "/api/github/webhooks", "installation",
-                                       example("installation", "created"), secret=WEBHOOK_SECRET)
+        status, _ = await twin.deliver(
+            proc.url + "/api/github/webhooks", "installation", example("installation", "created"), secret=WEBHOOK_SECRET
+        )
         assert status == 202
     finally:
         await proc.stop()

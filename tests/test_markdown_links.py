@@ -66,6 +66,12 @@ def test_no_link_leaves_the_repository(path):
 
 def test_the_checker_sees_a_dead_and_an_escaping_link(tmp_path, monkeypatch):
     page = ROOT / "docs" / "design.md"
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "[a](../../shared/DESIGN.md) [b](nope.md) "
-                        "[c](sandbox.md) [d](https://docs.github.com/) [e](#1-the-loop)\n# 1. The loop\n")
+    monkeypatch.setattr(
+        Path,
+        "read_text",
+        lambda self, *a, **k: (
+            "[a](../../shared/DESIGN.md) [b](nope.md) "
+            "[c](sandbox.md) [d](https://docs.github.com/) [e](#1-the-loop)\n# 1. The loop\n"
+        ),
+    )
     assert problems(page) == ["../../shared/DESIGN.md: leaves the repository", "nope.md: no such file"]

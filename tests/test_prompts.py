@@ -89,7 +89,7 @@ def blocks(text: str) -> list[Block]:
         while j < len(lines) and not close.match(lines[j]):
             j += 1
         assert j < len(lines), f"unclosed fence at line {i}"
-        found.append(Block(m.group(3).strip(), "\n".join(lines[i + 1: j]), i, j))
+        found.append(Block(m.group(3).strip(), "\n".join(lines[i + 1 : j]), i, j))
         i = j + 1
     return found
 
@@ -99,7 +99,7 @@ def data_blocks(prompt) -> dict[str, Block]:
     out = {}
     for b in blocks(prompt.text):
         if b.info.startswith(f"data-{prompt.boundary}"):
-            label = b.info[len(prefix):]
+            label = b.info[len(prefix) :]
             assert label not in out, f"two data blocks labelled {label!r}"
             out[label] = b
     return out
@@ -337,8 +337,16 @@ def test_variants(prompts):
 
 
 def test_variants_are_found_by_file_name(tmp_path):
-    for name in ("task.md.j2", "task.zeta.md.j2", "task.alpha.md.j2", "task.Bad.md.j2", "taskx.md.j2",
-                 "_task.md.j2", "task.md", "ci_fix.terse.md.j2"):
+    for name in (
+        "task.md.j2",
+        "task.zeta.md.j2",
+        "task.alpha.md.j2",
+        "task.Bad.md.j2",
+        "taskx.md.j2",
+        "_task.md.j2",
+        "task.md",
+        "ci_fix.terse.md.j2",
+    ):
         (tmp_path / name).write_text("{{ repo }}\n")
     p = Prompts(tmp_path)
     assert p.variants("task") == ["default", "alpha", "zeta"]

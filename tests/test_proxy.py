@@ -39,7 +39,11 @@ async def relay():
 
 @pytest.fixture
 async def proxied(tmp_path, database_url, relay):
-    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=relay.channel()), policy=FAST, read_proxy=True)
+    svc = Service(
+        make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=relay.channel()),
+        policy=FAST,
+        read_proxy=True,
+    )
     await svc.start()
     svc.proxy.backoff = Backoff(first=0.05, cap=0.2)
     try:
@@ -128,7 +132,9 @@ async def test_a_relay_that_is_down_at_start_is_retried_with_backoff(tmp_path, d
     port = relay.port
     await relay.close()  # nothing listens there now
     url = f"http://127.0.0.1:{port}/compound-test"
-    svc = Service(make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=url), policy=FAST, read_proxy=True)
+    svc = Service(
+        make_settings(tmp_path, DATABASE_URL=database_url, WEBHOOK_PROXY_URL=url), policy=FAST, read_proxy=True
+    )
     await svc.start()
     svc.proxy.backoff = Backoff(first=0.05, cap=0.1)
     relay = SmeeRelay()
@@ -148,7 +154,9 @@ async def test_a_relay_that_is_down_at_start_is_retried_with_backoff(tmp_path, d
 
 def test_ready_and_ping_carry_nothing_and_a_message_maps_headers_and_body():
     assert parse_message("{}") is None and parse_message("not json") is None
-    body, headers = parse_message('{"x-github-event":"issues","X-GitHub-Delivery":"d1","body":{"a":1,"b":"é"},"query":{}}')
+    body, headers = parse_message(
+        '{"x-github-event":"issues","X-GitHub-Delivery":"d1","body":{"a":1,"b":"é"},"query":{}}'
+    )
     assert body == '{"a":1,"b":"é"}'.encode() and headers == {"x-github-event": "issues", "x-github-delivery": "d1"}
 
 
@@ -183,9 +191,16 @@ async def test_compound_serve_reads_the_channel_and_a_worker_does_not(tmp_path, 
     from tests.service_process import ServiceProcess, base_env
 
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATABASE_URL=database_url, DATA_DIR=tmp_path / "data",
-        WEBHOOK_PROXY_URL=relay.channel(), AGENT_SANDBOX="none", LOG_FORMAT="text",
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        DATA_DIR=tmp_path / "data",
+        WEBHOOK_PROXY_URL=relay.channel(),
+        AGENT_SANDBOX="none",
+        LOG_FORMAT="text",
     )
     worker = ServiceProcess(tmp_path, env, command="worker")
     await worker.start()

@@ -24,8 +24,15 @@ async def queue(store: Store, installation: int, issues: range, repo: str | None
     ids = []
     for n in issues:
         created = await store.sessions.create(
-            repo=repo or f"org{installation}/app", installation_id=installation, issue_number=n, issue_title="t",
-            branch=f"compound/issue-{n}", backend="command", model=None, triggered_by="alice", config={},
+            repo=repo or f"org{installation}/app",
+            installation_id=installation,
+            issue_number=n,
+            issue_title="t",
+            branch=f"compound/issue-{n}",
+            backend="command",
+            model=None,
+            triggered_by="alice",
+            config={},
         )
         assert created is not None
         ids.append(created[0].id)
@@ -75,9 +82,9 @@ async def test_several_workers_keep_the_cap_on_either_store(store: Store):
     await queue(store, 2, range(1, 11))
     caps = Quotas(running=2)
     async with second(store) as other:
-        results = await asyncio.gather(*(
-            st.sessions.claim(f"w{i}", 30, limit=3, quotas=caps) for i, st in enumerate([store, other] * 4)
-        ))
+        results = await asyncio.gather(
+            *(st.sessions.claim(f"w{i}", 30, limit=3, quotas=caps) for i, st in enumerate([store, other] * 4))
+        )
     claimed = [c for batch in results for c in batch]
     assert sorted(installations(claimed)) == [1, 1, 2, 2]
 
@@ -87,7 +94,9 @@ class Keeper:
 
     def __init__(self, store: Store, tmp_path: Path, per_day: int) -> None:
         self.settings = make_settings(
-            tmp_path, MAX_SESSIONS_PER_INSTALLATION=8, MAX_ROUNDS_PER_INSTALLATION_PER_DAY=per_day,
+            tmp_path,
+            MAX_SESSIONS_PER_INSTALLATION=8,
+            MAX_ROUNDS_PER_INSTALLATION_PER_DAY=per_day,
         )
         self.store = store
         self.events = EventLog(tmp_path / "events.jsonl", store.sessions)
@@ -174,8 +183,9 @@ async def test_end_to_end_the_daily_limit_is_said_once_and_a_retry_goes_past_it(
     )
     assert "UTC" in said[0] and "/agent retry" in said[0]
     await world.settled(await world.command(later, "/agent status"))
-    status = await world.until(lambda: [b for b in world.bot_comments(later) if b.startswith("Session `s-")],
-                               what="status")
+    status = await world.until(
+        lambda: [b for b in world.bot_comments(later) if b.startswith("Session `s-")], what="status"
+    )
     assert "waiting for the daily limit" in status[0]
     assert len(world.pulls()) == 1
     assert len([b for b in world.bot_comments(later) if "used its daily limit" in b]) == 1  # once, not every sweep

@@ -25,8 +25,13 @@ SHIPPED = {
 
 async def receive(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *COMPOUND, "receive", *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *COMPOUND,
+        "receive",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     assert proc.returncode is not None
@@ -47,7 +52,9 @@ def test_examples_are_single_valid_payloads():
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 async def test_an_example_without_an_app_says_why_each_handler_skipped(name, tmp_path):
     event, handler = SHIPPED[name]
-    status, out, _ = await receive(base_env(DATA_DIR=tmp_path / "data"), tmp_path, "-e", event, "-p", str(EXAMPLES / name))
+    status, out, _ = await receive(
+        base_env(DATA_DIR=tmp_path / "data"), tmp_path, "-e", event, "-p", str(EXAMPLES / name)
+    )
     assert status == 0, out
     assert f"  {handler}: skipped: no GitHub App configured" in out.splitlines()[1]
 
@@ -80,8 +87,13 @@ async def test_with_the_app_a_non_trigger_and_a_non_writer_say_why(tmp_path, twi
     iid = twin.add_installation(account=labeled["repository"]["owner"]["login"], account_type="User")
     twin.add_repo(labeled["repository"]["full_name"], iid)
     env = base_env(
-        APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GHE_HOST=twin.host, GHE_PROTOCOL="http", DATA_DIR=tmp_path / "data", AGENT_SANDBOX="none",
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATA_DIR=tmp_path / "data",
+        AGENT_SANDBOX="none",
     )
     labeled["installation"]["id"] = iid
     labeled["label"]["name"] = "bug"
@@ -98,4 +110,7 @@ async def test_with_the_app_a_non_trigger_and_a_non_writer_say_why(tmp_path, twi
     status, out, err = await receive(env, tmp_path, "-e", "issue_comment", "-p", "comment.json")
     assert status == 0, out + err
     assert f"on_issue_comment_created: skipped: {comment['sender']['login']} may not command the agent" in out
-    assert "only people with write access" in twin.comments(comment["repository"]["full_name"], comment["issue"]["number"])[0].body
+    assert (
+        "only people with write access"
+        in twin.comments(comment["repository"]["full_name"], comment["issue"]["number"])[0].body
+    )

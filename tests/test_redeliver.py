@@ -91,10 +91,10 @@ async def test_start_up_redelivers_the_failed_and_the_missing_once_even_started_
 
 
 async def test_a_pass_is_capped_pages_by_cursor_and_leaves_the_rest_for_the_next(tmp_path, database_url, twin, store):
+    import aiohttp
+
     from bot.github import GitHub
     from bot.metrics import Metrics
-
-    import aiohttp
 
     hooks = twin.hook_deliveries
     now = time.time()
@@ -122,9 +122,14 @@ async def test_compound_redeliver_dry_run_then_for_real(tmp_path, database_url, 
     old = hooks.record("issues", _payload(1), status_code=0, at=time.time() - 10 * 3600).guid
     recent = hooks.record("issues", _payload(2), status_code=502, at=time.time() - 600).guid
     env = {
-        "APP_ID": str(twin.app_id), "PRIVATE_KEY": twin.private_key_pem, "WEBHOOK_SECRET": twin.webhook_secret,
-        "GHE_HOST": twin.host, "GHE_PROTOCOL": "http", "DATABASE_URL": database_url,
-        "DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "text",
+        "APP_ID": str(twin.app_id),
+        "PRIVATE_KEY": twin.private_key_pem,
+        "WEBHOOK_SECRET": twin.webhook_secret,
+        "GHE_HOST": twin.host,
+        "GHE_PROTOCOL": "http",
+        "DATABASE_URL": database_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_FORMAT": "text",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -161,8 +166,9 @@ async def test_a_refused_request_is_not_repeated_and_one_github_could_not_take_i
     twin.fail_next("POST", r"/app/hook/deliveries/\d+/attempts", status=502, times=1)
     since = utcnow() - timedelta(hours=1)
     async with aiohttp.ClientSession() as session:
-        gh = GitHub.from_settings(session, _settings(tmp_path, "sqlite://", twin), Metrics(),
-                                  retry=RetryPolicy(attempts=1)).app()
+        gh = GitHub.from_settings(
+            session, _settings(tmp_path, "sqlite://", twin), Metrics(), retry=RetryPolicy(attempts=1)
+        ).app()
         first = await catch_up(gh, store.engine, events={"issues"}, since=since)
         assert [m.guid for m, _ in first.refused] == [refused, unreachable] and first.asked == []
         second = await catch_up(gh, store.engine, events={"issues"}, since=since)

@@ -52,27 +52,66 @@ def outcomes(lesson_a: int, lesson_b: int) -> list[Outcome]:
     ]
     pr_order = [4, 9, 0, 2, 7, 5, 10, 1, 8, 3, 6]
     made = []
-    for i, (repo, kind, model, variant, outcome, first, ci, review, rebase, cost, carried, held, pr) in enumerate(specs):
+    for i, (repo, kind, model, variant, outcome, first, ci, review, rebase, cost, carried, held, pr) in enumerate(
+        specs
+    ):
         to_end = timedelta(seconds=round(3600 * 1.3**i))
         started = NOW - timedelta(days=i + 1) - to_end
-        made.append(Outcome(
-            session_id=f"s-{i:02d}", repo=repo, installation_id=7, issue_number=100 + i,
-            pr_number=200 + i if pr else None, outcome=outcome, first_try=first,
-            ci_rounds=ci, review_rounds=review, rebase_rounds=rebase,
-            started_at=started, ended_at=started + to_end,
-            pr_opened_at=started + timedelta(seconds=round(60 * 1.3 ** pr_order[i])) if pr else None,
-            backend="command", task_kind=kind, model=model, prompt_template="task", prompt_variant=variant,
-            input_tokens=1000 * (i + 1), output_tokens=100 * (i + 1), cost_usd=cost,
-            categories=["lint"] if ci else [], labels=[kind], lessons=carried, held_out=held,
-        ))
+        made.append(
+            Outcome(
+                session_id=f"s-{i:02d}",
+                repo=repo,
+                installation_id=7,
+                issue_number=100 + i,
+                pr_number=200 + i if pr else None,
+                outcome=outcome,
+                first_try=first,
+                ci_rounds=ci,
+                review_rounds=review,
+                rebase_rounds=rebase,
+                started_at=started,
+                ended_at=started + to_end,
+                pr_opened_at=started + timedelta(seconds=round(60 * 1.3 ** pr_order[i])) if pr else None,
+                backend="command",
+                task_kind=kind,
+                model=model,
+                prompt_template="task",
+                prompt_variant=variant,
+                input_tokens=1000 * (i + 1),
+                output_tokens=100 * (i + 1),
+                cost_usd=cost,
+                categories=["lint"] if ci else [],
+                labels=[kind],
+                lessons=carried,
+                held_out=held,
+            )
+        )
     # Outside the default window (ended 40 days ago), in o/a.
     old = NOW - timedelta(days=40)
-    made.append(Outcome(
-        session_id="s-old", repo="o/a", installation_id=7, issue_number=99, pr_number=199, outcome="merged",
-        first_try=True, ci_rounds=0, review_rounds=0, rebase_rounds=0, started_at=old - timedelta(hours=2),
-        ended_at=old, pr_opened_at=old - timedelta(hours=1), backend="command", task_kind="bug", model="opus",
-        prompt_template="task", prompt_variant="default", cost_usd=4.0, lessons=[lesson_a],
-    ))
+    made.append(
+        Outcome(
+            session_id="s-old",
+            repo="o/a",
+            installation_id=7,
+            issue_number=99,
+            pr_number=199,
+            outcome="merged",
+            first_try=True,
+            ci_rounds=0,
+            review_rounds=0,
+            rebase_rounds=0,
+            started_at=old - timedelta(hours=2),
+            ended_at=old,
+            pr_opened_at=old - timedelta(hours=1),
+            backend="command",
+            task_kind="bug",
+            model="opus",
+            prompt_template="task",
+            prompt_variant="default",
+            cost_usd=4.0,
+            lessons=[lesson_a],
+        )
+    )
     return made
 
 
@@ -115,11 +154,20 @@ def lesson_entry(rows: list[Outcome], lesson_id: int, text: str) -> dict:
     with_ = [o.first_try for o in rows if lesson_id in o.lessons]
     held = [o.first_try for o in rows if lesson_id in o.held_out]
     return {
-        "id": lesson_id, "text": text, "status": "active", "pinned": False, "repo": "o/a", "scope": "o/a",
-        "with_trials": len(with_), "with_first_try": sum(with_),
-        "with_rate": sum(with_) / len(with_), "with_interval": list(interval(sum(with_), len(with_))),
-        "holdout_trials": len(held), "holdout_first_try": sum(held),
-        "holdout_rate": sum(held) / len(held), "holdout_interval": list(interval(sum(held), len(held))),
+        "id": lesson_id,
+        "text": text,
+        "status": "active",
+        "pinned": False,
+        "repo": "o/a",
+        "scope": "o/a",
+        "with_trials": len(with_),
+        "with_first_try": sum(with_),
+        "with_rate": sum(with_) / len(with_),
+        "with_interval": list(interval(sum(with_), len(with_))),
+        "holdout_trials": len(held),
+        "holdout_first_try": sum(held),
+        "holdout_rate": sum(held) / len(held),
+        "holdout_interval": list(interval(sum(held), len(held))),
         "p_with_better": prob_greater(sum(with_), len(with_), sum(held), len(held)),
     }
 
@@ -134,8 +182,18 @@ def by_hand(rows: list[Outcome], lessons: dict[int, str]) -> dict:
         "by_repo": grouped(rows, lambda o: o.repo),
         "lessons": [lesson_entry(rows, i, text) for i, text in sorted(lessons.items())],
         "spiralled": [
-            {k: v[k] for k in ("key", "sessions", "mean_rounds", "mean_ci_rounds", "mean_review_rounds",
-                               "mean_rebase_rounds", "first_try_rate")}
+            {
+                k: v[k]
+                for k in (
+                    "key",
+                    "sessions",
+                    "mean_rounds",
+                    "mean_ci_rounds",
+                    "mean_review_rounds",
+                    "mean_rebase_rounds",
+                    "first_try_rate",
+                )
+            }
             for v in sorted(variants, key=lambda v: (-v["mean_rounds"], v["key"]))
         ],
     }
@@ -143,6 +201,7 @@ def by_hand(rows: list[Outcome], lessons: dict[int, str]) -> dict:
 
 def rounded(report: dict) -> dict:
     """The report's medians are to the millisecond (SQLite reads times to it): so are the hand's."""
+
     def fix(f: dict) -> dict:
         for name in ("median_time_to_pr_s", "median_time_to_resolution_s"):
             if f.get(name) is not None:
@@ -277,8 +336,15 @@ async def test_events_export_round_trips_what_the_event_log_wrote(store, databas
     sessions = []
     for issue in (1, 2):
         created = await store.sessions.create(
-            repo="o/a", installation_id=7, issue_number=issue, issue_title="Fix it", branch=f"agent/{issue}",
-            backend="command", model="opus", triggered_by="octocat", config={},
+            repo="o/a",
+            installation_id=7,
+            issue_number=issue,
+            issue_title="Fix it",
+            branch=f"agent/{issue}",
+            backend="command",
+            model="opus",
+            triggered_by="octocat",
+            config={},
         )
         assert created is not None
         session, round_ = created
@@ -302,13 +368,33 @@ async def test_events_export_round_trips_what_the_event_log_wrote(store, databas
     assert done.returncode == 0, done.stderr
     same([json.loads(line) for line in done.stdout.splitlines()], written)
 
-    one = run("events", "export", "--session", sessions[1].id, "--type", "session.outcome",
-              "--type", "session.created", "--since", "1h", env=env, cwd=tmp_path)
+    one = run(
+        "events",
+        "export",
+        "--session",
+        sessions[1].id,
+        "--type",
+        "session.outcome",
+        "--type",
+        "session.created",
+        "--since",
+        "1h",
+        env=env,
+        cwd=tmp_path,
+    )
     assert one.returncode == 0, one.stderr
-    same([json.loads(line) for line in one.stdout.splitlines()],
-         [w for w in written if w["session"] == sessions[1].id and w["type"] != "round.started"])
-    later = run("events", "export", "--since", (datetime.now(UTC) + timedelta(seconds=-0.001)).isoformat(),
-                env=env, cwd=tmp_path)
+    same(
+        [json.loads(line) for line in one.stdout.splitlines()],
+        [w for w in written if w["session"] == sessions[1].id and w["type"] != "round.started"],
+    )
+    later = run(
+        "events",
+        "export",
+        "--since",
+        (datetime.now(UTC) + timedelta(seconds=-0.001)).isoformat(),
+        env=env,
+        cwd=tmp_path,
+    )
     assert later.returncode == 0 and later.stdout == ""
 
     # A page at a time: two rows a page gives the same lines.
@@ -325,5 +411,7 @@ def test_the_report_command_imports_only_what_it_needs():
         "print(' '.join(name for name in heavy if name in sys.modules))\n"
         "import bot; print('version read' if '__version__' in vars(bot) else '')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent
+    )
     assert done.stdout.strip() == ""

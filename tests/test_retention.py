@@ -39,13 +39,17 @@ async def add_deliveries(store: Store, prefix: str, n: int, *, days: float, stat
     """`n` deliveries stored through the intake's writer, then aged and given `status`."""
     ids = [f"{prefix}-{i:05d}" for i in range(n)]
     for start in range(0, n, 500):
-        chunk = [DeliveryRecord(i, "issues", "labeled", 1, "o/r", BODY) for i in ids[start:start + 500]]
+        chunk = [DeliveryRecord(i, "issues", "labeled", 1, "o/r", BODY) for i in ids[start : start + 500]]
         assert len(await store.deliveries.insert_new(chunk, None, lease=30)) == len(chunk)
     when = utcnow() - timedelta(days=days)
     async with store.engine.begin() as conn:
         await conn.execute(
-            update(d).where(d.c.delivery_id.like(f"{prefix}-%")).values(
-                received_at=when, status=status, processed_at=when if status != "pending" else None,
+            update(d)
+            .where(d.c.delivery_id.like(f"{prefix}-%"))
+            .values(
+                received_at=when,
+                status=status,
+                processed_at=when if status != "pending" else None,
             )
         )
     return ids
@@ -123,11 +127,19 @@ async def test_dry_run_changes_nothing_and_reports_the_same_counts(store: Store,
     await add_deliveries(store, "stale", 7, days=95, status="failed")
     await add_deliveries(store, "young", 4, days=1, status="processed")
     async with store.engine.begin() as conn:
-        await conn.execute(insert(redelivery_requests), [
-            {"guid": f"g{i}", "hook_delivery_id": i, "event": "issues", "reason": "failed",
-             "asked_at": utcnow() - timedelta(days=40 if i < 3 else 1)}
-            for i in range(5)
-        ])
+        await conn.execute(
+            insert(redelivery_requests),
+            [
+                {
+                    "guid": f"g{i}",
+                    "hook_delivery_id": i,
+                    "event": "issues",
+                    "reason": "failed",
+                    "asked_at": utcnow() - timedelta(days=40 if i < 3 else 1),
+                }
+                for i in range(5)
+            ],
+        )
     session_id = await ended_session(store, days=45)
     before = await counts(store)
     events_before = await event_data(store, session_id)
@@ -206,9 +218,7 @@ class _ResetAfterSelect:
                 if stmt.is_select:
                     # Another connection would wait for our lock on SQLite; the same
                     # transaction stands in for the operator's UPDATE.
-                    await conn.execute(
-                        update(d).where(d.c.delivery_id == outer.delivery_id).values(status="pending")
-                    )
+                    await conn.execute(update(d).where(d.c.delivery_id == outer.delivery_id).values(status="pending"))
                 return result
 
         return Conn()
@@ -249,16 +259,34 @@ async def test_the_lock_is_held_for_the_whole_pass(database_url: str, store: Sto
 
 # --- session events ---------------------------------------------------------------
 
-TRIGGER = {"event": "check_suite", "head": "a" * 40, "checks": [{"name": "ci", "output": "E" * 5000}],
-           "comments": [{"body": "please fix " * 200}]}
-CHOICE = {"task_kind": "bug", "variant": {"picked": "default", "why": "sampled", "posterior": {"default": [3, 4]},
-                                         "draws": {"default": 0.61, "terse": 0.4}}}
+TRIGGER = {
+    "event": "check_suite",
+    "head": "a" * 40,
+    "checks": [{"name": "ci", "output": "E" * 5000}],
+    "comments": [{"body": "please fix " * 200}],
+}
+CHOICE = {
+    "task_kind": "bug",
+    "variant": {
+        "picked": "default",
+        "why": "sampled",
+        "posterior": {"default": [3, 4]},
+        "draws": {"default": 0.61, "terse": 0.4},
+    },
+}
 
 
 async def ended_session(store: Store, *, days: float, status: str = "done") -> str:
     created = await store.sessions.create(
-        repo="octo/app", installation_id=1, issue_number=int(days * 10) + (status == "running"),
-        issue_title="t", branch="compound/issue-1", backend="command", model=None, triggered_by="alice", config={},
+        repo="octo/app",
+        installation_id=1,
+        issue_number=int(days * 10) + (status == "running"),
+        issue_title="t",
+        branch="compound/issue-1",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     session = created[0]
@@ -273,11 +301,23 @@ async def ended_session(store: Store, *, days: float, status: str = "done") -> s
     when = utcnow() - timedelta(days=days)
     async with store.engine.begin() as conn:
         await conn.execute(update(s).where(s.c.id == session.id).values(status=status, updated_at=when))
-        await conn.execute(insert(outcomes).values(
-            session_id=session.id, repo="octo/app", installation_id=1, issue_number=1, outcome="merged",
-            first_try=True, ci_rounds=0, review_rounds=0, rebase_rounds=0, started_at=when, ended_at=when,
-            backend="command", task_kind="bug",
-        ))
+        await conn.execute(
+            insert(outcomes).values(
+                session_id=session.id,
+                repo="octo/app",
+                installation_id=1,
+                issue_number=1,
+                outcome="merged",
+                first_try=True,
+                ci_rounds=0,
+                review_rounds=0,
+                rebase_rounds=0,
+                started_at=when,
+                ended_at=when,
+                backend="command",
+                task_kind="bug",
+            )
+        )
     return session.id
 
 
@@ -298,7 +338,11 @@ async def test_events_of_long_ended_sessions_are_compacted_not_removed(store: St
 
     events = dict(await event_data(store, old))
     assert list(dict(await event_data(store, old))) == [
-        "session.created", "round.started", "round.prompt", "round.pushed", "session.closed",
+        "session.created",
+        "round.started",
+        "round.prompt",
+        "round.pushed",
+        "session.closed",
     ]  # every transition stays
     assert events["round.started"]["trigger"] == {"event": "check_suite", "head": "a" * 40}
     assert events["round.started"]["categories"] == ["lint"] and events["round.started"]["compacted"] is True
@@ -325,8 +369,11 @@ async def test_events_of_long_ended_sessions_are_compacted_not_removed(store: St
         await conn.execute(update(s).where(s.c.id == old).values(updated_at=utcnow() - timedelta(days=31)))
     third = await retention(store, tmp_path).prune()
     assert third.store is not None and (third.store.sessions_compacted, third.store.events_compacted) == (1, 1)
-    assert all(data["trigger"] == {"event": "check_suite", "head": "a" * 40}
-               for type_, data in await event_data(store, old) if type_ == "round.started")
+    assert all(
+        data["trigger"] == {"event": "check_suite", "head": "a" * 40}
+        for type_, data in await event_data(store, old)
+        if type_ == "round.started"
+    )
 
 
 async def test_compaction_off(store: Store, tmp_path: Path):
@@ -349,8 +396,15 @@ async def stored_sizes(store: Store, session_id: str) -> dict[str, int]:
 
 async def test_events_jsonl_rotates_by_size_while_sessions_write(store: Store, tmp_path: Path):
     created = await store.sessions.create(
-        repo="octo/app", installation_id=1, issue_number=1, issue_title="t", branch="compound/issue-1",
-        backend="command", model=None, triggered_by="alice", config={},
+        repo="octo/app",
+        installation_id=1,
+        issue_number=1,
+        issue_title="t",
+        branch="compound/issue-1",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     session = created[0]
@@ -386,8 +440,15 @@ async def test_events_jsonl_rotates_by_size_while_sessions_write(store: Store, t
 
 async def test_rotation_keeps_a_few_files(store: Store, tmp_path: Path):
     created = await store.sessions.create(
-        repo="octo/app", installation_id=1, issue_number=2, issue_title="t", branch="compound/issue-2",
-        backend="command", model=None, triggered_by="alice", config={},
+        repo="octo/app",
+        installation_id=1,
+        issue_number=2,
+        issue_title="t",
+        branch="compound/issue-2",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     path = tmp_path / "events.jsonl"
@@ -406,8 +467,15 @@ async def test_rotation_keeps_a_few_files(store: Store, tmp_path: Path):
 
 async def test_a_rotation_that_fails_does_not_fail_the_event(store: Store, tmp_path: Path):
     created = await store.sessions.create(
-        repo="octo/app", installation_id=1, issue_number=3, issue_title="t", branch="compound/issue-3",
-        backend="command", model=None, triggered_by="alice", config={},
+        repo="octo/app",
+        installation_id=1,
+        issue_number=3,
+        issue_title="t",
+        branch="compound/issue-3",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     path = tmp_path / "events.jsonl"
@@ -439,17 +507,29 @@ async def test_workspaces_of_ended_sessions_and_mirrors_of_uninstalled_repos_go(
     data = tmp_path / "data"
     ws = Workspaces(data, twin.git_url)
 
-    await store.installations.upsert(iid, account_login="octo-org", account_type="Organization",
-                                     repository_selection="selected")
-    await store.installations.add_repositories(iid, [
-        {"id": 1, "full_name": "octo-org/app"}, {"id": 2, "full_name": "octo-org/gone"},
-    ])
+    await store.installations.upsert(
+        iid, account_login="octo-org", account_type="Organization", repository_selection="selected"
+    )
+    await store.installations.add_repositories(
+        iid,
+        [
+            {"id": 1, "full_name": "octo-org/app"},
+            {"id": 2, "full_name": "octo-org/gone"},
+        ],
+    )
     await store.installations.remove_repositories(iid, [2])
 
     async def session(repo: str, issue: int, status: str) -> str:
         created = await store.sessions.create(
-            repo=repo, installation_id=iid, issue_number=issue, issue_title="t", branch=f"compound/issue-{issue}",
-            backend="command", model=None, triggered_by="alice", config={},
+            repo=repo,
+            installation_id=iid,
+            issue_number=issue,
+            issue_title="t",
+            branch=f"compound/issue-{issue}",
+            backend="command",
+            model=None,
+            triggered_by="alice",
+            config={},
         )
         assert created is not None
         async with store.engine.begin() as conn:
@@ -461,8 +541,12 @@ async def test_workspaces_of_ended_sessions_and_mirrors_of_uninstalled_repos_go(
     just_ended = await session("octo-org/app", 3, "failed")
     on_gone = await session("octo-org/gone", 4, "stopped")
     spaces = {}
-    for sid, repo, issue in ((ended, "octo-org/app", 1), (live, "octo-org/app", 2), (just_ended, "octo-org/app", 3),
-                             (on_gone, "octo-org/gone", 4)):
+    for sid, repo, issue in (
+        (ended, "octo-org/app", 1),
+        (live, "octo-org/app", 2),
+        (just_ended, "octo-org/app", 3),
+        (on_gone, "octo-org/gone", 4),
+    ):
         spaces[sid] = await ws.open(repo, sid, f"compound/issue-{issue}", token)
     await ws.sync_mirror("octo-org/unknown", token)
     stray = data / "workspaces" / "not-in-the-store"
@@ -502,12 +586,20 @@ async def test_a_mirror_with_an_active_session_stays_even_if_uninstalled(twin, s
     iid = twin.add_installation(account="octo-org")
     twin.add_repo("octo-org/app", installation_id=iid, default_branch="main", files={"a": "1\n"})
     ws = Workspaces(tmp_path / "data", twin.git_url)
-    await store.installations.upsert(iid, account_login="octo-org", account_type="Organization",
-                                     repository_selection="all", deleted=True)
+    await store.installations.upsert(
+        iid, account_login="octo-org", account_type="Organization", repository_selection="all", deleted=True
+    )
     await store.installations.add_repositories(iid, [{"id": 1, "full_name": "octo-org/app"}])
     created = await store.sessions.create(
-        repo="octo-org/app", installation_id=iid, issue_number=1, issue_title="t", branch="compound/issue-1",
-        backend="command", model=None, triggered_by="alice", config={},
+        repo="octo-org/app",
+        installation_id=iid,
+        issue_number=1,
+        issue_title="t",
+        branch="compound/issue-1",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     await ws.sync_mirror("octo-org/app", twin.mint_token(iid))
@@ -571,8 +663,14 @@ def test_compound_db_prune_dry_run_then_prune(tmp_path: Path):
     asyncio.run(seed())
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "bot", "db", "prune", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "db", "prune", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     dry = run("--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -600,13 +698,22 @@ async def test_trigger_keys_and_refusal_notices_go_after_three_days(store: Store
 
     now = utcnow()
     async with store.engine.begin() as conn:
-        await conn.execute(insert(trigger_keys), [
-            {"key": f"comment:{i}", "created_at": now - timedelta(days=4 if i < 5 else 1)} for i in range(8)
-        ])
-        await conn.execute(insert(refusal_notices), [
-            {"repo": "o/r", "number": 1, "created_at": now - timedelta(days=9), "last_at": now - timedelta(days=5)},
-            {"repo": "o/r", "number": 2, "created_at": now - timedelta(days=9), "last_at": now - timedelta(hours=2)},
-        ])
+        await conn.execute(
+            insert(trigger_keys),
+            [{"key": f"comment:{i}", "created_at": now - timedelta(days=4 if i < 5 else 1)} for i in range(8)],
+        )
+        await conn.execute(
+            insert(refusal_notices),
+            [
+                {"repo": "o/r", "number": 1, "created_at": now - timedelta(days=9), "last_at": now - timedelta(days=5)},
+                {
+                    "repo": "o/r",
+                    "number": 2,
+                    "created_at": now - timedelta(days=9),
+                    "last_at": now - timedelta(hours=2),
+                },
+            ],
+        )
     dry = await retention(store, tmp_path, batch=2).prune(dry_run=True)
     assert dry.store is not None and (dry.store.trigger_keys, dry.store.refusal_notices) == (5, 1)
     done = await retention(store, tmp_path, batch=2).prune()

@@ -54,7 +54,12 @@ class Host:
     def targets(self) -> dict:
         return {
             "read": [str(p) for p in self.files.values()],
-            "list": [str(self.data), str(self.data / "mirrors"), str(self.data / "workspaces"), str(self.base / "home")],
+            "list": [
+                str(self.data),
+                str(self.data / "mirrors"),
+                str(self.data / "workspaces"),
+                str(self.base / "home"),
+            ],
             "write": [str(self.data / "planted"), str(self.base / "service" / "planted"), "/etc/planted"],
             "secrets": [SECRETS["key"], SECRETS["token"]],
         }
@@ -213,7 +218,9 @@ async def test_the_agent_is_not_told_the_services_pid(tmp_path: Path):
     workspace = tmp_path / "ws"
     workspace.mkdir()
     out = workspace / "env.json"
-    backend = get_backend("command", command=f"{shlex.quote(sys.executable)} -c 'import json,os; print(json.dumps(dict(os.environ)))'")
+    backend = get_backend(
+        "command", command=f"{shlex.quote(sys.executable)} -c 'import json,os; print(json.dumps(dict(os.environ)))'"
+    )
     result = await AgentRunner(records=RunRecords(tmp_path / "agents")).run(
         backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task")
     )
@@ -272,6 +279,7 @@ async def test_with_an_allow_list_the_agent_reaches_only_those_hosts(tmp_path: P
     from aiohttp import web
 
     needs("bwrap")
+
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text="hello from the model API")
 

@@ -35,8 +35,13 @@ async def test_a_hostile_agent_in_the_default_sandbox_reaches_nothing_and_still_
     (world.tmp / ".env").write_text(f"WEBHOOK_SECRET={WEBHOOK_SECRET}\n")  # `make serve` keeps one here
     secrets = [world.twin.private_key_pem.splitlines()[1], WEBHOOK_SECRET, "ghp_operatorTokenThatMustNotLeak"]
     targets = {
-        "read": [str(data / "compound.db"), str(data / "events.jsonl"), str(world.tmp / ".env"),
-                 str(world.plans / "task.json"), *(str(p) for p in world.tmp.glob("compound-*.log"))],
+        "read": [
+            str(data / "compound.db"),
+            str(data / "events.jsonl"),
+            str(world.tmp / ".env"),
+            str(world.plans / "task.json"),
+            *(str(p) for p in world.tmp.glob("compound-*.log")),
+        ],
         "list": [str(data), str(data / "mirrors"), str(data / "workspaces"), str(world.tmp)],
         "write": [str(data / "planted"), str(world.tmp / "planted")],
         "secrets": secrets,
@@ -78,28 +83,39 @@ async def test_claude_code_in_the_sandbox_works_under_a_root_service(world: Worl
     """No IS_SANDBOX pretence: the agent is not root inside, so bypassPermissions is allowed."""
     from tests.claude_stub.server import MODEL, ScriptedMessagesAPI
 
-    api = ScriptedMessagesAPI([
-        {"text": "I'll add the function.",
-         "tool_use": {"name": "Bash", "input": {"command": "id -u > uid.txt; printf 'def feature():\\n    return 42\\n' > feature.py",
-                                                 "description": "Write feature.py"}}},
-        {"text": "Added feature() in feature.py."},
-    ])
+    api = ScriptedMessagesAPI(
+        [
+            {
+                "text": "I'll add the function.",
+                "tool_use": {
+                    "name": "Bash",
+                    "input": {
+                        "command": "id -u > uid.txt; printf 'def feature():\\n    return 42\\n' > feature.py",
+                        "description": "Write feature.py",
+                    },
+                },
+            },
+            {"text": "Added feature() in feature.py."},
+        ]
+    )
     server = await aiohttp_server(api.app())
     number = world.twin.add_issue(REPO, title="Add a feature", body="Add feature() returning 42.", user="alice")
     home = world.tmp / "home"
     home.mkdir()
-    await world.start(**sandboxed(
-        AGENT_SANDBOX_PATHS=str(CLAUDE_BIN.parent),
-        AGENT_BACKEND="claude-code",
-        AGENT_MODEL=MODEL,
-        PATH=f"{CLAUDE_BIN}:{os.environ['PATH']}",
-        HOME=home,
-        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{server.port}",
-        ANTHROPIC_API_KEY="test",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1,
-        DISABLE_TELEMETRY=1,
-        AGENT_ENV_PASSTHROUGH="DISABLE_TELEMETRY",
-    ))
+    await world.start(
+        **sandboxed(
+            AGENT_SANDBOX_PATHS=str(CLAUDE_BIN.parent),
+            AGENT_BACKEND="claude-code",
+            AGENT_MODEL=MODEL,
+            PATH=f"{CLAUDE_BIN}:{os.environ['PATH']}",
+            HOME=home,
+            ANTHROPIC_BASE_URL=f"http://127.0.0.1:{server.port}",
+            ANTHROPIC_API_KEY="test",
+            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1,
+            DISABLE_TELEMETRY=1,
+            AGENT_ENV_PASSTHROUGH="DISABLE_TELEMETRY",
+        )
+    )
     await world.label(number)
     pr = (await world.until(world.pulls, timeout=90, what="a pull request from Claude Code in the sandbox"))[0]
     head = pr.pull.head_sha

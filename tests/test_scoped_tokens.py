@@ -24,8 +24,12 @@ TRAILERS = Trailers(model="m", backend="command", session="s-1", co_author=BOT)
 @pytest.fixture
 async def github(twin):
     settings = load_settings(
-        _env_file=None, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem,
-        WEBHOOK_SECRET="s3cret", GHE_HOST=twin.host, GHE_PROTOCOL="http",
+        _env_file=None,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        WEBHOOK_SECRET="s3cret",
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
     )
     async with aiohttp.ClientSession() as session:
         yield GitHub.from_settings(session, settings, Metrics())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -23,8 +23,15 @@ from tests.conftest import PG_ADMIN_URL
 
 async def new(store: Store, issue: int = 1, repo: str = "o/r"):
     created = await store.sessions.create(
-        repo=repo, installation_id=1, issue_number=issue, issue_title="t",
-        branch=f"compound/issue-{issue}", backend="command", model="m", triggered_by="alice", config={},
+        repo=repo,
+        installation_id=1,
+        issue_number=issue,
+        issue_title="t",
+        branch=f"compound/issue-{issue}",
+        backend="command",
+        model="m",
+        triggered_by="alice",
+        config={},
     )
     assert created is not None
     return created
@@ -33,10 +40,20 @@ async def new(store: Store, issue: int = 1, repo: str = "o/r"):
 async def test_one_active_session_per_issue(store: Store):
     session, first = await new(store)
     assert first.number == 1 and first.status == R_QUEUED and first.kind == "task"
-    assert await store.sessions.create(
-        repo="o/r", installation_id=1, issue_number=1, issue_title="t", branch="b",
-        backend="command", model=None, triggered_by="bob", config={},
-    ) is None
+    assert (
+        await store.sessions.create(
+            repo="o/r",
+            installation_id=1,
+            issue_number=1,
+            issue_title="t",
+            branch="b",
+            backend="command",
+            model=None,
+            triggered_by="bob",
+            config={},
+        )
+        is None
+    )
     await store.sessions.update_session(session.id, status="failed")
     assert (await new(store))[0].id != session.id
 
@@ -101,13 +118,14 @@ async def test_lookups_and_events(store: Store):
     await store.sessions.add_event(session.id, "session.created", {"model": "m"})
     await store.sessions.add_event(session.id, "round.started", {"round": 1})
     assert await store.sessions.events(session.id) == [
-        ("session.created", {"model": "m"}), ("round.started", {"round": 1}),
+        ("session.created", {"model": "m"}),
+        ("round.started", {"round": 1}),
     ]
 
 
 # -- healing rounds: triggers, waiting, budgets -----------------------------------
 
-from datetime import timedelta  # noqa: E402
+from datetime import UTC, timedelta  # noqa: E402
 
 from bot.store.base import utcnow  # noqa: E402
 from bot.store.sessions import ESCALATED, R_DONE  # noqa: E402
@@ -116,8 +134,9 @@ from bot.store.sessions import ESCALATED, R_DONE  # noqa: E402
 async def awaiting_pr(store: Store, issue: int = 1):
     session, first = await new(store, issue=issue)
     await store.sessions.update_round(first.id, status=R_DONE)
-    await store.sessions.update_session(session.id, status=AWAITING, pr_number=100 + issue, head_sha="a" * 40,
-                                        base_branch="main")
+    await store.sessions.update_session(
+        session.id, status=AWAITING, pr_number=100 + issue, head_sha="a" * 40, base_branch="main"
+    )
     return await store.sessions.get(session.id)
 
 
@@ -136,10 +155,9 @@ async def test_an_event_trigger_queues_its_round_once(store: Store):
 
 async def test_concurrent_triggers_race_to_one_round(store: Store):
     session = await awaiting_pr(store)
-    results = await asyncio.gather(*(
-        store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:x", trigger={})
-        for _ in range(6)
-    ))
+    results = await asyncio.gather(
+        *(store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:x", trigger={}) for _ in range(6))
+    )
     assert sum(r is not None for r in results) == 1
     # The losers neither queue a second round nor cancel the winner's.
     (only,) = [r for r in await store.sessions.rounds(session.id) if r.kind == "ci_fix"]
@@ -183,10 +201,20 @@ async def test_sessions_found_by_head_and_base(store: Store):
     # the issue cannot get a second session on the same branch.
     await store.sessions.update_session(session.id, status=ESCALATED)
     assert (await store.sessions.for_head("o/r", "a" * 40)).id == session.id
-    assert await store.sessions.create(
-        repo="o/r", installation_id=1, issue_number=1, issue_title="t", branch="compound/issue-1",
-        backend="command", model=None, triggered_by="bob", config={},
-    ) is None
+    assert (
+        await store.sessions.create(
+            repo="o/r",
+            installation_id=1,
+            issue_number=1,
+            issue_title="t",
+            branch="compound/issue-1",
+            backend="command",
+            model=None,
+            triggered_by="bob",
+            config={},
+        )
+        is None
+    )
     await store.sessions.update_session(session.id, status="done", outcome="merged")
     assert await store.sessions.for_head("o/r", "a" * 40) is None
 
@@ -206,8 +234,16 @@ async def test_budget_and_runs_per_head(store: Store):
 
 async def test_the_issue_body_at_the_trigger_is_kept_on_the_session(store: Store):
     created = await store.sessions.create(
-        repo="o/r", installation_id=1, issue_number=3, issue_title="t", branch="b", backend="command",
-        model=None, triggered_by="alice", config={}, issue_body="Do it ```this``` way",
+        repo="o/r",
+        installation_id=1,
+        issue_number=3,
+        issue_title="t",
+        branch="b",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
+        issue_body="Do it ```this``` way",
     )
     assert created is not None
     assert (await store.sessions.get(created[0].id)).issue_body == "Do it ```this``` way"
@@ -263,21 +299,30 @@ async def test_migration_0006_keeps_the_body_of_sessions_from_before(empty_datab
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_alembic, "upgrade", "0005")
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for sid, context in (("s-old", '{"issue_body": "as labelled", "base_branch": "main"}'), ("s-none", "{}")):
-                await conn.execute(text(
-                    "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
-                    "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, 1, 'b', 'awaiting', 'command', "
-                    "'alice', :now, :now)"
-                ), {"id": sid, "now": now})
-                await conn.execute(text(
+                await conn.execute(
+                    text(
+                        "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
+                        "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, 1, 'b', 'awaiting', 'command', "
+                        "'alice', :now, :now)"
+                    ),
+                    {"id": sid, "now": now},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO rounds (session_id, number, kind, status, context, created_at) "
+                        "VALUES (:id, 1, 'task', 'done', :context, :now)"
+                    ),
+                    {"id": sid, "context": context, "now": now},
+                )
+            await conn.execute(
+                text(
                     "INSERT INTO rounds (session_id, number, kind, status, context, created_at) "
-                    "VALUES (:id, 1, 'task', 'done', :context, :now)"
-                ), {"id": sid, "context": context, "now": now})
-            await conn.execute(text(
-                "INSERT INTO rounds (session_id, number, kind, status, context, created_at) "
-                "VALUES ('s-old', 2, 'command', 'done', '{\"issue_body\": \"not this\"}', :now)"
-            ), {"now": now})
+                    "VALUES ('s-old', 2, 'command', 'done', '{\"issue_body\": \"not this\"}', :now)"
+                ),
+                {"now": now},
+            )
         async with engine.begin() as conn:
             await conn.run_sync(_alembic, "upgrade", "head")
         store = Store(engine)
@@ -302,35 +347,60 @@ async def test_migration_0012_stops_older_duplicates_then_makes_the_index(empty_
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_alembic, "upgrade", "0011")
-            base = datetime(2026, 12, 1, tzinfo=timezone.utc)
-            for n, (sid, issue, status) in enumerate([
-                ("s-oldest", 1, "running"), ("s-older", 1, "awaiting"), ("s-newest", 1, "queued"),
-                ("s-ended", 1, "done"), ("s-other", 2, "running"),
-            ]):
+            base = datetime(2026, 12, 1, tzinfo=UTC)
+            for n, (sid, issue, status) in enumerate(
+                [
+                    ("s-oldest", 1, "running"),
+                    ("s-older", 1, "awaiting"),
+                    ("s-newest", 1, "queued"),
+                    ("s-ended", 1, "done"),
+                    ("s-other", 2, "running"),
+                ]
+            ):
                 at = base + timedelta(hours=n)
-                await conn.execute(text(
-                    "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
-                    "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, :issue, 'b', :status, 'command', "
-                    "'alice', :at, :at)"
-                ), {"id": sid, "issue": issue, "status": status, "at": at})
-                await conn.execute(text(
-                    "INSERT INTO rounds (session_id, number, kind, status, created_at) VALUES (:id, 1, 'task', 'queued', :at)"
-                ), {"id": sid, "at": at})
+                await conn.execute(
+                    text(
+                        "INSERT INTO sessions (id, repo, installation_id, issue_number, branch, status, backend, "
+                        "triggered_by, created_at, updated_at) VALUES (:id, 'o/r', 1, :issue, 'b', :status, 'command', "
+                        "'alice', :at, :at)"
+                    ),
+                    {"id": sid, "issue": issue, "status": status, "at": at},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO rounds (session_id, number, kind, status, created_at) VALUES (:id, 1, 'task', 'queued', :at)"
+                    ),
+                    {"id": sid, "at": at},
+                )
         async with engine.begin() as conn:
             await conn.run_sync(_alembic, "upgrade", "head")
         store = Store(engine)
         got = {sid: await store.sessions.get(sid) for sid in ("s-oldest", "s-older", "s-newest", "s-ended", "s-other")}
         assert {sid: x.status for sid, x in got.items()} == {
-            "s-oldest": "stopped", "s-older": "stopped", "s-newest": "queued", "s-ended": "done", "s-other": "running",
+            "s-oldest": "stopped",
+            "s-older": "stopped",
+            "s-newest": "queued",
+            "s-ended": "done",
+            "s-other": "running",
         }
         assert "migration 0012" in got["s-oldest"].error and got["s-newest"].error is None
         assert [x.status for x in await store.sessions.rounds("s-older")] == [R_CANCELLED]
         assert [x.status for x in await store.sessions.rounds("s-newest")] == [R_QUEUED]
         # The index holds from now on, and the new tables and column are there.
-        assert await store.sessions.create(
-            repo="o/r", installation_id=1, issue_number=1, issue_title="t", branch="b",
-            backend="command", model=None, triggered_by="bob", config={},
-        ) is None
+        assert (
+            await store.sessions.create(
+                repo="o/r",
+                installation_id=1,
+                issue_number=1,
+                issue_title="t",
+                branch="b",
+                backend="command",
+                model=None,
+                triggered_by="bob",
+                config={},
+            )
+            is None
+        )
         assert await store.triggers.claim("comment:1") and not await store.triggers.claim("comment:1")
         assert await store.triggers.claim_refusal("o/r", 1, 3600)
         assert (await store.sessions.rounds("s-newest"))[0].quota is None
@@ -341,7 +411,8 @@ async def test_migration_0012_stops_older_duplicates_then_makes_the_index(empty_
             def shape(c):
                 i = inspect(c)
                 return (
-                    {col["name"] for col in i.get_columns("rounds")}, set(i.get_table_names()),
+                    {col["name"] for col in i.get_columns("rounds")},
+                    set(i.get_table_names()),
                     {ix["name"] for ix in i.get_indexes("sessions")},
                 )
 

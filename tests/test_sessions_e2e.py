@@ -32,7 +32,9 @@ class World:
         self.tmp = tmp_path
         self.twin = twin
         self.iid = twin.add_installation(account="octo-org")
-        self.repo = twin.add_repo(REPO, installation_id=self.iid, files={"README.md": "# hello\n", "app.py": "print('hi')\n"})
+        self.repo = twin.add_repo(
+            REPO, installation_id=self.iid, files={"README.md": "# hello\n", "app.py": "print('hi')\n"}
+        )
         twin.set_permission(REPO, "alice", "write")
         twin.set_permission(REPO, "mallory", "read")
         self.plans = tmp_path / "plans"
@@ -102,7 +104,8 @@ class World:
         for delivery_id in delivery_ids:
             status = await self.until(
                 lambda: (s := self.delivery_status(delivery_id)) not in (None, "pending") and s,
-                timeout=timeout, what=f"delivery {delivery_id} processed",
+                timeout=timeout,
+                what=f"delivery {delivery_id} processed",
             )
             assert status == "processed", f"delivery {delivery_id} ended {status}"
 
@@ -264,8 +267,10 @@ async def test_agent_command_on_the_pr_adds_a_commit_on_the_same_branch(world: W
     assert trailers["Agent-Model"] == "test-model-1"
     await world.until(lambda: world.check_runs(second), what="second check run")
     (old_run,) = world.check_runs(first)[-1:]
-    await world.until(lambda: world.check_runs(first)[-1].status == "completed" and len(world.check_runs(first)) == 2,
-                      what="the in-progress run on the old head completed")
+    await world.until(
+        lambda: world.check_runs(first)[-1].status == "completed" and len(world.check_runs(first)) == 2,
+        what="the in-progress run on the old head completed",
+    )
     assert [r.conclusion for r in world.check_runs(first)] == ["success", "neutral"]
     comment = world.twin.comments(REPO, pr.number)[0]
     assert [r.content for r in comment.reactions] == ["eyes"]
@@ -287,7 +292,8 @@ async def test_stop_ends_a_long_running_agent_within_seconds(world: World):
     # The in-progress run shows the agent's output live (throttled).
     await world.until(
         lambda: any("working" in (r.output.get("text") or "") for r in world.check_runs(head)),
-        timeout=15, what="live output in the check run",
+        timeout=15,
+        what="live output in the check run",
     )
     grandchild = int(pidfile.read_text())
     stopped_at = time.monotonic()
@@ -323,7 +329,9 @@ async def test_agent_failures_end_the_session_cleanly_with_a_comment(case, world
     await world.start(**env)
     await world.label(number)
     comments = await world.until(
-        lambda: [b for b in world.bot_comments(number) if expected in b], timeout=30, what=f"a comment saying {expected!r}"
+        lambda: [b for b in world.bot_comments(number) if expected in b],
+        timeout=30,
+        what=f"a comment saying {expected!r}",
     )
     assert comments
     if case == "exits non-zero":
@@ -390,7 +398,9 @@ async def test_two_workers_on_postgresql_run_every_round_once_and_one_per_branch
     )
     numbers = [world.twin.add_issue(REPO, title=f"Task {i}", user="alice") for i in range(40)]
     # Forty sessions of one installation: past its default share of the slots.
-    values = world.env(DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info", MAX_SESSIONS_PER_INSTALLATION=8)
+    values = world.env(
+        DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info", MAX_SESSIONS_PER_INSTALLATION=8
+    )
     web = await world.start("--no-workers", DATABASE_URL=database_url, AGENT_COMMAND=command, LOG_LEVEL="info")
     for number in numbers:
         await world.label(number)
@@ -449,7 +459,9 @@ async def test_check_run_output_stays_within_limits_and_redacted(world: World):
     number = world.twin.add_issue(REPO, title="Add a feature", user="alice")
     leaked = "ghs_" + "L" * 36
     transcript = world.tmp / "transcript.txt"
-    transcript.write_text("".join(f"step {i}: working through a long task\n" for i in range(20_000)) + f"token {leaked}\n")
+    transcript.write_text(
+        "".join(f"step {i}: working through a long task\n" for i in range(20_000)) + f"token {leaked}\n"
+    )
     world.plan("task", {"print_file": str(transcript)}, WRITE_FEATURE, {"print": "Done."})
     await world.start()
     await world.label(number)
@@ -524,12 +536,21 @@ async def test_label_to_pr_with_the_real_claude_code_cli(world: World, aiohttp_s
     """The claude-code backend end to end: the real CLI, offline, against a scripted Messages API."""
     from tests.claude_stub.server import MODEL, ScriptedMessagesAPI
 
-    api = ScriptedMessagesAPI([
-        {"text": "I'll add the function.",
-         "tool_use": {"name": "Bash", "input": {"command": "printf 'def feature():\\n    return 42\\n' > feature.py",
-                                                 "description": "Write feature.py"}}},
-        {"text": "Added feature() in feature.py."},
-    ])
+    api = ScriptedMessagesAPI(
+        [
+            {
+                "text": "I'll add the function.",
+                "tool_use": {
+                    "name": "Bash",
+                    "input": {
+                        "command": "printf 'def feature():\\n    return 42\\n' > feature.py",
+                        "description": "Write feature.py",
+                    },
+                },
+            },
+            {"text": "Added feature() in feature.py."},
+        ]
+    )
     server = await aiohttp_server(api.app())
     number = world.twin.add_issue(REPO, title="Add a feature", body="Add feature() returning 42.", user="alice")
     home = world.tmp / "home"

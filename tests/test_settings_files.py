@@ -8,8 +8,17 @@ import pytest
 
 from bot.settings import load_settings
 
-NAMES = ("APP_ID", "DATA_DIR", "ENV_FILE", "HOST", "LOG_LEVEL", "PORT", "WEBHOOK_SECRET",
-         "PRIVATE_KEY", "PRIVATE_KEY_PATH")
+NAMES = (
+    "APP_ID",
+    "DATA_DIR",
+    "ENV_FILE",
+    "HOST",
+    "LOG_LEVEL",
+    "PORT",
+    "WEBHOOK_SECRET",
+    "PRIVATE_KEY",
+    "PRIVATE_KEY_PATH",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -96,9 +96,10 @@ async def test_first_run_registers_and_the_restarted_service_is_configured(tmp_p
             action = html.unescape(re.search(r'<form action="([^"]+)"', page).group(1))
             state = re.search(r"[?&]state=([^&]+)", action).group(1)
             # GitHub sends the browser back with a code and the state.
-            async with browser() as other, other.get(
-                first.url + "/setup", params={"code": "first-run-code", "state": state}
-            ) as r:
+            async with (
+                browser() as other,
+                other.get(first.url + "/setup", params={"code": "first-run-code", "state": state}) as r,
+            ):
                 assert r.status == 403
             assert not (data / ".env").exists()
             async with operator.get(first.url + "/setup", params={"code": "first-run-code", "state": state}) as r:

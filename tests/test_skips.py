@@ -72,8 +72,15 @@ async def world(tmp_path, database_url, twin) -> AsyncIterator[World]:
     issue = twin.add_issue(REPO, title="a bug", body="", user="alice")
     other_issue = twin.add_issue(OTHER, title="another", body="", user="alice")
     settings = make_settings(
-        tmp_path, APP_ID=twin.app_id, PRIVATE_KEY=twin.private_key_pem, GHE_HOST=twin.host, GHE_PROTOCOL="http",
-        DATABASE_URL=database_url, AGENT_BACKEND="command", AGENT_COMMAND="true", AGENT_SANDBOX="none",
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        DATABASE_URL=database_url,
+        AGENT_BACKEND="command",
+        AGENT_COMMAND="true",
+        AGENT_SANDBOX="none",
         REDELIVER="off",
     )
     service = Service(settings, policy=FAST)
@@ -86,7 +93,13 @@ async def world(tmp_path, database_url, twin) -> AsyncIterator[World]:
             created = example("installation", "created")
             created["installation"]["id"] = iid
             created["repositories"] = [
-                {"id": r.id, "node_id": f"R_{r.id}", "name": r.name, "full_name": f"{r.owner}/{r.name}", "private": True}
+                {
+                    "id": r.id,
+                    "node_id": f"R_{r.id}",
+                    "name": r.name,
+                    "full_name": f"{r.owner}/{r.name}",
+                    "private": True,
+                }
                 for r in (repo, other)
             ]
             assert await w.ended(await w.deliver("installation", created)) == ("processed", None)
@@ -112,7 +125,9 @@ async def test_the_same_delivery_redelivered_is_skipped_once(world: World):
     payload = example("issues", "labeled")
     payload.pop("installation", None)
     for _ in range(2):
-        status, _ = await world.twin.deliver(world.url, "issues", payload, delivery_id="same-guid", secret=WEBHOOK_SECRET)
+        status, _ = await world.twin.deliver(
+            world.url, "issues", payload, delivery_id="same-guid", secret=WEBHOOK_SECRET
+        )
         assert status in (200, 202)
         await world.service.dispatcher.drain()
     assert await world.service.store.deliveries.count("skipped") == 1
@@ -140,14 +155,15 @@ async def test_a_suspended_installation_is_skipped_until_it_is_unsuspended(world
 async def test_a_repository_the_app_was_removed_from_is_skipped_the_others_are_not(world: World):
     other = world.twin.state.repo(*OTHER.split("/"))
     await world.installation_event(
-        "installation_repositories", "removed",
-        repositories_removed=[{"id": other.id, "node_id": f"R_{other.id}", "name": other.name, "full_name": OTHER, "private": True}],
+        "installation_repositories",
+        "removed",
+        repositories_removed=[
+            {"id": other.id, "node_id": f"R_{other.id}", "name": other.name, "full_name": OTHER, "private": True}
+        ],
     )
     mark = len(world.twin.requests)
     delivery = await world.label(OTHER)
-    assert await world.ended(delivery) == (
-        "skipped", f"repository {OTHER} was removed from installation {world.iid}"
-    )
+    assert await world.ended(delivery) == ("skipped", f"repository {OTHER} was removed from installation {world.iid}")
     assert world.calls_since(mark) == []
     assert await world.ended(await world.label(REPO)) == ("processed", None)
 
@@ -189,8 +205,10 @@ async def test_a_lookup_while_github_is_down_holds_the_delivery_it_does_not_skip
 
     async def held() -> bool:
         stored = await world.service.store.deliveries.get("held-1")
-        return stored is not None and stored.status == "pending" and (stored.last_error or "").startswith(
-            "compound.skips: held: GitHub unavailable"
+        return (
+            stored is not None
+            and stored.status == "pending"
+            and (stored.last_error or "").startswith("compound.skips: held: GitHub unavailable")
         )
 
     await _until(held, "the delivery held for the outage")

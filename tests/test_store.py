@@ -40,9 +40,7 @@ async def test_insert_new_reports_only_new_deliveries(store: Store):
 
 
 async def test_the_same_delivery_from_many_writers_is_stored_once(store: Store):
-    results = await asyncio.gather(
-        *(store.deliveries.insert_new([rec("same")], f"p{i}", lease=30) for i in range(8))
-    )
+    results = await asyncio.gather(*(store.deliveries.insert_new([rec("same")], f"p{i}", lease=30) for i in range(8)))
     assert sum(len(r) for r in results) == 1
 
 
@@ -63,9 +61,7 @@ async def test_claims_leases_and_release(store: Store):
 
 async def test_concurrent_claims_never_hand_one_delivery_to_two_processes(store: Store):
     await store.deliveries.insert_new([rec(f"d{i}") for i in range(50)], None, lease=30)
-    batches = await asyncio.gather(
-        *(store.deliveries.claim_due(f"p{i}", lease=30, limit=10) for i in range(8))
-    )
+    batches = await asyncio.gather(*(store.deliveries.claim_due(f"p{i}", lease=30, limit=10) for i in range(8)))
     ids = [r.delivery_id for batch in batches for r in batch]
     assert len(ids) == len(set(ids)) == 50
 
@@ -83,7 +79,9 @@ async def test_failed_attempts_retry_then_park(store: Store):
     # Not due yet, so nobody claims it even after its owner lets go.
     await store.deliveries.release("p1")
     assert await store.deliveries.claim_due("p2", lease=30) == []
-    await store.deliveries.mark_attempt_failed("x", pending_handlers=["h1"], error="boom again", retry_at=None, lease=30)
+    await store.deliveries.mark_attempt_failed(
+        "x", pending_handlers=["h1"], error="boom again", retry_at=None, lease=30
+    )
     stored = await store.deliveries.get("x")
     assert stored is not None
     assert (stored.status, stored.attempts, stored.pending_handlers) == ("failed", 2, ["h1"])
@@ -103,8 +101,12 @@ async def test_mark_processed(store: Store):
 async def test_installations_and_repositories(store: Store):
     inst = store.installations
     await inst.upsert(9, account_login="octo-org", account_type="Organization", repository_selection="selected")
-    await inst.add_repositories(9, [{"id": 1, "full_name": "octo-org/a", "private": True}, {"id": 2, "full_name": "octo-org/b"}])
-    await inst.upsert(9, account_login="octo-org", account_type="Organization", repository_selection="all", suspended=True)
+    await inst.add_repositories(
+        9, [{"id": 1, "full_name": "octo-org/a", "private": True}, {"id": 2, "full_name": "octo-org/b"}]
+    )
+    await inst.upsert(
+        9, account_login="octo-org", account_type="Organization", repository_selection="all", suspended=True
+    )
     got = await inst.get(9)
     assert got is not None and got.repository_selection == "all" and got.suspended and not got.deleted
     await inst.remove_repositories(9, [1])
@@ -121,7 +123,10 @@ async def test_installations_and_repositories(store: Store):
 
 
 BIG_BODY = json.dumps(
-    {"action": "labeled", "issue": {"body": "x" * 200, "labels": [{"url": f"https://api.github.com/l/{i}"} for i in range(300)]}}
+    {
+        "action": "labeled",
+        "issue": {"body": "x" * 200, "labels": [{"url": f"https://api.github.com/l/{i}"} for i in range(300)]},
+    }
 ).encode()
 
 
@@ -182,8 +187,12 @@ async def test_sqlite_keeps_bodies_apart_one_per_stored_delivery(store: Store):
     first = [DeliveryRecord(f"d{i}", "issues", "labeled", 1, "o/r", BIG_BODY + b" " * i) for i in range(3)]
     assert await store.deliveries.insert_new(first, "p1", lease=30) == {"d0", "d1", "d2"}
     # One batch with two old ids, a new one, and the new one twice.
-    again = [first[0], DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}'), first[2],
-             DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}')]
+    again = [
+        first[0],
+        DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}'),
+        first[2],
+        DeliveryRecord("d3", "issues", "labeled", 1, "o/r", b'{"n": 3}'),
+    ]
     assert await store.deliveries.insert_new(again, "p1", lease=30) == {"d3"}
 
     async def bodies() -> list[tuple]:
@@ -268,5 +277,7 @@ def test_an_sqlite_too_old_for_the_writer_is_a_clear_setting_error(monkeypatch, 
 
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
-    with pytest.raises(SettingsError, match=r"DATABASE_URL: SQLite 3\.35\.0 or newer is needed and this Python has 3\.31\.1"):
+    with pytest.raises(
+        SettingsError, match=r"DATABASE_URL: SQLite 3\.35\.0 or newer is needed and this Python has 3\.31\.1"
+    ):
         Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")

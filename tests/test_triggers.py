@@ -23,8 +23,16 @@ from tests.twin_events import comment_created, issue_labeled
 
 def create(store: Store, issue: int = 1, by: str = "alice", key: str | None = None):
     return store.sessions.create(
-        repo="o/r", installation_id=1, issue_number=issue, issue_title="t", branch=f"compound/issue-{issue}",
-        backend="command", model=None, triggered_by=by, config={}, trigger_key=key,
+        repo="o/r",
+        installation_id=1,
+        issue_number=issue,
+        issue_title="t",
+        branch=f"compound/issue-{issue}",
+        backend="command",
+        model=None,
+        triggered_by=by,
+        config={},
+        trigger_key=key,
     )
 
 
@@ -45,9 +53,11 @@ async def active_sessions(store: Store, issue: int = 1) -> int:
     from bot.store.sessions import TERMINAL
 
     async with store.engine.connect() as conn:
-        return (await conn.execute(
-            select(func.count()).select_from(s).where(s.c.issue_number == issue, s.c.status.not_in(TERMINAL))
-        )).scalar_one()
+        return (
+            await conn.execute(
+                select(func.count()).select_from(s).where(s.c.issue_number == issue, s.c.status.not_in(TERMINAL))
+            )
+        ).scalar_one()
 
 
 async def test_sessions_racing_for_one_issue_make_one(store: Store):
@@ -68,8 +78,15 @@ async def test_the_store_refuses_a_second_active_session_even_unasked(store: Sto
 
     session, _ = await create(store)
     row = dict(
-        repo="o/r", installation_id=1, issue_number=1, branch="b", status="running", backend="command",
-        triggered_by="x", created_at=utcnow(), updated_at=utcnow(),
+        repo="o/r",
+        installation_id=1,
+        issue_number=1,
+        branch="b",
+        status="running",
+        backend="command",
+        triggered_by="x",
+        created_at=utcnow(),
+        updated_at=utcnow(),
     )
     with pytest.raises(IntegrityError):
         async with store.engine.begin() as conn:
@@ -127,16 +144,31 @@ async def test_two_trigger_labels_in_one_burst_start_one_session_in_silence(stor
             SessionManager(settings, st.sessions, EventLog(tmp_path / "events.jsonl", st.sessions))
             for st in (store, other)
         ]
-        issue = {"id": 501, "number": 5, "title": "t", "body": "", "updated_at": "2026-12-06T10:00:00Z",
-                 "labels": [{"name": "agent"}, {"name": "agent:opus"}]}
-        started = await asyncio.gather(*(
-            m.start_task(
-                gh, repo="o/r", installation_id=1, issue=issue, base_branch="main", config=RepoConfig(),
-                sender={"login": "alice", "id": 1}, alias=alias, by_label=True,
-                trigger_key=f"label:501:{label}:2026-12-06T10:00:00Z",
+        issue = {
+            "id": 501,
+            "number": 5,
+            "title": "t",
+            "body": "",
+            "updated_at": "2026-12-06T10:00:00Z",
+            "labels": [{"name": "agent"}, {"name": "agent:opus"}],
+        }
+        started = await asyncio.gather(
+            *(
+                m.start_task(
+                    gh,
+                    repo="o/r",
+                    installation_id=1,
+                    issue=issue,
+                    base_branch="main",
+                    config=RepoConfig(),
+                    sender={"login": "alice", "id": 1},
+                    alias=alias,
+                    by_label=True,
+                    trigger_key=f"label:501:{label}:2026-12-06T10:00:00Z",
+                )
+                for m, (label, alias) in zip(managers, [("agent", None), ("agent:opus", "opus")], strict=True)
             )
-            for m, (label, alias) in zip(managers, [("agent", None), ("agent:opus", "opus")], strict=True)
-        ))
+        )
     assert sum(s is not None for s in started) == 1
     assert await active_sessions(store, 5) == 1
     assert gh.posts == []
@@ -144,8 +176,15 @@ async def test_two_trigger_labels_in_one_burst_start_one_session_in_silence(stor
     await store.sessions.update_session(started[0].id if started[0] else started[1].id, created_at=_hours_ago(1))
     manager = SessionManager(settings, store.sessions, events)
     await manager.start_task(
-        gh, repo="o/r", installation_id=1, issue=issue, base_branch="main", config=RepoConfig(),
-        sender={"login": "alice", "id": 1}, by_label=True, trigger_key="label:501:agent:2026-12-06T11:00:00Z",
+        gh,
+        repo="o/r",
+        installation_id=1,
+        issue=issue,
+        base_branch="main",
+        config=RepoConfig(),
+        sender={"login": "alice", "id": 1},
+        by_label=True,
+        trigger_key="label:501:agent:2026-12-06T11:00:00Z",
     )
     assert len(gh.posts) == 1 and "already has an active session" in gh.posts[0][1]["body"]
 
@@ -199,8 +238,11 @@ async def test_labels_and_comments_delivered_again_under_new_ids_start_nothing_t
 
 
 async def test_refusals_are_posted_once_per_interval_per_thread(store: Store, tmp_path: Path):
-    manager = SessionManager(make_settings(tmp_path, REFUSAL_INTERVAL=3600), store.sessions,
-                             EventLog(tmp_path / "events.jsonl", store.sessions))
+    manager = SessionManager(
+        make_settings(tmp_path, REFUSAL_INTERVAL=3600),
+        store.sessions,
+        EventLog(tmp_path / "events.jsonl", store.sessions),
+    )
     gh = FakeGitHub()
     async with second(store) as other:
         racing = SessionManager(manager.settings, other.sessions, manager.events)

@@ -81,7 +81,9 @@ async def test_good_requests_raise_no_violation(twin, api, iid):
     assert (status, body) == (200, [])
     assert twin.violations == [] and twin.response_problems == []
     assert [r.operation_id for r in twin.requests] == [
-        "apps/create-installation-access-token", "issues/create-comment", "pulls/list",
+        "apps/create-installation-access-token",
+        "issues/create-comment",
+        "pulls/list",
     ]
     assert twin.requests[1].installation_id == iid
 
@@ -98,7 +100,11 @@ async def test_bad_body_is_a_violation_answered_422(twin, api, iid):
     assert status == 422 and "state" in caught[0]
     with twin.expect_violations():
         status, body, _ = await api.call(
-            "PATCH", f"/repos/{REPO}/issues/{number}", token, data=b"{nope", headers={"Content-Type": "application/json"}
+            "PATCH",
+            f"/repos/{REPO}/issues/{number}",
+            token,
+            data=b"{nope",
+            headers={"Content-Type": "application/json"},
         )
     assert (status, body["message"]) == (400, "Problems parsing JSON")
     with twin.expect_violations():
@@ -168,10 +174,16 @@ async def test_app_endpoints_need_a_valid_jwt(twin, api, iid):
         "wrong key": jwt.encode({"iat": now, "exp": now + 60, "iss": str(twin.app_id)}, other_key, "RS256"),
         "wrong iss": jwt.encode({"iat": now, "exp": now + 60, "iss": "1"}, twin.private_key_pem, "RS256"),
         "too long": jwt.encode({"iat": now, "exp": now + 3600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
-        "11 min ahead": jwt.encode({"iat": now - 60, "exp": now + 660, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
-        "from the future": jwt.encode({"iat": now + 300, "exp": now + 600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
+        "11 min ahead": jwt.encode(
+            {"iat": now - 60, "exp": now + 660, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"
+        ),
+        "from the future": jwt.encode(
+            {"iat": now + 300, "exp": now + 600, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"
+        ),
         "no iss": jwt.encode({"iat": now, "exp": now + 60}, twin.private_key_pem, "RS256"),
-        "expired": jwt.encode({"iat": now - 900, "exp": now - 400, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"),
+        "expired": jwt.encode(
+            {"iat": now - 900, "exp": now - 400, "iss": str(twin.app_id)}, twin.private_key_pem, "RS256"
+        ),
         "hs256": jwt.encode({"iat": now, "exp": now + 60, "iss": str(twin.app_id)}, "x" * 32, "HS256"),
     }
     for name, token in bad.items():
@@ -320,8 +332,12 @@ async def test_check_runs_and_github_limits(twin, api, iid):
     token = f"token {await api.token(iid)}"
     _, branch, _ = await api.call("GET", f"/repos/{REPO}/branches/main", token)
     sha = branch["commit"]["sha"]
-    run = {"name": "ci", "head_sha": sha, "status": "in_progress",
-           "actions": [{"label": "Fix", "description": "Fix it", "identifier": "fix"}]}
+    run = {
+        "name": "ci",
+        "head_sha": sha,
+        "status": "in_progress",
+        "actions": [{"label": "Fix", "description": "Fix it", "identifier": "fix"}],
+    }
     status, created, _ = await api.call("POST", f"/repos/{REPO}/check-runs", token, json=run)
     assert status == 201 and created["status"] == "in_progress"
     done = {"conclusion": "failure", "output": {"title": "1 failed", "summary": "boom"}}
@@ -343,7 +359,9 @@ async def test_check_runs_and_github_limits(twin, api, iid):
     ]
     for extra in too_much:
         with twin.expect_violations():
-            status, body, _ = await api.call("POST", f"/repos/{REPO}/check-runs", token, json={"name": "ci", "head_sha": sha, **extra})
+            status, body, _ = await api.call(
+                "POST", f"/repos/{REPO}/check-runs", token, json={"name": "ci", "head_sha": sha, **extra}
+            )
         assert status == 422, extra
 
 
@@ -357,12 +375,18 @@ async def git(*args: str, cwd: Path | None = None, check: bool = True) -> tuple[
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@example.com",
-        "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@example.com",
+        "GIT_AUTHOR_NAME": "Alice",
+        "GIT_AUTHOR_EMAIL": "alice@example.com",
+        "GIT_COMMITTER_NAME": "Alice",
+        "GIT_COMMITTER_EMAIL": "alice@example.com",
     }
     proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "git",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
@@ -384,7 +408,9 @@ async def test_clone_push_and_on_push(twin, api, iid, tmp_path):
 
     code, out = await git("clone", f"{twin.git_url}/{REPO}.git", str(tmp_path / "anon"), check=False)
     assert code != 0 and "could not read Username" in out
-    code, out = await git("clone", f"http://x-access-token:ghs_wrong@{host}/{REPO}.git", str(tmp_path / "bad"), check=False)
+    code, out = await git(
+        "clone", f"http://x-access-token:ghs_wrong@{host}/{REPO}.git", str(tmp_path / "bad"), check=False
+    )
     assert code != 0 and "Authentication failed" in out
 
     work = tmp_path / "work"
@@ -401,7 +427,9 @@ async def test_clone_push_and_on_push(twin, api, iid, tmp_path):
     assert pushed == [(REPO, "refs/heads/fix", head.strip())]
 
     auth = f"token {token}"
-    status, pull, _ = await api.call("POST", f"/repos/{REPO}/pulls", auth, json={"title": "Fix", "head": "fix", "base": "main"})
+    status, pull, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls", auth, json={"title": "Fix", "head": "fix", "base": "main"}
+    )
     assert status == 201 and pull["head"]["sha"] == head.strip() and pull["changed_files"] == 2
     _, found, _ = await api.call("GET", f"/repos/{REPO}/pulls?head=octo-org:fix&state=open", auth)
     assert [p["number"] for p in found] == [pull["number"]]
@@ -426,8 +454,12 @@ async def test_gzipped_fetch_negotiation(twin, iid, tmp_path):
     stream = []
     for i in range(200):
         parent = f"from {base.strip()}" if i == 0 else f"from :{i}"
-        stream.append(f"commit refs/heads/local\nmark :{i + 1}\ncommitter A <a@b> {2_000_000_000 + i} +0000\ndata 4\nc{i:03}\n{parent}\n")
-    proc = await asyncio.create_subprocess_exec("git", "fast-import", "--quiet", cwd=local, stdin=asyncio.subprocess.PIPE)
+        stream.append(
+            f"commit refs/heads/local\nmark :{i + 1}\ncommitter A <a@b> {2_000_000_000 + i} +0000\ndata 4\nc{i:03}\n{parent}\n"
+        )
+    proc = await asyncio.create_subprocess_exec(
+        "git", "fast-import", "--quiet", cwd=local, stdin=asyncio.subprocess.PIPE
+    )
     await proc.communicate("".join(stream).encode())
     assert proc.returncode == 0
     (other / "new.txt").write_text("new\n")

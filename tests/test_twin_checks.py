@@ -52,14 +52,22 @@ async def test_commit_statuses_and_the_combined_status(twin, api, iid):
     _, combined, _ = await api.call("GET", f"/repos/{REPO}/commits/main/status", token)
     assert (combined["state"], combined["total_count"], combined["statuses"]) == ("pending", 0, [])
 
-    body = {"state": "pending", "context": "ci/build", "description": "Building", "target_url": "https://ci.example.com/1"}
+    body = {
+        "state": "pending",
+        "context": "ci/build",
+        "description": "Building",
+        "target_url": "https://ci.example.com/1",
+    }
     status, created, _ = await api.call("POST", f"/repos/{REPO}/statuses/{sha}", token, json=body)
     assert status == 201 and created["creator"]["login"] == f"{twin.app_slug}[bot]" and created["state"] == "pending"
     twin.add_status(REPO, sha, "ci/build", "success", "Built")
     twin.add_status(REPO, sha, "ci/lint", "success")
     _, combined, _ = await api.call("GET", f"/repos/{REPO}/commits/{sha}/status", token)
     assert (combined["state"], combined["total_count"], combined["sha"]) == ("success", 2, sha)
-    assert {(s["context"], s["state"]) for s in combined["statuses"]} == {("ci/build", "success"), ("ci/lint", "success")}
+    assert {(s["context"], s["state"]) for s in combined["statuses"]} == {
+        ("ci/build", "success"),
+        ("ci/lint", "success"),
+    }
     twin.add_status(REPO, sha, "ci/lint", "error", "Crashed")
     _, combined, _ = await api.call("GET", f"/repos/{REPO}/commits/main/status", token)
     assert combined["state"] == "failure"
@@ -71,7 +79,9 @@ async def test_commit_statuses_and_the_combined_status(twin, api, iid):
 
     status, body, _ = await api.call("POST", f"/repos/{REPO}/statuses/{'f' * 40}", token, json={"state": "success"})
     assert status == 422 and "No commit found" in body["message"]
-    status, _, _ = await api.call("POST", f"/repos/{REPO}/statuses/{sha}", token, json={"state": "success", "description": "x" * 141})
+    status, _, _ = await api.call(
+        "POST", f"/repos/{REPO}/statuses/{sha}", token, json={"state": "success", "description": "x" * 141}
+    )
     assert status == 422
     with twin.expect_violations():
         status, _, _ = await api.call("POST", f"/repos/{REPO}/statuses/{sha}", token, json={"state": "green"})
@@ -85,10 +95,20 @@ async def test_commit_statuses_and_the_combined_status(twin, api, iid):
 async def test_check_runs_of_other_apps(twin, api, iid):
     token = f"token {await api.token(iid)}"
     sha = twin.commit(REPO, "fix", {"src/app.py": "x = 'one'\n"})
-    notes = [{"path": "src/app.py", "start_line": i, "end_line": i, "annotation_level": "failure",
-              "message": f"problem {i}", "title": "lint"} for i in range(1, 61)]
-    ci = twin.add_check_run(REPO, "fix", "lint", app="ci-app", output={"title": "60 problems", "summary": "Lint failed"},
-                            annotations=notes)
+    notes = [
+        {
+            "path": "src/app.py",
+            "start_line": i,
+            "end_line": i,
+            "annotation_level": "failure",
+            "message": f"problem {i}",
+            "title": "lint",
+        }
+        for i in range(1, 61)
+    ]
+    ci = twin.add_check_run(
+        REPO, "fix", "lint", app="ci-app", output={"title": "60 problems", "summary": "Lint failed"}, annotations=notes
+    )
     actions = twin.add_check_run(REPO, sha, "typecheck", app="github-actions", conclusion="success")
     _, own, _ = await api.call("POST", f"/repos/{REPO}/check-runs", token, json={"name": "Compound", "head_sha": sha})
 
@@ -102,7 +122,9 @@ async def test_check_runs_of_other_apps(twin, api, iid):
     assert only["check_runs"][0]["html_url"].endswith(f"/job/{actions.id}")
     _, suites, _ = await api.call("GET", f"/repos/{REPO}/commits/{sha}/check-suites", token)
     assert {s["app"]["slug"]: s["conclusion"] for s in suites["check_suites"]} == {
-        "ci-app": "failure", "github-actions": "success", twin.app_slug: None,
+        "ci-app": "failure",
+        "github-actions": "success",
+        twin.app_slug: None,
     }
     status, suite, _ = await api.call("GET", f"/repos/{REPO}/check-suites/{ci.suite_id}", token)
     assert status == 200 and suite["app"]["slug"] == "ci-app" and suite["head_branch"] == "fix"
@@ -168,11 +190,17 @@ async def test_actions_runs_jobs_and_the_log_redirect(twin, api, iid, session, t
     api_host = location.replace("localhost", "127.0.0.1")
     async with session.get(api_host) as elsewhere:
         assert elsewhere.status == 404  # blobs live on the other host only
-    assert [(d["authorization"], d["status"]) for d in twin.log_downloads] == [(False, 200), (False, 200), (True, 400), (False, 404)]
+    assert [(d["authorization"], d["status"]) for d in twin.log_downloads] == [
+        (False, 200),
+        (False, 200),
+        (True, 400),
+        (False, 404),
+    ]
 
     plain = twin.add_check_run(REPO, sha, "lint", app="github-actions", conclusion="failure")
-    async with session.get(f"{twin.api_url}/repos/{REPO}/actions/jobs/{plain.id}/logs",
-                           headers={"Authorization": token}) as followed:  # aiohttp drops the token on a new host
+    async with session.get(
+        f"{twin.api_url}/repos/{REPO}/actions/jobs/{plain.id}/logs", headers={"Authorization": token}
+    ) as followed:  # aiohttp drops the token on a new host
         text = await followed.text()
     lines = text.splitlines()
     assert all(STAMP.match(line) for line in lines) and "##[group]Run lint" in text
@@ -230,26 +258,39 @@ async def test_reviews_requested_reviewers_and_labels(twin, api, iid):
     _, pr, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}", token)
     assert [u["login"] for u in pr["requested_reviewers"]] == ["bob"]
 
-    review = twin.add_review(REPO, number, "bob", "CHANGES_REQUESTED", "Please fix",
-                             comments=[{"path": "src/app.py", "line": 1, "body": "Why 3?"}])
+    review = twin.add_review(
+        REPO,
+        number,
+        "bob",
+        "CHANGES_REQUESTED",
+        "Please fix",
+        comments=[{"path": "src/app.py", "line": 1, "body": "Why 3?"}],
+    )
     first = next(c.id for c in twin.state.repo("octo-org", "hello").review_comments.values() if c.review_id == review)
     again = twin.add_review(REPO, number, "bob", "COMMENTED", "", comments=[{"in_reply_to": first, "body": "Well?"}])
     _, listed, _ = await api.call("GET", path, token)
     assert listed == {"users": [], "teams": []}  # the review answered the request
     _, comments, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/comments", token)
     assert [(c["body"], c["pull_request_review_id"], c.get("in_reply_to_id"), c["path"]) for c in comments] == [
-        ("Why 3?", review, None, "src/app.py"), ("Well?", again, first, "src/app.py"),
+        ("Why 3?", review, None, "src/app.py"),
+        ("Well?", again, first, "src/app.py"),
     ]
     _, got, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/reviews/{review}", token)
     assert (got["state"], got["body"]) == ("CHANGES_REQUESTED", "Please fix")
-    status, reply, _ = await api.call("POST", f"/repos/{REPO}/pulls/{number}/comments/{first}/replies", token, json={"body": "Fixed"})
+    status, reply, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls/{number}/comments/{first}/replies", token, json={"body": "Fixed"}
+    )
     assert status == 201 and reply["in_reply_to_id"] == first
-    _, own_review, _ = await api.call("GET", f"/repos/{REPO}/pulls/{number}/reviews/{reply['pull_request_review_id']}", token)
+    _, own_review, _ = await api.call(
+        "GET", f"/repos/{REPO}/pulls/{number}/reviews/{reply['pull_request_review_id']}", token
+    )
     assert (own_review["state"], own_review["user"]["login"]) == ("COMMENTED", f"{twin.app_slug}[bot]")
     _, single, _ = await api.call("GET", f"/repos/{REPO}/pulls/comments/{reply['id']}", token)
     assert single["body"] == "Fixed"
 
-    _, labels, _ = await api.call("POST", f"/repos/{REPO}/issues/{number}/labels", token, json={"labels": ["compound:stuck"]})
+    _, labels, _ = await api.call(
+        "POST", f"/repos/{REPO}/issues/{number}/labels", token, json={"labels": ["compound:stuck"]}
+    )
     assert [lb["name"] for lb in labels] == ["compound:stuck"]
     _, repo_labels, _ = await api.call("GET", f"/repos/{REPO}/labels", token)
     assert "compound:stuck" in [lb["name"] for lb in repo_labels]  # created as GitHub does

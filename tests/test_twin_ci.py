@@ -38,12 +38,14 @@ class Receiver:
             self.bad_signatures += 1
             return web.Response(status=401)
         payload = json.loads(body)
-        self.received.append({
-            "event": request.headers["X-GitHub-Event"],
-            "action": payload.get("action"),
-            "delivery": request.headers["X-GitHub-Delivery"],
-            "payload": payload,
-        })
+        self.received.append(
+            {
+                "event": request.headers["X-GitHub-Event"],
+                "action": payload.get("action"),
+                "delivery": request.headers["X-GitHub-Delivery"],
+                "payload": payload,
+            }
+        )
         return web.Response(status=202)
 
     def sequence(self) -> list[str]:
@@ -84,10 +86,15 @@ print("Success: no issues found")
 
 async def test_simulated_ci_on_a_real_push(twin, api, iid, receiver, session, tmp_path):
     twin.commit(REPO, "main", {"check.py": CHECKER})
-    twin.ci.configure(REPO, checks=[
-        {"name": "typecheck", "command": f"{sys.executable} check.py", "app": "github-actions"},
-        {"name": "lint", "command": "echo clean", "app": "ci-app"},
-    ], deliver_to=receiver.url, delay=0.05)
+    twin.ci.configure(
+        REPO,
+        checks=[
+            {"name": "typecheck", "command": f"{sys.executable} check.py", "app": "github-actions"},
+            {"name": "lint", "command": "echo clean", "app": "ci-app"},
+        ],
+        deliver_to=receiver.url,
+        delay=0.05,
+    )
     token = await api.token(iid)
     url = f"http://x-access-token:{token}@{twin.host}/{REPO}.git"
     work = tmp_path / "work"
@@ -103,17 +110,23 @@ async def test_simulated_ci_on_a_real_push(twin, api, iid, receiver, session, tm
     assert receiver.bad_signatures == 0
     assert receiver.sequence() == [
         "workflow_run.requested",
-        "check_run.created", "workflow_job.queued", "check_run.created",
+        "check_run.created",
+        "workflow_job.queued",
+        "check_run.created",
         "workflow_job.in_progress",
-        "check_run.completed", "workflow_job.completed", "check_run.completed",
-        "check_suite.completed", "check_suite.completed",
+        "check_run.completed",
+        "workflow_job.completed",
+        "check_run.completed",
+        "check_suite.completed",
+        "check_suite.completed",
         "workflow_run.completed",
     ]
     for r in receiver.received:
         validate(r["event"], r["payload"])
     done = [r["payload"] for r in receiver.received if r["event"] == "check_run" and r["action"] == "completed"]
     assert [(p["check_run"]["name"], p["check_run"]["app"]["slug"], p["sender"]["login"]) for p in done] == [
-        ("typecheck", "github-actions", "github-actions[bot]"), ("lint", "ci-app", "ci-app[bot]"),
+        ("typecheck", "github-actions", "github-actions[bot]"),
+        ("lint", "ci-app", "ci-app[bot]"),
     ]
     assert all(p["check_run"]["head_sha"] == p["check_run"]["check_suite"]["head_sha"] == first for p in done)
     assert done[0]["check_run"]["pull_requests"] == []  # no pull request yet
@@ -123,9 +136,12 @@ async def test_simulated_ci_on_a_real_push(twin, api, iid, receiver, session, tm
     run_id = done[0]["check_run"]["id"]
     _, notes, _ = await api.call("GET", f"/repos/{REPO}/check-runs/{run_id}/annotations", auth)
     assert [(a["path"], a["start_line"], a["start_column"], a["message"]) for a in notes] == [
-        ("src/app.py", 1, None, "error: str is not int  [assignment]"), ("src/app.py", 1, 5, "note: see the docs"),
+        ("src/app.py", 1, None, "error: str is not int  [assignment]"),
+        ("src/app.py", 1, 5, "note: see the docs"),
     ]
-    async with session.get(f"{twin.api_url}/repos/{REPO}/actions/jobs/{run_id}/logs", headers={"Authorization": auth}) as r:
+    async with session.get(
+        f"{twin.api_url}/repos/{REPO}/actions/jobs/{run_id}/logs", headers={"Authorization": auth}
+    ) as r:
         log = await r.text()
     lines = log.splitlines()
     assert all(STAMP.match(line) for line in lines)
@@ -133,15 +149,25 @@ async def test_simulated_ci_on_a_real_push(twin, api, iid, receiver, session, tm
     assert f"##[group]Run {sys.executable} check.py" in bodies and "##[endgroup]" in bodies
     assert "src/app.py:1: error: str is not int  [assignment]" in bodies
     assert bodies[-1] == "##[error]Process completed with exit code 1."
-    completed_job = next(r["payload"] for r in receiver.received if r["event"] == "workflow_job" and r["action"] == "completed")
+    completed_job = next(
+        r["payload"] for r in receiver.received if r["event"] == "workflow_job" and r["action"] == "completed"
+    )
     assert completed_job["workflow_job"]["id"] == run_id  # a job's id is its check run's
 
     # Open a pull request, push a fix twice over the wire (GitHub redelivers): the payloads name it.
-    _, pr, _ = await api.call("POST", f"/repos/{REPO}/pulls", auth, json={"title": "Fix", "head": "fix", "base": "main"})
+    _, pr, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls", auth, json={"title": "Fix", "head": "fix", "base": "main"}
+    )
     receiver.received.clear()
-    twin.ci.configure(REPO, checks=[
-        {"name": "typecheck", "command": f"{sys.executable} check.py", "app": "github-actions"},
-    ], deliver_to=receiver.url, delay=0, repeat=2)
+    twin.ci.configure(
+        REPO,
+        checks=[
+            {"name": "typecheck", "command": f"{sys.executable} check.py", "app": "github-actions"},
+        ],
+        deliver_to=receiver.url,
+        delay=0,
+        repeat=2,
+    )
     (work / "src" / "app.py").write_text("x = 1\n")
     await git("commit", "-qam", "Fix it", cwd=work)
     await git("push", "-q", "origin", "fix", cwd=work)
@@ -163,9 +189,14 @@ async def test_simulated_ci_on_a_real_push(twin, api, iid, receiver, session, tm
 
 
 async def test_simulated_ci_timeout_and_statuses_event(twin, iid, receiver):
-    twin.ci.configure(REPO, checks=[
-        {"name": "slow", "command": "echo starting; sleep 30", "app": "ci-app", "timeout": 0.5},
-    ], deliver_to=receiver.url, delay=0)
+    twin.ci.configure(
+        REPO,
+        checks=[
+            {"name": "slow", "command": "echo starting; sleep 30", "app": "ci-app", "timeout": 0.5},
+        ],
+        deliver_to=receiver.url,
+        delay=0,
+    )
     sha = twin.commit(REPO, "slow", {"a.txt": "a\n"})
     twin.ci.start(REPO, sha, "refs/heads/slow")
     await twin.ci.idle()
@@ -175,7 +206,12 @@ async def test_simulated_ci_timeout_and_statuses_event(twin, iid, receiver):
     assert [d.status for d in twin.ci.deliveries] == [202] * len(twin.ci.deliveries)
 
     payload = events.status_event(twin, REPO, sha, "ci/deploy", "failure", "ci-app[bot]", iid, description="Broke")
-    assert (payload["state"], payload["sha"], payload["context"], payload["description"]) == ("failure", sha, "ci/deploy", "Broke")
+    assert (payload["state"], payload["sha"], payload["context"], payload["description"]) == (
+        "failure",
+        sha,
+        "ci/deploy",
+        "Broke",
+    )
     assert [b["name"] for b in payload["branches"]] == ["slow"]
     again = events.status_event(twin, REPO, sha, "ci/deploy", "failure", "ci-app[bot]", iid, description="Broke")
     assert again["id"] == payload["id"]  # the latest status of the context, not a new one
@@ -203,10 +239,14 @@ async def test_payload_builders_follow_the_twin(twin, iid):
     sync = events.pull_request_event(twin, REPO, number, "synchronize", "alice", iid)
     assert (sync["before"], sync["after"], sync["pull_request"]["head"]["sha"]) == (first, second, second)
     labeled = events.pull_request_event(twin, REPO, number, "labeled", "alice", iid, label="agent")
-    assert labeled["label"]["name"] == "agent" and twin.state.repo("octo-org", "hello").issues[number].labels == ["agent"]
+    assert labeled["label"]["name"] == "agent" and twin.state.repo("octo-org", "hello").issues[number].labels == [
+        "agent"
+    ]
     unlabeled = events.issue_unlabeled(twin, REPO, number, "agent", "alice", iid)
     assert unlabeled["issue"]["labels"] == [] and "pull_request" in unlabeled["issue"]
-    review = twin.add_review(REPO, number, "bob", "CHANGES_REQUESTED", "No", comments=[{"path": "src/app.py", "line": 1, "body": "3?"}])
+    review = twin.add_review(
+        REPO, number, "bob", "CHANGES_REQUESTED", "No", comments=[{"path": "src/app.py", "line": 1, "body": "3?"}]
+    )
     submitted = events.review_submitted(twin, REPO, number, review, installation_id=iid)
     assert (submitted["review"]["id"], submitted["sender"]["login"]) == (review, "bob")
     comment = next(c.id for c in twin.state.repo("octo-org", "hello").review_comments.values())

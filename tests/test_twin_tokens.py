@@ -38,7 +38,11 @@ async def test_a_token_request_is_recorded_with_its_scope(twin, api, iid):
     # GitHub adds metadata:read to every token that reaches repositories.
     assert reply["permissions"] == {"metadata": "read", "contents": "write"}
     (request,) = twin.token_log
-    assert (request.installation_id, request.repositories, request.permissions) == (iid, ["hello"], {"contents": "write"})
+    assert (request.installation_id, request.repositories, request.permissions) == (
+        iid,
+        ["hello"],
+        {"contents": "write"},
+    )
     assert twin.scope_of(reply["token"]) == (frozenset({"hello"}), {"metadata": "read", "contents": "write"})
     assert twin.response_problems == []
 

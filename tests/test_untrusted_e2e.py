@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 
-
 from tests.conftest import WEBHOOK_SECRET
 from tests.test_sessions_e2e import HOOK, REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import issue_edited
@@ -100,9 +99,18 @@ async def test_an_edit_after_the_trigger_is_not_followed_and_is_answered_once(wo
     assert status == 202
     status, _ = await world.twin.deliver(world.service.url + HOOK, "issues", edit, delivery, secret=WEBHOOK_SECRET)
     assert status == 200  # the same delivery again: stored once
-    second = await world.deliver("issues", issue_edited(
-        world.twin, REPO, number, "mallory", world.iid, body="Also " + INJECTION, title="Delete everything",
-    ))
+    second = await world.deliver(
+        "issues",
+        issue_edited(
+            world.twin,
+            REPO,
+            number,
+            "mallory",
+            world.iid,
+            body="Also " + INJECTION,
+            title="Delete everything",
+        ),
+    )
 
     def notices() -> list[str]:
         return [b for b in world.bot_comments(number) if "compound:issue-edited" in b]

@@ -42,7 +42,9 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 def trailers_of(bare: Path, sha: str) -> list[str]:
     body = git(f"--git-dir={bare}", "log", "-1", "--format=%B", sha)
-    parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=body, capture_output=True, text=True, check=True)
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"], input=body, capture_output=True, text=True, check=True
+    )
     return parsed.stdout.splitlines()
 
 
@@ -78,7 +80,9 @@ async def setup(twin, tmp_path: Path) -> Setup:
     return Setup(Workspaces(data, twin.git_url), twin.mint_token(iid), repo.bare_path, data, twin, iid)
 
 
-async def commit(ws: Workspace, message: str = "Fix the greeting", forbidden: Callable[[str], bool] = no_secrets) -> str | None:
+async def commit(
+    ws: Workspace, message: str = "Fix the greeting", forbidden: Callable[[str], bool] = no_secrets
+) -> str | None:
     return await ws.commit(message, BOT, TRAILERS, forbidden)
 
 
@@ -312,11 +316,16 @@ async def test_forbidden_paths_are_never_pushed(setup: Setup) -> None:
         assert ".github/workflows/new.yml" not in files
         assert setup.remote("show", f"{rev}:.github/workflows/ci.yml") == "on: push"
     assert setup.remote("ls-tree", "-r", "--name-only", BRANCH).splitlines() == [
-        ".github/workflows/ci.yml", "README.md", "a.py", "b.py"
+        ".github/workflows/ci.yml",
+        "README.md",
+        "a.py",
+        "b.py",
     ]
     # Not even as an unreferenced object.
     for content in (secret, secret + "more\n", "other\n", "on: pwned\n", "on: new\n"):
-        blob = subprocess.run(["git", "hash-object", "--stdin"], input=content, capture_output=True, text=True).stdout.strip()
+        blob = subprocess.run(
+            ["git", "hash-object", "--stdin"], input=content, capture_output=True, text=True
+        ).stdout.strip()
         assert subprocess.run(["git", f"--git-dir={setup.bare}", "cat-file", "-e", blob]).returncode != 0
     # The worktree matches what was committed.
     assert not (ws.path / "secrets/other.txt").exists()
@@ -459,8 +468,8 @@ async def test_repo_config_written_by_the_agent_cannot_redirect_the_token(setup:
     ws = await setup.open()
     evil = (
         '[url "http://127.0.0.1:9/"]\n\tinsteadOf = http://\n'
-        '[http]\n\tproxy = http://127.0.0.1:9\n'
-        '[core]\n\thooksPath = /tmp/evil\n'
+        "[http]\n\tproxy = http://127.0.0.1:9\n"
+        "[core]\n\thooksPath = /tmp/evil\n"
     )
     with open(ws.mirror / "config", "a") as config:
         config.write(evil)
@@ -532,17 +541,18 @@ async def test_bad_names_are_refused(setup: Setup) -> None:
 
 
 @pytest.mark.parametrize("mode", ["none", "bwrap"])
-async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(setup: Setup, tmp_path: Path, mode: str) -> None:
+async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
+    setup: Setup, tmp_path: Path, mode: str
+) -> None:
     """commondir, config, config.worktree, hooks, attributes and `.git` rewritten by a hostile agent.
 
     Under `none` the agent writes all of it, so this is Compound's git holding
     on its own; under bwrap the same. Whatever it planted, the filter program
     never runs, and its ordinary change is committed and pushed.
     """
-    from tests.test_sandbox import HOSTILE, PYTHON, needs
-
     from bot.agents import AgentRequest, AgentRunner, get_backend
     from bot.agents.sandbox import probe
+    from tests.test_sandbox import HOSTILE, PYTHON, needs
 
     needs(mode)
     ws = await setup.open()
@@ -550,9 +560,16 @@ async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(setup: 
     prompt = 'HOSTILE-TARGETS: {"git": true, "pwned": "%s"}\n' % pwned
     backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
     sandbox = probe(mode, paths=str(HOSTILE.parent))
-    result = await AgentRunner(sandbox=sandbox).run(backend, AgentRequest(
-        workspace=ws.path, prompt=prompt, session_id="s-1", task_kind="task", git_common_dir=ws.mirror,
-    ))
+    result = await AgentRunner(sandbox=sandbox).run(
+        backend,
+        AgentRequest(
+            workspace=ws.path,
+            prompt=prompt,
+            session_id="s-1",
+            task_kind="task",
+            git_common_dir=ws.mirror,
+        ),
+    )
     assert result.exit_code == 0, result.log_tail
     planted = json.loads(result.log_tail.splitlines()[-1])["planted"]
     if mode == "none":  # the agent really did rewrite Compound's metadata

@@ -58,7 +58,8 @@ async def test_a_marker_lookalike_is_not_a_marker_and_paths_stay_inside(setup: S
 
 async def test_the_merge_never_changes_forbidden_paths_against_the_base(setup: Setup):
     await branch_and_base(
-        setup, {"src/app.py": "print('ours')\n"},
+        setup,
+        {"src/app.py": "print('ours')\n"},
         {"src/app.py": "print('theirs')\n", ".github/workflows/ci.yml": "on: [push, pull_request]\n"},
     )
     ws = await setup.open(start_from=BRANCH, also=("main",))

@@ -48,7 +48,9 @@ def _label(twin: GitHubTwin, repo: Repo, issue: Issue, label: str, present: bool
     return shapes.label(twin, repo, found)
 
 
-def issue_labeled(twin: GitHubTwin, full_name: str, number: int, label: str, sender: str, installation_id: int) -> dict[str, Any]:
+def issue_labeled(
+    twin: GitHubTwin, full_name: str, number: int, label: str, sender: str, installation_id: int
+) -> dict[str, Any]:
     """Labels the issue (creating the label if need be) and returns its `issues.labeled`."""
     repo = repo_of(twin, full_name)
     issue = repo.issues[number]
@@ -59,7 +61,9 @@ def issue_labeled(twin: GitHubTwin, full_name: str, number: int, label: str, sen
     return checked("issues", payload)
 
 
-def issue_unlabeled(twin: GitHubTwin, full_name: str, number: int, label: str, sender: str, installation_id: int) -> dict[str, Any]:
+def issue_unlabeled(
+    twin: GitHubTwin, full_name: str, number: int, label: str, sender: str, installation_id: int
+) -> dict[str, Any]:
     """Takes the label off the issue (or pull request) and returns its `issues.unlabeled`."""
     repo = repo_of(twin, full_name)
     issue = repo.issues[number]
@@ -71,8 +75,14 @@ def issue_unlabeled(twin: GitHubTwin, full_name: str, number: int, label: str, s
 
 
 def issue_edited(
-    twin: GitHubTwin, full_name: str, number: int, sender: str, installation_id: int,
-    *, body: str | None = None, title: str | None = None,
+    twin: GitHubTwin,
+    full_name: str,
+    number: int,
+    sender: str,
+    installation_id: int,
+    *,
+    body: str | None = None,
+    title: str | None = None,
 ) -> dict[str, Any]:
     """Edits the issue's body and/or title in the twin and returns its `issues.edited`."""
     repo = repo_of(twin, full_name)
@@ -92,7 +102,9 @@ def issue_edited(
     return checked("issues", payload)
 
 
-def comment_created(twin: GitHubTwin, full_name: str, number: int, body: str, sender: str, installation_id: int) -> dict[str, Any]:
+def comment_created(
+    twin: GitHubTwin, full_name: str, number: int, body: str, sender: str, installation_id: int
+) -> dict[str, Any]:
     """Adds the comment to the twin (as `sender`) and returns its `issue_comment.created`."""
     repo = repo_of(twin, full_name)
     comment = twin.add_comment(full_name, number, body, user=sender)
@@ -103,7 +115,9 @@ def comment_created(twin: GitHubTwin, full_name: str, number: int, body: str, se
     return checked("issue_comment", payload)
 
 
-def check_run_action(twin: GitHubTwin, full_name: str, run_id: int, action: str | None, sender: str, installation_id: int) -> dict[str, Any]:
+def check_run_action(
+    twin: GitHubTwin, full_name: str, run_id: int, action: str | None, sender: str, installation_id: int
+) -> dict[str, Any]:
     """`check_run.requested_action` (a button press) or, with action None, `check_run.rerequested`."""
     kind = "requested_action" if action else "rerequested"
     return check_run_event(twin, full_name, run_id, kind, sender, installation_id, requested_action=action)
@@ -122,8 +136,15 @@ def _pull_json(twin: GitHubTwin, repo: Repo, number: int, computing: bool = Fals
 
 
 def pull_request_event(
-    twin: GitHubTwin, full_name: str, number: int, action: str, sender: str, installation_id: int,
-    label: str | None = None, before: str | None = None, after: str | None = None,
+    twin: GitHubTwin,
+    full_name: str,
+    number: int,
+    action: str,
+    sender: str,
+    installation_id: int,
+    label: str | None = None,
+    before: str | None = None,
+    after: str | None = None,
 ) -> dict[str, Any]:
     """`pull_request.<action>`: opened, synchronize (``before``/``after``, default: the head's
     parent and the head), closed and reopened (applied to the twin's pull request), labeled and
@@ -151,7 +172,11 @@ def pull_request_event(
 
 
 def review_submitted(
-    twin: GitHubTwin, full_name: str, number: int, review_id: int, sender: str | int | None = None,
+    twin: GitHubTwin,
+    full_name: str,
+    number: int,
+    review_id: int,
+    sender: str | int | None = None,
     installation_id: int | None = None,
 ) -> dict[str, Any]:
     """`pull_request_review.submitted` for a review the twin holds (sender: its author).
@@ -239,17 +264,21 @@ def push_event(
     repository["owner"] |= {"name": login, "email": None}
     repository.update(stargazers=0, master_branch=repo.default_branch)
     html = f"{twin.git_url}/{repo.full_name}"
-    payload.update({
-        "ref": ref,
-        "before": before,
-        "after": after,
-        "created": created,
-        "deleted": deleted,
-        "forced": bool(not created and not deleted and _git_lines(repo, "rev-list", "--max-count=1", f"{after}..{before}")),
-        "base_ref": None,
-        "compare": f"{html}/compare/{before[:12]}...{after[:12]}",
-        "commits": commits,
-        "head_commit": None if deleted else (commits[-1] if commits else _push_commit(twin, repo, after, False)),
-        "pusher": {"name": sender, "email": f"{twin.state.user_id(sender)}+{sender}@users.noreply.github.com"},
-    })
+    payload.update(
+        {
+            "ref": ref,
+            "before": before,
+            "after": after,
+            "created": created,
+            "deleted": deleted,
+            "forced": bool(
+                not created and not deleted and _git_lines(repo, "rev-list", "--max-count=1", f"{after}..{before}")
+            ),
+            "base_ref": None,
+            "compare": f"{html}/compare/{before[:12]}...{after[:12]}",
+            "commits": commits,
+            "head_commit": None if deleted else (commits[-1] if commits else _push_commit(twin, repo, after, False)),
+            "pusher": {"name": sender, "email": f"{twin.state.user_id(sender)}+{sender}@users.noreply.github.com"},
+        }
+    )
     return checked("push", payload)

@@ -47,7 +47,12 @@ def _suite_json(twin: GitHubTwin, repo: Repo, suite_id: int) -> dict[str, Any]:
 
 
 def check_run_event(
-    twin: GitHubTwin, full_name: str, run_id: int, action: str, sender: str, installation_id: int,
+    twin: GitHubTwin,
+    full_name: str,
+    run_id: int,
+    action: str,
+    sender: str,
+    installation_id: int,
     requested_action: str | None = None,
 ) -> dict[str, Any]:
     """`check_run.<action>` (created, completed, rerequested, requested_action) for a twin run.
@@ -62,8 +67,22 @@ def check_run_event(
     shaped = shapes_checks.check_run(twin, repo, run)
     suite = _suite_json(twin, repo, run.suite_id)
     shaped["check_suite"] = payload["check_run"]["check_suite"] | {
-        key: suite[key] for key in ("id", "node_id", "head_branch", "head_sha", "status", "conclusion", "url",
-                                    "before", "after", "pull_requests", "app", "created_at", "updated_at")
+        key: suite[key]
+        for key in (
+            "id",
+            "node_id",
+            "head_branch",
+            "head_sha",
+            "status",
+            "conclusion",
+            "url",
+            "before",
+            "after",
+            "pull_requests",
+            "app",
+            "created_at",
+            "updated_at",
+        )
     }
     payload["check_run"] = payload["check_run"] | shaped
     payload["check_run"].pop("deployment", None)
@@ -73,7 +92,9 @@ def check_run_event(
     return checked("check_run", payload)
 
 
-def check_suite_completed(twin: GitHubTwin, full_name: str, suite_id: int, sender: str, installation_id: int) -> dict[str, Any]:
+def check_suite_completed(
+    twin: GitHubTwin, full_name: str, suite_id: int, sender: str, installation_id: int
+) -> dict[str, Any]:
     repo = repo_of(twin, full_name)
     payload = example("check_suite", "completed")
     payload.update(common(twin, full_name, sender, installation_id))
@@ -116,7 +137,9 @@ def workflow_run_event(
     return checked("workflow_run", payload)
 
 
-def workflow_run_completed(twin: GitHubTwin, full_name: str, run_id: int, sender: str, installation_id: int) -> dict[str, Any]:
+def workflow_run_completed(
+    twin: GitHubTwin, full_name: str, run_id: int, sender: str, installation_id: int
+) -> dict[str, Any]:
     return workflow_run_event(twin, full_name, run_id, "completed", sender, installation_id)
 
 
@@ -141,18 +164,29 @@ def _branches_containing(repo: Repo, sha: str) -> list[dict[str, Any]]:
         contains = tip == sha or shapes_pulls._git_sync(repo, "merge-base", "--is-ancestor", sha, tip).returncode == 0
         if contains:
             found.append((ref.removeprefix("refs/heads/"), tip))
-    return [{"name": n, "commit": {"sha": t, "url": f"{repo.full_name}:{t}"}, "protected": False}
-            for n, t in sorted(found)[:10]]
+    return [
+        {"name": n, "commit": {"sha": t, "url": f"{repo.full_name}:{t}"}, "protected": False}
+        for n, t in sorted(found)[:10]
+    ]
 
 
 def status_event(
-    twin: GitHubTwin, full_name: str, sha: str, context: str, state: str, sender: str, installation_id: int,
-    description: str | None = None, target_url: str | None = None,
+    twin: GitHubTwin,
+    full_name: str,
+    sha: str,
+    context: str,
+    state: str,
+    sender: str,
+    installation_id: int,
+    description: str | None = None,
+    target_url: str | None = None,
 ) -> dict[str, Any]:
     """The `status` event for a commit status; adds it to the twin unless the latest for the context is it."""
     repo = repo_of(twin, full_name)
     full_sha = gitrepo.resolve_sync(repo.bare_path, sha) or sha
-    latest = next((s for s in shapes_checks.latest_statuses(repo, full_sha) if s.context.lower() == context.lower()), None)
+    latest = next(
+        (s for s in shapes_checks.latest_statuses(repo, full_sha) if s.context.lower() == context.lower()), None
+    )
     if latest is None or (latest.state, latest.description, latest.target_url) != (state, description, target_url):
         latest = twin.add_status(full_name, full_sha, context, state, description, target_url, creator=sender)
     payload = example("status")
@@ -160,17 +194,19 @@ def status_event(
     branches = _branches_containing(repo, full_sha)
     for branch in branches:
         branch["commit"]["url"] = f"{twin.api_url}/repos/{repo.full_name}/commits/{branch['commit']['sha']}"
-    payload.update({
-        "id": latest.id,
-        "sha": full_sha,
-        "name": repo.full_name,
-        "target_url": latest.target_url,
-        "context": latest.context,
-        "description": latest.description,
-        "state": latest.state,
-        "commit": shapes_pulls.commit(twin, repo, gitrepo.commit_sync(repo.bare_path, full_sha)),
-        "branches": branches,
-        "created_at": latest.created_at,
-        "updated_at": latest.updated_at,
-    })
+    payload.update(
+        {
+            "id": latest.id,
+            "sha": full_sha,
+            "name": repo.full_name,
+            "target_url": latest.target_url,
+            "context": latest.context,
+            "description": latest.description,
+            "state": latest.state,
+            "commit": shapes_pulls.commit(twin, repo, gitrepo.commit_sync(repo.bare_path, full_sha)),
+            "branches": branches,
+            "created_at": latest.created_at,
+            "updated_at": latest.updated_at,
+        }
+    )
     return checked("status", payload)

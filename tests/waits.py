@@ -12,10 +12,10 @@ tail -- escalation, comments, events -- runs while the claim is held).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
-import asyncio
 
 ACTIVITY = (
     "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'),"
@@ -47,5 +47,7 @@ async def quiescent(world, timeout: float = 120.0, what: str = "the service to f
             return
         await asyncio.sleep(0.1)
     logs = world.service.logs()[-6000:] if world.service else ""
-    raise AssertionError(f"timed out waiting for {what}: activity {activity(world)}, "
-                         f"CI tasks {len(world.twin.ci._tasks)}\n--- service log tail ---\n{logs}")
+    raise AssertionError(
+        f"timed out waiting for {what}: activity {activity(world)}, "
+        f"CI tasks {len(world.twin.ci._tasks)}\n--- service log tail ---\n{logs}"
+    )

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +45,18 @@ class WebhookSchemaError(AssertionError):
     """A payload does not conform to the official schema for its event and action."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _published(event: str) -> tuple[dict[str, Any], ...]:
     path = FIXTURES / "examples" / f"{event}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in (FIXTURES / "examples").glob("*.json")))
         raise LookupError(
-            f"no webhook examples for event {event!r}; have: {known} "
-            f"(see tests/fixtures/webhooks/README.md)"
+            f"no webhook examples for event {event!r}; have: {known} (see tests/fixtures/webhooks/README.md)"
         )
     return tuple(json.loads(path.read_text()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fixed(event: str) -> tuple[dict[str, Any], ...]:
     return tuple(apply_drift_fixes(event, payload)[0] for payload in _published(event))
 
@@ -82,11 +81,7 @@ def examples(event: str, action: str | None = None) -> list[dict[str, Any]]:
 
 
 def _select(payloads: Iterable[dict[str, Any]], action: str | None) -> list[dict[str, Any]]:
-    return [
-        copy.deepcopy(payload)
-        for payload in payloads
-        if action is None or payload.get("action") == action
-    ]
+    return [copy.deepcopy(payload) for payload in payloads if action is None or payload.get("action") == action]
 
 
 def example(event: str, action: str | None = None, **edits: Any) -> dict[str, Any]:
@@ -100,10 +95,7 @@ def example(event: str, action: str | None = None, **edits: Any) -> dict[str, An
     found = examples(event, action)
     if not found:
         actions = sorted({str(p.get("action")) for p in _published(event)})
-        raise LookupError(
-            f"no {event} example with action {action!r}; actions with examples: "
-            f"{', '.join(actions)}"
-        )
+        raise LookupError(f"no {event} example with action {action!r}; actions with examples: {', '.join(actions)}")
     payload = found[0]
     _merge(payload, edits)
     return payload
@@ -121,11 +113,7 @@ def _merge(target: dict[str, Any], edits: dict[str, Any]) -> None:
 
 def all_examples(events: Iterable[str]) -> list[tuple[str, str | None, dict[str, Any]]]:
     """(event, action, payload) for every example of the events, for parametrizing."""
-    return [
-        (event, payload.get("action"), payload)
-        for event in events
-        for payload in examples(event)
-    ]
+    return [(event, payload.get("action"), payload) for event in events for payload in examples(event)]
 
 
 # --- Schema drift fixes ---------------------------------------------------------------
@@ -168,7 +156,7 @@ def _each(objects: Iterable[dict[str, Any]], values: dict[str, Any]) -> bool:
 
 
 def _iso8601(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fix_repository_has_discussions(event: str, payload: dict[str, Any]) -> bool:
@@ -230,11 +218,7 @@ def fix_installation_repositories_requester(event: str, payload: dict[str, Any])
 
 def fix_label_description(event: str, payload: dict[str, Any]) -> bool:
     """Labels captured before label descriptions (2018) lack `description`: add null."""
-    labels = (
-        obj
-        for key, obj in _dicts(payload)
-        if key in ("label", "labels") and {"name", "color"} <= obj.keys()
-    )
+    labels = (obj for key, obj in _dicts(payload) if key in ("label", "labels") and {"name", "color"} <= obj.keys())
     return _each(labels, {"description": None})
 
 
@@ -406,16 +390,14 @@ def drift_fix_usage(events: Iterable[str]) -> dict[str, list[str]]:
     return usage
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schemas() -> tuple[Registry, frozenset[str]]:
     document = json.loads((FIXTURES / "schemas.json").read_text())
     registry = Registry().with_resource(_BASE_URI, DRAFT202012.create_resource(document))
     return registry.crawl(), frozenset(document["webhooks"])
 
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _formats = FormatChecker(formats=())
 
 
@@ -429,12 +411,10 @@ def _is_date_time(value: object) -> bool:
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(key: str) -> Draft202012Validator:
     registry, _ = _schemas()
-    return Draft202012Validator(
-        {"$ref": f"{_BASE_URI}#/webhooks/{key}"}, registry=registry, format_checker=_formats
-    )
+    return Draft202012Validator({"$ref": f"{_BASE_URI}#/webhooks/{key}"}, registry=registry, format_checker=_formats)
 
 
 def schema_key(event: str, payload: dict[str, Any]) -> str:
@@ -448,10 +428,7 @@ def schema_key(event: str, payload: dict[str, Any]) -> str:
         actions = sorted(k.partition(".")[2] for k in keys if k.startswith(f"{event}."))
         if not actions:
             raise ValueError(f"no official webhook schema for event {event!r}")
-        raise ValueError(
-            f"no official schema for {event} with action {action!r}; "
-            f"actions: {', '.join(actions)}"
-        )
+        raise ValueError(f"no official schema for {event} with action {action!r}; actions: {', '.join(actions)}")
     return key
 
 

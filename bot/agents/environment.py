@@ -56,9 +56,7 @@ def passthrough_names(value: str | None) -> list[str]:
 def agent_environment(request: AgentRequest, source_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables the agent runs with, built from `source_env` (default: ours)."""
     source = os.environ if source_env is None else source_env
-    extra = _checked_passthrough(
-        [*passthrough_names(source.get("AGENT_ENV_PASSTHROUGH")), *request.env_passthrough]
-    )
+    extra = _checked_passthrough([*passthrough_names(source.get("AGENT_ENV_PASSTHROUGH")), *request.env_passthrough])
     env = {
         name: value
         for name, value in source.items()

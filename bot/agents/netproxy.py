@@ -87,7 +87,9 @@ class EgressProxy:
             self.denied.add(host)
             return await _answer(writer, 403, f"Compound: {host} is not in AGENT_NETWORK_ALLOW")
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT)
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
+            )
         except (OSError, TimeoutError, ValueError):
             return await _answer(writer, 502, f"Compound: could not connect to {host}:{port}")
         try:
@@ -117,5 +119,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
     reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
     body = (text + "\n").encode()
-    writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+    )
     await writer.drain()

@@ -78,7 +78,7 @@ def _mark_of(proc: Path) -> str | None:
         return None
     for item in environ.split(b"\0"):
         if item.startswith(_MARK):
-            return item[len(_MARK):].decode(errors="replace")
+            return item[len(_MARK) :].decode(errors="replace")
     return None
 
 

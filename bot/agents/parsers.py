@@ -70,9 +70,7 @@ _CLAUDE_TEXT_RE = re.compile(r'"type":\s*"text"')
 
 def claude_wants(line: str) -> bool:
     head = line[:200]
-    return bool(
-        _CLAUDE_KEEP_RE.search(head) or (_CLAUDE_ASSISTANT_RE.search(head) and _CLAUDE_TEXT_RE.search(line))
-    )
+    return bool(_CLAUDE_KEEP_RE.search(head) or (_CLAUDE_ASSISTANT_RE.search(head) and _CLAUDE_TEXT_RE.search(line)))
 
 
 def parse_claude(lines: list[str]) -> tuple[str | None, AgentUsage]:
@@ -99,9 +97,7 @@ def parse_claude(lines: list[str]) -> tuple[str | None, AgentUsage]:
     if not isinstance(message, str):
         message = last_text
     raw: dict[str, Any] = result["usage"] if isinstance(result.get("usage"), dict) else {}
-    counts = [
-        _int(raw.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    ]
+    counts = [_int(raw.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
     if any(c is not None for c in counts):
         usage.input_tokens = sum(c or 0 for c in counts)
     usage.output_tokens = _int(raw.get("output_tokens"))

@@ -52,9 +52,7 @@ class AgentRunner:
         self._trees: set[ProcessTree] = set()
         self._watcher: asyncio.Task[None] | None = None
 
-    async def run(
-        self, backend: AgentBackend, request: AgentRequest, stop: asyncio.Event | None = None
-    ) -> AgentResult:
+    async def run(self, backend: AgentBackend, request: AgentRequest, stop: asyncio.Event | None = None) -> AgentResult:
         started = time.monotonic()
         run = _Run(backend, request)
         if stop is not None and stop.is_set():
@@ -74,15 +72,21 @@ class AgentRunner:
             if found and not self.sandbox.visible(found):
                 return run.failed(
                     f"{argv[0]} is at {found}, which the sandbox does not show the agent: "
-                    "add its directory to AGENT_SANDBOX_PATHS", started,
+                    "add its directory to AGENT_SANDBOX_PATHS",
+                    started,
                 )
             mark = self.records.open() if self.records is not None else None
             if mark is not None:
                 env[MARK] = mark  # lets a later process find orphans (orphans.py)
             proxy = scratch / "egress.sock" if self.sandbox.filtered else None
             launch = self.sandbox.launch(
-                argv, env=env, workspace=request.workspace, scratch=scratch,
-                git_common_dir=request.git_common_dir, backend=backend.name, proxy=proxy,
+                argv,
+                env=env,
+                workspace=request.workspace,
+                scratch=scratch,
+                git_common_dir=request.git_common_dir,
+                backend=backend.name,
+                proxy=proxy,
             )
             try:
                 with self.sandbox.lent(request.workspace, scratch, request.git_common_dir):
@@ -95,8 +99,14 @@ class AgentRunner:
                     self.records.close(mark)
 
     async def _start(
-        self, run: _Run, launch: Launch, prompt_on_stdin: bool, started: float,
-        stop: asyncio.Event | None, program: str, found: str | None,
+        self,
+        run: _Run,
+        launch: Launch,
+        prompt_on_stdin: bool,
+        started: float,
+        stop: asyncio.Event | None,
+        program: str,
+        found: str | None,
     ) -> AgentResult:
         request = run.request
         try:
@@ -117,8 +127,12 @@ class AgentRunner:
             return run.failed(f"{program}: {reason} ({exc.strerror or exc})", started)
         log.info(
             "agent started",
-            extra={"session": request.session_id, "backend": run.backend.name, "pid": process.pid,
-                   "sandbox": self.sandbox.mode},
+            extra={
+                "session": request.session_id,
+                "backend": run.backend.name,
+                "pid": process.pid,
+                "sandbox": self.sandbox.mode,
+            },
         )
         tree = ProcessTree(process.pid)
         tree.scan()

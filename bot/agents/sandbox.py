@@ -174,7 +174,12 @@ class Sandbox:
         return Launch(self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy), env, workspace)
 
     def _bwrap_argv(
-        self, argv: list[str], workspace: Path, scratch: Path, home: Path, git_common_dir: Path | None,
+        self,
+        argv: list[str],
+        workspace: Path,
+        scratch: Path,
+        home: Path,
+        git_common_dir: Path | None,
         proxy: Path | None = None,
     ) -> list[str]:
         args = [
@@ -276,7 +281,8 @@ class SandboxUnavailable(Exception):
 
 def _proxy_env(proxy: str) -> dict[str, str]:
     return {name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY")} | {
-        "NO_PROXY": "", "no_proxy": "",
+        "NO_PROXY": "",
+        "no_proxy": "",
     }
 
 
@@ -359,7 +365,11 @@ def _bwrap_works(bwrap: str, user: AgentUser | None) -> str | None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return str(exc)
     if done.returncode != 0:
-        return done.stderr.decode(errors="replace").strip().splitlines()[-1:][0] if done.stderr else f"exit {done.returncode}"
+        return (
+            done.stderr.decode(errors="replace").strip().splitlines()[-1:][0]
+            if done.stderr
+            else f"exit {done.returncode}"
+        )
     return None
 
 

@@ -48,37 +48,67 @@ RULES: tuple[Rule, ...] = (
     # timeout
     _rule("timeout", r"exceeded the maximum execution time|has timed out after|The action '.*' has timed out"),
     # infra: the runner and the machine
-    _rule("infra", r"runner has received a shutdown signal|No space left on device|lost communication with the server"
-          r"|The hosted runner encountered an error|We stopped hearing from runner|runner .* (?:lost|went offline)"),
-    _rule("infra", r"npm ERR! code E50[234]|npm ERR! 50[234] |HTTP error 50[234]|returned error: 50[234]"
-          r"|50[234] Server Error: .* for url"),  # a package registry's 5xx
-    _rule("infra", r"Could not resolve host|Temporary failure in name resolution|Name or service not known"
-          r"|\b50[234] (?:Bad Gateway|Service Unavailable|Gateway Time-?out)|(?:HTTP|status|error:?) 50[234]\b"
-          r"|Connection reset by peer|ECONNRESET|ETIMEDOUT|EAI_AGAIN|The operation was canceled"
-          r"|API rate limit exceeded", weak=True),
-    _rule("timeout", r"(?i)\btimed out\b|\bTimeout exceeded\b", weak=True),  # after the network's "Connection timed out"
+    _rule(
+        "infra",
+        r"runner has received a shutdown signal|No space left on device|lost communication with the server"
+        r"|The hosted runner encountered an error|We stopped hearing from runner|runner .* (?:lost|went offline)",
+    ),
+    _rule(
+        "infra",
+        r"npm ERR! code E50[234]|npm ERR! 50[234] |HTTP error 50[234]|returned error: 50[234]"
+        r"|50[234] Server Error: .* for url",
+    ),  # a package registry's 5xx
+    _rule(
+        "infra",
+        r"Could not resolve host|Temporary failure in name resolution|Name or service not known"
+        r"|\b50[234] (?:Bad Gateway|Service Unavailable|Gateway Time-?out)|(?:HTTP|status|error:?) 50[234]\b"
+        r"|Connection reset by peer|ECONNRESET|ETIMEDOUT|EAI_AGAIN|The operation was canceled"
+        r"|API rate limit exceeded",
+        weak=True,
+    ),
+    _rule(
+        "timeout", r"(?i)\btimed out\b|\bTimeout exceeded\b", weak=True
+    ),  # after the network's "Connection timed out"
     # type checkers: mypy, pyright, tsc
     _rule("type", r"\.pyi?:\d+(?::\d+)?: error: |^Found \d+ errors? in \d+ files? \(checked"),
     _rule("type", r"\.pyi?:\d+:\d+ - error: |^\d+ errors?, \d+ warnings?, \d+ (?:informations?|notes?)\b"),
     _rule("type", r"\berror TS\d{4,5}\b"),
     # linters and formatters: ruff, flake8, pylint, eslint, black, isort, prettier
-    _rule("lint", r"^\s*\S+\.pyi?:\d+:\d+: [A-Z]{1,3}\d{2,4}\b|^\s*--> \S+\.pyi?:\d+:\d+|^Found \d+ errors?\.$"
-          r"|\[\*\] \d+ fixable"),
+    _rule(
+        "lint",
+        r"^\s*\S+\.pyi?:\d+:\d+: [A-Z]{1,3}\d{2,4}\b|^\s*--> \S+\.pyi?:\d+:\d+|^Found \d+ errors?\.$"
+        r"|\[\*\] \d+ fixable",
+    ),
     _rule("lint", r"^\s+\d+:\d+\s+error\s{2,}\S|^✖ \d+ problems? \(\d+ errors?"),
-    _rule("lint", r"[Ww]ould reformat|\d+ files? would be reformatted|Oh no! 💥|Imports are incorrectly sorted"
-          r"|Code style issues found|\[warn\] .*Prettier|\bSC\d{4}\b"),
+    _rule(
+        "lint",
+        r"[Ww]ould reformat|\d+ files? would be reformatted|Oh no! 💥|Imports are incorrectly sorted"
+        r"|Code style issues found|\[warn\] .*Prettier|\bSC\d{4}\b",
+    ),
     # test runners: pytest, unittest, jest, go test, cargo test, mocha and rspec
-    _rule("test", r"^FAILED \S+::|^=+ .*\b\d+ failed\b|^\d+ failed\b|^E {3,}\S|error during collection"
-          r"|^FAILED \((?:failures|errors)=\d+|^(?:FAIL|ERROR): test"),
+    _rule(
+        "test",
+        r"^FAILED \S+::|^=+ .*\b\d+ failed\b|^\d+ failed\b|^E {3,}\S|error during collection"
+        r"|^FAILED \((?:failures|errors)=\d+|^(?:FAIL|ERROR): test",
+    ),
     _rule("test", r"^Tests:\s+.*\d+ failed|^\s*● .+ › |^FAIL\s+\S+\.(?:test|spec)\.[cm]?[jt]sx?\b"),
-    _rule("test", r"^--- FAIL: |^FAIL\s+\S+\s+[\d.]+s$|test result: FAILED|^\s+\d+ failing$|\d+ examples?, [1-9]\d* failures?"),
+    _rule(
+        "test",
+        r"^--- FAIL: |^FAIL\s+\S+\s+[\d.]+s$|test result: FAILED|^\s+\d+ failing$|\d+ examples?, [1-9]\d* failures?",
+    ),
     # build: installing, compiling, bundling
-    _rule("build", r"Could not build wheels|Failed building wheel|subprocess-exited-with-error"
-          r"|No matching distribution found|ResolutionImpossible|ModuleNotFoundError: |ImportError: "
-          r"|\b(?:SyntaxError|IndentationError): "),
-    _rule("build", r"^npm (?:ERR!|error) |ERR_PNPM_|error\[E\d{4}\]|error: could not compile"
-          r"|\.(?:c|cc|cpp|cxx|h|hpp):\d+:\d+: (?:fatal )?error:|make(?:\[\d+\])?: \*\*\*|undefined reference to"
-          r"|Module not found: Error|^ERROR in |Build failed|BUILD FAILED|COMPILATION ERROR|cannot find package"),
+    _rule(
+        "build",
+        r"Could not build wheels|Failed building wheel|subprocess-exited-with-error"
+        r"|No matching distribution found|ResolutionImpossible|ModuleNotFoundError: |ImportError: "
+        r"|\b(?:SyntaxError|IndentationError): ",
+    ),
+    _rule(
+        "build",
+        r"^npm (?:ERR!|error) |ERR_PNPM_|error\[E\d{4}\]|error: could not compile"
+        r"|\.(?:c|cc|cpp|cxx|h|hpp):\d+:\d+: (?:fatal )?error:|make(?:\[\d+\])?: \*\*\*|undefined reference to"
+        r"|Module not found: Error|^ERROR in |Build failed|BUILD FAILED|COMPILATION ERROR|cannot find package",
+    ),
 )
 
 NAME_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (

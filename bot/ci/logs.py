@@ -92,11 +92,11 @@ class LogExcerpt:
     def feed(self, chunk: bytes) -> None:
         view = memoryview(chunk)  # slices of a big chunk without copies
         for start in range(0, len(view), CHUNK):
-            self._text(self._decoder.decode(view[start:start + CHUNK]))
+            self._text(self._decoder.decode(view[start : start + CHUNK]))
 
     def feed_text(self, text: str) -> None:
         for start in range(0, len(text), CHUNK):
-            self._text(text[start:start + CHUNK] if len(text) > CHUNK else text)
+            self._text(text[start : start + CHUNK] if len(text) > CHUNK else text)
 
     def _text(self, text: str) -> None:
         if not self._started and text:
@@ -105,16 +105,16 @@ class LogExcerpt:
             stop = _BREAK.search(text)
             if stop is None:
                 return
-            text, self._cut = text[stop.start():], False
+            text, self._cut = text[stop.start() :], False
         body = self._pending + text if self._pending else text
         end = body.rfind("\n")
-        self._pending = body if end < 0 else body[end + 1:]
+        self._pending = body if end < 0 else body[end + 1 :]
         if end >= 0:
             self._block(body[:end])
         if len(self._pending) > _RAW_CAP:  # a 50 MB "line" must not be held whole
             line = self._pending
             redraw = line.rstrip("\r").rfind("\r")
-            line = line[redraw + 1:] if redraw >= 0 else line  # what a \r overwrote is gone anyway
+            line = line[redraw + 1 :] if redraw >= 0 else line  # what a \r overwrote is gone anyway
             if len(line) > _RAW_CAP:
                 line, self._cut = line[:_RAW_CAP] + CUT, True
             self._pending = line
@@ -129,15 +129,17 @@ class LogExcerpt:
         block = text[1:]
         lines = block.split("\n")
         if "\r" in block:  # a line redrawn with \r (a progress bar): what the terminal showed last
-            lines = [next((p for p in reversed(line.split("\r")) if p.strip()), "") if "\r" in line else line
-                     for line in lines]
+            lines = [
+                next((p for p in reversed(line.split("\r")) if p.strip()), "") if "\r" in line else line
+                for line in lines
+            ]
         if len(block) > LINE_LIMIT and max(map(len, lines)) > LINE_LIMIT + len(CUT):
             lines = [line if len(line) <= LINE_LIMIT + len(CUT) else line[:LINE_LIMIT] + CUT for line in lines]
         steps: dict[int, str] = {}
         marked: set[int] = set()
         for i, line in enumerate(lines) if "##[" in block else ():
             if (marker := _MARKER.match(line)) is not None:
-                kind, lines[i] = marker.group(1), line[marker.end():]
+                kind, lines[i] = marker.group(1), line[marker.end() :]
                 if kind == "error":
                     marked.add(i)
                 if kind in ("error", "warning", "notice"):
@@ -180,8 +182,8 @@ class LogExcerpt:
         for j in range(take):
             self._keep(self.lines + j, lines[start + j])
         self._after -= take
-        self._ring.extend(lines[max(start + take, stop - BEFORE):stop])
-        self._tail.extend(lines[max(start, stop - FALLBACK_LINES):stop])
+        self._ring.extend(lines[max(start + take, stop - BEFORE) : stop])
+        self._tail.extend(lines[max(start, stop - FALLBACK_LINES) : stop])
         self.lines += max(stop - start, 0)
 
     def _error(self, text: str, marked: bool) -> None:

@@ -1,10 +1,10 @@
 """Talking to GitHub: App and installation credentials, and REST clients.
 
-    github = GitHub.from_settings(session, settings, metrics)
-    gh = github.installation(installation_id)   # no request yet
-    gh = github.repository(installation_id, "o/r", {"issues": "write"})  # one repo's token
-    token = await github.push_token(installation_id, "o/r")     # contents:write on o/r
-    issue = await gh.getitem("/repos/{owner}/{repo}/issues/{n}", {...})
+github = GitHub.from_settings(session, settings, metrics)
+gh = github.installation(installation_id)   # no request yet
+gh = github.repository(installation_id, "o/r", {"issues": "write"})  # one repo's token
+token = await github.push_token(installation_id, "o/r")     # contents:write on o/r
+issue = await gh.getitem("/repos/{owner}/{repo}/issues/{n}", {...})
 """
 
 from bot.github.auth import (

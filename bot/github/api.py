@@ -62,9 +62,7 @@ async def react(gh: Any, repo: str, *, issue_number: int | None = None, comment_
     await gh.post(url, {"owner": owner, "repo": name, **params}, data={"content": "eyes"})
 
 
-async def own_comment(
-    gh: GitHubAPI, repo: str, number: int, matches: Callable[[str], bool]
-) -> dict[str, Any] | None:
+async def own_comment(gh: GitHubAPI, repo: str, number: int, matches: Callable[[str], bool]) -> dict[str, Any] | None:
     """The first comment a bot (Compound) left on the thread whose body `matches`."""
     owner, name = repo.split("/", 1)
     async for c in gh.getiter(

@@ -76,9 +76,7 @@ class AppAuth:
         """An App JWT, signed afresh only every few minutes."""
         now = self._clock()
         if self._jwt is None or now >= self._jwt_renew_at:
-            self._jwt = apps.get_jwt(
-                app_id=str(self.app_id), private_key=self._pem, expiration=_JWT_EXPIRATION
-            )
+            self._jwt = apps.get_jwt(app_id=str(self.app_id), private_key=self._pem, expiration=_JWT_EXPIRATION)
             self._jwt_renew_at = now + _JWT_REUSE_FOR
         return self._jwt
 
@@ -110,9 +108,7 @@ class TokenScope:
     permissions: tuple[tuple[str, str], ...] | None = None
 
     @classmethod
-    def of(
-        cls, repositories: Iterable[str] | None = None, permissions: Mapping[str, str] | None = None
-    ) -> TokenScope:
+    def of(cls, repositories: Iterable[str] | None = None, permissions: Mapping[str, str] | None = None) -> TokenScope:
         return cls(
             tuple(sorted(set(repositories))) if repositories is not None else None,
             tuple(sorted(permissions.items())) if permissions is not None else None,

@@ -105,6 +105,8 @@ class CircuitBreaker:
         self.state = self.OPEN
         self._open_until = now + self.cooldown
         log.warning(
-            "GitHub (%s) unavailable (%s): not calling it for %.0fs; deliveries wait", self.host, self.reason,
+            "GitHub (%s) unavailable (%s): not calling it for %.0fs; deliveries wait",
+            self.host,
+            self.reason,
             self.cooldown,
         )

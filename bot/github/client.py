@@ -35,7 +35,6 @@ import gidgethub
 import gidgethub.aiohttp
 import gidgethub.sansio
 
-from bot.github.breaker import CircuitBreaker
 from bot.github.auth import (
     TOKEN_SAFETY_MARGIN,
     WHOLE_INSTALLATION,
@@ -44,6 +43,7 @@ from bot.github.auth import (
     TokenScope,
     narrowed,
 )
+from bot.github.breaker import CircuitBreaker
 from bot.metrics import Metrics
 from bot.settings import Settings, SettingsError
 
@@ -121,16 +121,12 @@ class GitHub:
         # body, next-page); GETs send If-None-Match and reuse the body on 304.
         # Sharing it across installations is safe: GitHub answers 304 only
         # when the caller may see the resource and it is unchanged.
-        self.cache: MutableMapping[str, Any] = (
-            cache if cache is not None else cachetools.LRUCache(maxsize=4096)
-        )
+        self.cache: MutableMapping[str, Any] = cache if cache is not None else cachetools.LRUCache(maxsize=4096)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.clock = clock
         self.timeout = timeout or aiohttp.ClientTimeout(total=60)
-        self.tokens = InstallationTokens(
-            self._create_installation_token, metrics=metrics, margin=token_margin
-        )
+        self.tokens = InstallationTokens(self._create_installation_token, metrics=metrics, margin=token_margin)
 
     @classmethod
     def from_settings(
@@ -144,13 +140,15 @@ class GitHub:
         if settings.app_id is None or pem is None:
             raise SettingsError("APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH) are required")
         auth = AppAuth(settings.app_id, pem)
-        kwargs.setdefault("breaker", CircuitBreaker(
-            urlsplit(settings.api_base_url).hostname or settings.api_base_url,
-            threshold=settings.github_breaker_threshold, cooldown=settings.github_breaker_cooldown,
-        ))
-        return cls(
-            session, api_base_url=settings.api_base_url, auth=auth, metrics=metrics, **kwargs
+        kwargs.setdefault(
+            "breaker",
+            CircuitBreaker(
+                urlsplit(settings.api_base_url).hostname or settings.api_base_url,
+                threshold=settings.github_breaker_threshold,
+                cooldown=settings.github_breaker_cooldown,
+            ),
         )
+        return cls(session, api_base_url=settings.api_base_url, auth=auth, metrics=metrics, **kwargs)
 
     def app(self) -> GitHubClient:
         """A client authenticated as the App itself (JWT)."""
@@ -160,9 +158,7 @@ class GitHub:
         """A client acting as the given installation (a token for all its repositories)."""
         return GitHubClient(self, installation_id=int(installation_id))
 
-    def repository(
-        self, installation_id: int, full_name: str, permissions: Mapping[str, str]
-    ) -> GitHubClient:
+    def repository(self, installation_id: int, full_name: str, permissions: Mapping[str, str]) -> GitHubClient:
         """A client whose token reaches only `full_name`, with at most `permissions`.
 
         The scope is settled on the first request: `permissions` capped at what
@@ -170,13 +166,9 @@ class GitHub:
         one of them still works (with less) instead of failing on a 422.
         """
         name = full_name.split("/", 1)[1]
-        return GitHubClient(
-            self, installation_id=int(installation_id), repository=name, permissions=dict(permissions)
-        )
+        return GitHubClient(self, installation_id=int(installation_id), repository=name, permissions=dict(permissions))
 
-    async def scope(
-        self, installation_id: int, repository: str, permissions: Mapping[str, str]
-    ) -> TokenScope:
+    async def scope(self, installation_id: int, repository: str, permissions: Mapping[str, str]) -> TokenScope:
         """One repository (a name, no owner), `permissions` as far as the installation has them."""
         granted = await self.tokens.granted(installation_id)
         allowed = narrowed(permissions, granted) if granted is not None else None
@@ -208,9 +200,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         repository: str | None = None,
         permissions: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(
-            github.session, REQUESTER, cache=github.cache, base_url=github.api_base_url
-        )
+        super().__init__(github.session, REQUESTER, cache=github.cache, base_url=github.api_base_url)
         self.installation_id = installation_id
         self.repository = repository
         self._github = github
@@ -246,13 +236,19 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             if first.status in (301, 302, 303, 307, 308):
                 location = first.headers.get("location")
                 if not location:
-                    raise aiohttp.ClientResponseError(first.request_info, (), status=first.status, message="redirect without a Location")
+                    raise aiohttp.ClientResponseError(
+                        first.request_info, (), status=first.status, message="redirect without a Location"
+                    )
             elif first.status == 200:
                 async for chunk in first.content.iter_chunked(chunk_size):
                     yield chunk
                 return
             else:
-                raise gidgethub.BadRequest(http.HTTPStatus(first.status)) if first.status < 500 else gidgethub.GitHubBroken(http.HTTPStatus(first.status))
+                raise (
+                    gidgethub.BadRequest(http.HTTPStatus(first.status))
+                    if first.status < 500
+                    else gidgethub.GitHubBroken(http.HTTPStatus(first.status))
+                )
         # A fresh request: no Authorization, not even one aiohttp might carry over.
         plain = {"user-agent": REQUESTER}
         download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
@@ -384,9 +380,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         )
         return status, response.headers, data
 
-    def _retry_delay(
-        self, status: int, headers: Mapping[str, str], body: bytes, attempt: int
-    ) -> float | None:
+    def _retry_delay(self, status: int, headers: Mapping[str, str], body: bytes, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None to answer as is."""
         policy = self._github.retry
         if attempt >= policy.attempts:

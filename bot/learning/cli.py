@@ -30,14 +30,22 @@ def add_parser(sub: Any) -> None:
     show = cmd.add_parser("show", help="one lesson with its evidence", description="One lesson in full.")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
-    add = cmd.add_parser("add", help="write a lesson yourself (pinned)", description="Add a maintainer's lesson; it is pinned.")
+    add = cmd.add_parser(
+        "add", help="write a lesson yourself (pinned)", description="Add a maintainer's lesson; it is pinned."
+    )
     add.add_argument("--repo", required=True, help="owner/name")
     add.add_argument("--text", required=True)
     _scope_arguments(add)
-    pin = cmd.add_parser("pin", help="keep a lesson always (never held out or retired)", description="Pin a lesson; a retired one becomes active again.")
+    pin = cmd.add_parser(
+        "pin",
+        help="keep a lesson always (never held out or retired)",
+        description="Pin a lesson; a retired one becomes active again.",
+    )
     pin.add_argument("id", type=int)
     pin.add_argument("--off", action="store_true", help="unpin: the holdout measures it again")
-    retire = cmd.add_parser("retire", help="stop using a lesson", description="Retire a lesson: no prompt carries it any more.")
+    retire = cmd.add_parser(
+        "retire", help="stop using a lesson", description="Retire a lesson: no prompt carries it any more."
+    )
     retire.add_argument("id", type=int)
     retire.add_argument("--reason", default="retired by a maintainer")
     edit = cmd.add_parser("edit", help="change a lesson's text or scope", description="Edit a lesson's text or scope.")
@@ -58,8 +66,13 @@ def _figures(trials: Trials) -> dict[str, Any]:
         "held_out": {"sessions": trials.holdout_total, "first_try": trials.holdout_success},
     }
     if trials.with_total and trials.holdout_total:
-        out["p_helps"] = round(prob_greater(trials.with_success, trials.with_total, trials.holdout_success, trials.holdout_total), 4)
-    for arm, s, n in (("carried", trials.with_success, trials.with_total), ("held_out", trials.holdout_success, trials.holdout_total)):
+        out["p_helps"] = round(
+            prob_greater(trials.with_success, trials.with_total, trials.holdout_success, trials.holdout_total), 4
+        )
+    for arm, s, n in (
+        ("carried", trials.with_success, trials.with_total),
+        ("held_out", trials.holdout_success, trials.holdout_total),
+    ):
         if n:
             low, high = interval(s, n)
             out[arm]["interval_95"] = [round(low, 4), round(high, 4)]
@@ -68,10 +81,20 @@ def _figures(trials: Trials) -> dict[str, Any]:
 
 def _as_json(lesson: Lesson, trials: Trials) -> dict[str, Any]:
     return {
-        "id": lesson.id, "status": lesson.status, "pinned": lesson.pinned, "text": lesson.text,
-        "repo": lesson.repo, "area": lesson.area, "label": lesson.label, "task_kind": lesson.task_kind,
-        "source": lesson.source, "key": lesson.key, "evidence": lesson.evidence, "reason": lesson.reason,
-        "created_at": lesson.created_at.isoformat(), "updated_at": lesson.updated_at.isoformat(),
+        "id": lesson.id,
+        "status": lesson.status,
+        "pinned": lesson.pinned,
+        "text": lesson.text,
+        "repo": lesson.repo,
+        "area": lesson.area,
+        "label": lesson.label,
+        "task_kind": lesson.task_kind,
+        "source": lesson.source,
+        "key": lesson.key,
+        "evidence": lesson.evidence,
+        "reason": lesson.reason,
+        "created_at": lesson.created_at.isoformat(),
+        "updated_at": lesson.updated_at.isoformat(),
         "retired_at": lesson.retired_at.isoformat() if lesson.retired_at else None,
         "trials": _figures(trials),
     }
@@ -107,13 +130,19 @@ async def _run(store: Any, args: argparse.Namespace) -> int:  # noqa: C901 - one
                 print(json.dumps(_as_json(lesson, trials[lesson.id])))
             return 0
         if not lessons:
-            print("no lessons" + (f" for {args.repo}" if args.repo else "") + ("" if args.all else " active (--all shows every one)"))
+            print(
+                "no lessons"
+                + (f" for {args.repo}" if args.repo else "")
+                + ("" if args.all else " active (--all shows every one)")
+            )
             return 0
         print(f"{'id':>4}  {'state':<16} {'with':>7} {'held out':>8}  scope / text")
         for lesson in lessons:
             t = trials[lesson.id]
-            print(f"{lesson.id:>4}  {_state(lesson):<16} {t.with_success:>3}/{t.with_total:<3} {t.holdout_success:>4}/{t.holdout_total:<3}  "
-                  f"{lesson.scope}: {lesson.text[:100]}")
+            print(
+                f"{lesson.id:>4}  {_state(lesson):<16} {t.with_success:>3}/{t.with_total:<3} {t.holdout_success:>4}/{t.holdout_total:<3}  "
+                f"{lesson.scope}: {lesson.text[:100]}"
+            )
         return 0
     if command == "add":
         scope = {"area": args.area or None, "label": args.label or None, "task_kind": args.kind or None}
@@ -131,9 +160,11 @@ async def _run(store: Any, args: argparse.Namespace) -> int:  # noqa: C901 - one
             return 0
         print(f"lesson {lesson.id} ({_state(lesson)}, {lesson.source})\nscope: {lesson.scope}\n\n{lesson.text}\n")
         figures = data["trials"]
-        print(f"carried: {figures['carried']['first_try']}/{figures['carried']['sessions']} first try; "
-              f"held out: {figures['held_out']['first_try']}/{figures['held_out']['sessions']}"
-              + (f"; P(it helps) = {figures['p_helps']:.2f}" if "p_helps" in figures else ""))
+        print(
+            f"carried: {figures['carried']['first_try']}/{figures['carried']['sessions']} first try; "
+            f"held out: {figures['held_out']['first_try']}/{figures['held_out']['sessions']}"
+            + (f"; P(it helps) = {figures['p_helps']:.2f}" if "p_helps" in figures else "")
+        )
         print(f"evidence: {', '.join(lesson.evidence) or 'none'}")
         if lesson.reason:
             print(lesson.reason)

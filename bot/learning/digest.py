@@ -141,20 +141,34 @@ class Digest:
             owner, name = self.repo.split("/", 1)
             if existing is None:
                 issue = await gh.post(
-                    "/repos/{owner}/{repo}/issues", {"owner": owner, "repo": name},
+                    "/repos/{owner}/{repo}/issues",
+                    {"owner": owner, "repo": name},
                     data={"title": title(start, end), "body": body},
                 )
-                log.info("digest: posted %s#%s for %s – %s", self.repo, issue["number"], start, end,
-                         extra={"repo": self.repo, "issue": issue["number"]})
+                log.info(
+                    "digest: posted %s#%s for %s – %s",
+                    self.repo,
+                    issue["number"],
+                    start,
+                    end,
+                    extra={"repo": self.repo, "issue": issue["number"]},
+                )
                 return "created"
             if existing.get("body") == body:
                 return "unchanged"
             await gh.patch(
                 "/repos/{owner}/{repo}/issues/{issue_number}",
-                {"owner": owner, "repo": name, "issue_number": existing["number"]}, data={"body": body},
+                {"owner": owner, "repo": name, "issue_number": existing["number"]},
+                data={"body": body},
             )
-            log.info("digest: edited %s#%s for %s – %s", self.repo, existing["number"], start, end,
-                     extra={"repo": self.repo, "issue": existing["number"]})
+            log.info(
+                "digest: edited %s#%s for %s – %s",
+                self.repo,
+                existing["number"],
+                start,
+                end,
+                extra={"repo": self.repo, "issue": existing["number"]},
+            )
             return "edited"
 
     async def _installation(self) -> int | None:
@@ -162,13 +176,17 @@ class Digest:
 
         owner, name = self.repo.split("/", 1)
         try:
-            found = await self.github.app().getitem("/repos/{owner}/{repo}/installation", {"owner": owner, "repo": name})
+            found = await self.github.app().getitem(
+                "/repos/{owner}/{repo}/installation", {"owner": owner, "repo": name}
+            )
         except gidgethub.BadRequest as exc:
             if exc.status_code != http.HTTPStatus.NOT_FOUND:
                 raise
-            problem = (f"digest: REPORT_DIGEST_REPO={self.repo}, but Compound is not installed on that repository "
-                       f"(GET /repos/{self.repo}/installation answered 404); no digest is posted until the App is "
-                       "installed there")
+            problem = (
+                f"digest: REPORT_DIGEST_REPO={self.repo}, but Compound is not installed on that repository "
+                f"(GET /repos/{self.repo}/installation answered 404); no digest is posted until the App is "
+                "installed there"
+            )
             if problem != self._complained:
                 log.warning(problem, extra={"repo": self.repo})
                 self._complained = problem

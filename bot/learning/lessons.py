@@ -40,18 +40,30 @@ MIN_CARRIED = 10
 KEEP_PROBABILITY = 0.8
 
 REVIEW_KINDS = {
-    "tests": (re.compile(r"\b(add|missing|needs?|write|cover)\b.{0,40}\btests?\b|\bcoverage\b|\bunit tests?\b", re.I),
-              "Reviewers here ask for tests with every change: add or update tests for what you change."),
-    "docs": (re.compile(r"\b(docstring|document(ation)?|readme|changelog)\b", re.I),
-             "Reviewers here ask for documentation: update docstrings, the README or the changelog with the change."),
-    "naming": (re.compile(r"\b(rename|naming|better name|name (is|should))\b", re.I),
-               "Reviewers here care about names: choose descriptive names that match the surrounding code."),
-    "types": (re.compile(r"\b(type hints?|annotations?|typing|mypy|any\b)", re.I),
-              "Reviewers here ask for type annotations: annotate new functions and keep the type checker clean."),
-    "errors": (re.compile(r"\b(error handling|exceptions?|raise|try/except|edge case)\b", re.I),
-               "Reviewers here ask about error handling: handle failures and edge cases explicitly."),
-    "style": (re.compile(r"\b(style|format(ting)?|nit|whitespace|line length)\b", re.I),
-              "Reviewers here comment on style: follow the formatting of the surrounding code exactly."),
+    "tests": (
+        re.compile(r"\b(add|missing|needs?|write|cover)\b.{0,40}\btests?\b|\bcoverage\b|\bunit tests?\b", re.I),
+        "Reviewers here ask for tests with every change: add or update tests for what you change.",
+    ),
+    "docs": (
+        re.compile(r"\b(docstring|document(ation)?|readme|changelog)\b", re.I),
+        "Reviewers here ask for documentation: update docstrings, the README or the changelog with the change.",
+    ),
+    "naming": (
+        re.compile(r"\b(rename|naming|better name|name (is|should))\b", re.I),
+        "Reviewers here care about names: choose descriptive names that match the surrounding code.",
+    ),
+    "types": (
+        re.compile(r"\b(type hints?|annotations?|typing|mypy|any\b)", re.I),
+        "Reviewers here ask for type annotations: annotate new functions and keep the type checker clean.",
+    ),
+    "errors": (
+        re.compile(r"\b(error handling|exceptions?|raise|try/except|edge case)\b", re.I),
+        "Reviewers here ask about error handling: handle failures and edge cases explicitly.",
+    ),
+    "style": (
+        re.compile(r"\b(style|format(ting)?|nit|whitespace|line length)\b", re.I),
+        "Reviewers here comment on style: follow the formatting of the surrounding code exactly.",
+    ),
 }
 
 
@@ -94,13 +106,17 @@ def mine(repo: str, areas: list[str], rounds_triggers: list[tuple[str, dict]]) -
                 command = _clean(check.get("command") or "")
                 if command:
                     key = f"ci:{repo}:{area or '*'}:{category}:{command}"
-                    text = (f"CI's `{name}` check runs `{command}` and has failed on {category} errors{_where(area)}. "
-                            f"Run `{command}` yourself and fix everything it reports before you finish.")
+                    text = (
+                        f"CI's `{name}` check runs `{command}` and has failed on {category} errors{_where(area)}. "
+                        f"Run `{command}` yourself and fix everything it reports before you finish."
+                    )
                     found[key] = Pattern(key, text, area, 1)
                 else:
                     key = f"ci:{repo}:{area or '*'}:{category}:check={name}"
-                    text = (f"Changes{_where(area)} have failed CI's `{name}` check on {category} errors. "
-                            f"Run the project's {category} checks locally before you finish.")
+                    text = (
+                        f"Changes{_where(area)} have failed CI's `{name}` check on {category} errors. "
+                        f"Run the project's {category} checks locally before you finish."
+                    )
                     found[key] = Pattern(key, text, area, 2)
         elif kind == "review_fix":
             for review in trigger.get("review_kinds") or []:
@@ -112,13 +128,17 @@ def mine(repo: str, areas: list[str], rounds_triggers: list[tuple[str, dict]]) -
                 path = _clean(str(path), 300)
                 key = f"conflict:{repo}:{path}"
                 top = path.partition("/")[0] if "/" in path else "."
-                text = (f"`{path}` often changes on the base branch while a PR is open (merge conflicts). "
-                        "Keep changes to it small and separate from the rest of the work.")
+                text = (
+                    f"`{path}` often changes on the base branch while a PR is open (merge conflicts). "
+                    "Keep changes to it small and separate from the rest of the work."
+                )
                 found[key] = Pattern(key, text, top, 2)
     return list(found.values())
 
 
-def in_scope(lesson: Lesson, *, repo: str, labels: Iterable[str], task_kind: str, areas: Iterable[str], text: str) -> bool:
+def in_scope(
+    lesson: Lesson, *, repo: str, labels: Iterable[str], task_kind: str, areas: Iterable[str], text: str
+) -> bool:
     """Whether a session is in the lesson's scope.
 
     Path areas: a session is in an area when it has touched files there (its
@@ -150,8 +170,10 @@ def verdict(trials: Trials) -> tuple[bool, str] | None:
     if trials.holdout_total < MIN_HOLDOUT or trials.with_total < MIN_CARRIED:
         return None
     p = prob_greater(trials.with_success, trials.with_total, trials.holdout_success, trials.holdout_total)
-    why = (f"first try with it {trials.with_success}/{trials.with_total}, held out "
-           f"{trials.holdout_success}/{trials.holdout_total}: P(it helps) = {p:.2f}")
+    why = (
+        f"first try with it {trials.with_success}/{trials.with_total}, held out "
+        f"{trials.holdout_success}/{trials.holdout_total}: P(it helps) = {p:.2f}"
+    )
     return p >= KEEP_PROBABILITY, why
 
 

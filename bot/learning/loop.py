@@ -21,7 +21,12 @@ from bot.store.sessions import RoundRow, SessionRow, SessionStore
 log = logging.getLogger("compound.learning")
 
 # Session events that end a session, and the outcome each one means.
-ENDINGS = {"session.closed": None, "session.escalated": "escalated", "session.failed": "failed", "session.stopped": "stopped"}
+ENDINGS = {
+    "session.closed": None,
+    "session.escalated": "escalated",
+    "session.failed": "failed",
+    "session.stopped": "stopped",
+}
 # Learned routing (docs/learning.md).
 ROUTING_MIN_SESSIONS = 5
 ROUTING_MARGIN = 0.05
@@ -57,7 +62,13 @@ class Concluded:
 
 class Learning:
     def __init__(
-        self, sessions: SessionStore, store: LearningStore, github: Any, events: Any, holdout: float, enabled: bool = True,
+        self,
+        sessions: SessionStore,
+        store: LearningStore,
+        github: Any,
+        events: Any,
+        holdout: float,
+        enabled: bool = True,
     ) -> None:
         self.enabled = enabled
         # Runs the optional `reflect` task (bot/learning/reflect.py); set where agents can run.
@@ -79,7 +90,9 @@ class Learning:
         try:
             return await self._plan(session, round_, config, variants, issue_text)
         except Exception:
-            log.warning("learning could not plan round %s of %s; using the defaults", round_.number, session.id, exc_info=True)
+            log.warning(
+                "learning could not plan round %s of %s; using the defaults", round_.number, session.id, exc_info=True
+            )
             return RoundPlan(variant=variants[0])
 
     async def _plan(
@@ -98,7 +111,8 @@ class Learning:
             arms = {v: counts.get(v, (0, 0)) for v in usable}
             variant, draws = thompson(arms, random.Random(f"{session.id}:{round_.number}"))
             choice["variant"] = {
-                "picked": variant, "why": "Thompson sampling on first-try success",
+                "picked": variant,
+                "why": "Thompson sampling on first-try success",
                 "posterior": {v: [1 + s, 1 + n - s] for v, (s, n) in arms.items()},
                 "draws": {v: round(d, 4) for v, d in draws.items()},
             }
@@ -114,7 +128,9 @@ class Learning:
                 plan.lessons.append(lesson)
         return plan
 
-    async def route(self, repo: str, labels: list[str], title: str, config: RepoConfig, seed: str) -> tuple[str | None, str]:
+    async def route(
+        self, repo: str, labels: list[str], title: str, config: RepoConfig, seed: str
+    ) -> tuple[str | None, str]:
         """`routing: learned`: (model, why) among the repo's configured models."""
         if not self.enabled:
             return None, "LEARNING=off"
@@ -175,7 +191,12 @@ class Learning:
         patterns = L.mine(session.repo, result.areas, [(r.kind, r.trigger_data()) for r in ran(rounds)])
         for pattern in patterns:
             lesson, _ = await self.store.upsert_lesson(
-                pattern.key, pattern.text, session.repo, evidence=[session.id], area=pattern.area, need=pattern.need,
+                pattern.key,
+                pattern.text,
+                session.repo,
+                evidence=[session.id],
+                area=pattern.area,
+                need=pattern.need,
             )
             if lesson.status != RETIRED:
                 learned.append(lesson)
@@ -184,18 +205,30 @@ class Learning:
         retired = await self.judge(sorted(set(result.lessons) | set(result.held_out)))
 
         await self.events.record(
-            session, "session.outcome", outcome=result.outcome, first_try=result.first_try,
-            ci_rounds=result.ci_rounds, review_rounds=result.review_rounds, rebase_rounds=result.rebase_rounds,
-            categories=result.categories, task_kind=result.task_kind, cost_usd=result.cost_usd,
-            lessons=result.lessons, held_out=result.held_out,
-            lessons_learned=[x.id for x in learned], lessons_retired=[x.id for x, _ in retired],
+            session,
+            "session.outcome",
+            outcome=result.outcome,
+            first_try=result.first_try,
+            ci_rounds=result.ci_rounds,
+            review_rounds=result.review_rounds,
+            rebase_rounds=result.rebase_rounds,
+            categories=result.categories,
+            task_kind=result.task_kind,
+            cost_usd=result.cost_usd,
+            lessons=result.lessons,
+            held_out=result.held_out,
+            lessons_learned=[x.id for x in learned],
+            lessons_retired=[x.id for x, _ in retired],
         )
         by_id = {x.id: x for x in await self.store.lessons(repo=session.repo)}
         return Concluded(
-            session=session, outcome=result, rounds=rounds,
+            session=session,
+            outcome=result,
+            rounds=rounds,
             applied=[by_id[i] for i in result.lessons if i in by_id],
             held_out=[by_id[i] for i in result.held_out if i in by_id],
-            learned=learned, retired=retired,
+            learned=learned,
+            retired=retired,
         )
 
     async def _reflect(self, session: SessionRow, rounds: list[RoundRow], result: Outcome) -> list[Lesson]:
@@ -211,12 +244,17 @@ class Learning:
         found = []
         for text, area in reflection.accepted:
             key = f"reflect:{session.repo}:{hashlib.sha256(text.lower().encode()).hexdigest()[:16]}"
-            lesson, _ = await self.store.upsert_lesson(key, text, session.repo, evidence=[session.id], source="reflect", area=area)
+            lesson, _ = await self.store.upsert_lesson(
+                key, text, session.repo, evidence=[session.id], source="reflect", area=area
+            )
             if lesson.status != RETIRED:
                 found.append(lesson)
         await self.events.record(
-            session, "session.reflected", accepted=[x.id for x in found],
-            refused=[{"text": t, "why": why} for t, why in reflection.refused], error=reflection.error,
+            session,
+            "session.reflected",
+            accepted=[x.id for x in found],
+            refused=[{"text": t, "why": why} for t, why in reflection.refused],
+            error=reflection.error,
         )
         return found
 
@@ -264,15 +302,22 @@ class Learning:
         rounds = await self.sessions.rounds(session.id)
         return list((rounds[0].context_data() if rounds else {}).get("labels") or [])
 
-    async def in_scope(self, session: SessionRow | None, repo: str, labels: list[str], title: str, text: str) -> list[Lesson]:
+    async def in_scope(
+        self, session: SessionRow | None, repo: str, labels: list[str], title: str, text: str
+    ) -> list[Lesson]:
         """The active lessons a session (or an issue with none yet) would carry, best first."""
         kind = task_kind(labels, title)
         touched: list[str] = []
         if session is not None:
-            touched = [f for type_, data in await self.sessions.events(session.id) if type_ == "round.pushed"
-                       for f in data.get("files") or []]
+            touched = [
+                f
+                for type_, data in await self.sessions.events(session.id)
+                if type_ == "round.pushed"
+                for f in data.get("files") or []
+            ]
         return [
-            x for x in L.usable(await self.store.lessons(repo=repo, status=ACTIVE))
+            x
+            for x in L.usable(await self.store.lessons(repo=repo, status=ACTIVE))
             if L.in_scope(x, repo=repo, labels=labels, task_kind=kind, areas=areas_of(touched), text=text)
         ]
 

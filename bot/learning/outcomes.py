@@ -58,7 +58,7 @@ def build(
         if r.kind == "task":
             success = first_try
         else:  # a follow-up's variant: it resolved its kind if the PR merged with no other round of it after
-            success = outcome == "merged" and not any(later.kind == r.kind for later in done[i + 1:])
+            success = outcome == "merged" and not any(later.kind == r.kind for later in done[i + 1 :])
         variants.append((r.kind, r.prompt_variant, success))
     return Outcome(
         session_id=session.id,

@@ -36,10 +36,14 @@ _SECRET = re.compile(
     re.I,
 )
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.I)
-_VERB = (r"(skip\w*|disabl\w*|bypass\w*|ignor\w*|suppress\w*|silenc\w*|comment(ing|ed)? out|delet\w*|remov\w*|"
-         r"weaken\w*|loosen\w*|relax\w*|xfail\w*|mut(e|ed|ing))")
-_CHECKS = (r"(tests?|checks?|lint(ers?|ing)?|ci|hooks?|reviews?|type[ -]?check(s|ing|er)?|assert(ion)?s?|"
-           r"warnings?|errors?|failures?)")
+_VERB = (
+    r"(skip\w*|disabl\w*|bypass\w*|ignor\w*|suppress\w*|silenc\w*|comment(ing|ed)? out|delet\w*|remov\w*|"
+    r"weaken\w*|loosen\w*|relax\w*|xfail\w*|mut(e|ed|ing))"
+)
+_CHECKS = (
+    r"(tests?|checks?|lint(ers?|ing)?|ci|hooks?|reviews?|type[ -]?check(s|ing|er)?|assert(ion)?s?|"
+    r"warnings?|errors?|failures?)"
+)
 _WEAKEN = re.compile(
     rf"\b{_VERB}\b[^.]{{0,50}}\b{_CHECKS}\b|\b{_CHECKS}\b[^.]{{0,30}}\b{_VERB}\b"
     r"|--no-verify|\bnoqa\b|type:\s*ignore|pytest\.mark\.skip|@skip|eslint-disable|nolint",
@@ -129,29 +133,47 @@ class Reflector:
         self.runner = runner
         self.prompts = prompts
 
-    async def __call__(self, session: SessionRow, rounds: list[RoundRow], config: RepoConfig, areas: list[str]) -> Reflection:
+    async def __call__(
+        self, session: SessionRow, rounds: list[RoundRow], config: RepoConfig, areas: list[str]
+    ) -> Reflection:
         scratch = self.settings.data_dir / "reflect" / session.id
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         try:
             first = rounds[0].context_data() if rounds else {}
-            prompt = self.prompts.render(PromptContext(
-                kind="reflect", repo=session.repo, issue_number=session.issue_number,
-                issue_title=session.issue_title,
-                issue_body=session.issue_body if session.issue_body is not None else str(first.get("issue_body", "")),
-                config=config, timeline=timeline(rounds),
-            ))
-            backend = get_backend(config.agent.backend or self.settings.agent_backend, command=self.settings.agent_command)
+            prompt = self.prompts.render(
+                PromptContext(
+                    kind="reflect",
+                    repo=session.repo,
+                    issue_number=session.issue_number,
+                    issue_title=session.issue_title,
+                    issue_body=session.issue_body
+                    if session.issue_body is not None
+                    else str(first.get("issue_body", "")),
+                    config=config,
+                    timeline=timeline(rounds),
+                )
+            )
+            backend = get_backend(
+                config.agent.backend or self.settings.agent_backend, command=self.settings.agent_command
+            )
             request = AgentRequest(
-                workspace=scratch, prompt=prompt.text, session_id=session.id, task_kind="reflect",
-                model=session.model, timeout=min(TIMEOUT, config.agent.timeout or self.settings.agent_timeout),
-                args=list(config.agent.args), env_passthrough=self.settings.agent_passthrough_names(),
+                workspace=scratch,
+                prompt=prompt.text,
+                session_id=session.id,
+                task_kind="reflect",
+                model=session.model,
+                timeout=min(TIMEOUT, config.agent.timeout or self.settings.agent_timeout),
+                args=list(config.agent.args),
+                env_passthrough=self.settings.agent_passthrough_names(),
             )
             result = await self.runner.run(backend, request, asyncio.Event())
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not result.ok:
-            return Reflection(error=f"the reflect task ended with status {result.exit_code}{' (timed out)' if result.timed_out else ''}")
+            return Reflection(
+                error=f"the reflect task ended with status {result.exit_code}{' (timed out)' if result.timed_out else ''}"
+            )
         items = parse("\n".join(p for p in (result.log_tail, result.final_message) if p))
         if items is None:
             return Reflection(error="the reflect task answered no JSON object with `lessons`")

@@ -108,26 +108,38 @@ def _queries(dialect: str, where: list[ColumnElement[bool]]) -> tuple[Any, Any]:
     to_end = _seconds(dialect, oc.c.ended_at, oc.c.started_at)
     to_pr = _seconds(dialect, oc.c.pr_opened_at, oc.c.started_at)
     end_bucket, pr_bucket = _bucket(dialect, to_end), _bucket(dialect, to_pr)
-    ends = select(
-        *keys, end_bucket.label("bucket"),
-        func.count().label("sessions"),
-        *[func.sum(case((oc.c.outcome == name, 1), else_=0)).label(name) for name in OUTCOMES],
-        func.sum(cast(oc.c.first_try, Integer)).label("first_try"),
-        func.sum(oc.c.ci_rounds).label("ci"),
-        func.sum(oc.c.review_rounds).label("review"),
-        func.sum(oc.c.rebase_rounds).label("rebase"),
-        # PostgreSQL sums BIGINTs as NUMERIC, which would reach Python as Decimals.
-        cast(func.sum(oc.c.input_tokens), BigInteger).label("input_tokens"),
-        cast(func.sum(oc.c.output_tokens), BigInteger).label("output_tokens"),
-        func.sum(oc.c.cost_usd).label("cost"),
-        func.count(oc.c.pr_opened_at).label("prs"),
-        func.min(to_end).label("low"),
-        func.max(to_end).label("high"),
-    ).where(*where).group_by(*keys, end_bucket)
-    prs = select(
-        *keys, pr_bucket.label("bucket"), func.count().label("sessions"),
-        func.min(to_pr).label("low"), func.max(to_pr).label("high"),
-    ).where(*where, oc.c.pr_opened_at.is_not(None)).group_by(*keys, pr_bucket)
+    ends = (
+        select(
+            *keys,
+            end_bucket.label("bucket"),
+            func.count().label("sessions"),
+            *[func.sum(case((oc.c.outcome == name, 1), else_=0)).label(name) for name in OUTCOMES],
+            func.sum(cast(oc.c.first_try, Integer)).label("first_try"),
+            func.sum(oc.c.ci_rounds).label("ci"),
+            func.sum(oc.c.review_rounds).label("review"),
+            func.sum(oc.c.rebase_rounds).label("rebase"),
+            # PostgreSQL sums BIGINTs as NUMERIC, which would reach Python as Decimals.
+            cast(func.sum(oc.c.input_tokens), BigInteger).label("input_tokens"),
+            cast(func.sum(oc.c.output_tokens), BigInteger).label("output_tokens"),
+            func.sum(oc.c.cost_usd).label("cost"),
+            func.count(oc.c.pr_opened_at).label("prs"),
+            func.min(to_end).label("low"),
+            func.max(to_end).label("high"),
+        )
+        .where(*where)
+        .group_by(*keys, end_bucket)
+    )
+    prs = (
+        select(
+            *keys,
+            pr_bucket.label("bucket"),
+            func.count().label("sessions"),
+            func.min(to_pr).label("low"),
+            func.max(to_pr).label("high"),
+        )
+        .where(*where, oc.c.pr_opened_at.is_not(None))
+        .group_by(*keys, pr_bucket)
+    )
     return ends, prs
 
 
@@ -178,8 +190,9 @@ def median(histogram: dict[int, list[Any]]) -> float | None:
             count, low, high = histogram[bucket]
             if before + count >= rank:
                 j = rank - before  # 1 … count within the bucket
-                values.append(low if j == 1 or count == 1 else high if j == count else
-                              low + (high - low) * (j - 1) / (count - 1))
+                values.append(
+                    low if j == 1 or count == 1 else high if j == count else low + (high - low) * (j - 1) / (count - 1)
+                )
                 break
             before += count
     return sum(values) / len(values)
@@ -248,7 +261,11 @@ async def _lessons(
 ) -> list[dict[str, Any]]:
     carried, success = cast(lt.c.carried, Integer), cast(lt.c.success, Integer)
     stmt = select(
-        lt.c.lesson_id, func.count(), func.sum(carried), func.sum(success), func.sum(carried * success),
+        lt.c.lesson_id,
+        func.count(),
+        func.sum(carried),
+        func.sum(success),
+        func.sum(carried * success),
     ).group_by(lt.c.lesson_id)
     if since is not None:
         stmt = stmt.where(lt.c.ended_at >= since)
@@ -260,37 +277,45 @@ async def _lessons(
     for lesson_id, n, wn, s, ws in await _fetch(engine, stmt):
         n, wn, s, ws = int(n), int(wn or 0), int(s or 0), int(ws or 0)
         arms[lesson_id] = (ws, wn), (s - ws, n - wn)  # (first tries, trials) with it and held out
-    found = {
-        row.id: Lesson.from_row(row) for row in await _fetch(engine, select(ls).where(ls.c.id.in_(list(arms))))
-    } if arms else {}
+    found = (
+        {row.id: Lesson.from_row(row) for row in await _fetch(engine, select(ls).where(ls.c.id.in_(list(arms))))}
+        if arms
+        else {}
+    )
     out = []
     for lesson_id in sorted(arms):
         (ws, wn), (hs, hn) = arms[lesson_id]
         lesson = found.get(lesson_id)
         with_rate, with_interval = rate(ws, wn)
         holdout_rate, holdout_interval = rate(hs, hn)
-        out.append({
-            "id": lesson_id,
-            "text": lesson.text if lesson else None,
-            "status": lesson.status if lesson else None,
-            "pinned": lesson.pinned if lesson else None,
-            "repo": lesson.repo if lesson else None,
-            "scope": lesson.scope if lesson else None,
-            "with_trials": wn,
-            "with_first_try": ws,
-            "with_rate": with_rate,
-            "with_interval": with_interval,
-            "holdout_trials": hn,
-            "holdout_first_try": hs,
-            "holdout_rate": holdout_rate,
-            "holdout_interval": holdout_interval,
-            "p_with_better": prob_greater(ws, wn, hs, hn) if wn and hn else None,
-        })
+        out.append(
+            {
+                "id": lesson_id,
+                "text": lesson.text if lesson else None,
+                "status": lesson.status if lesson else None,
+                "pinned": lesson.pinned if lesson else None,
+                "repo": lesson.repo if lesson else None,
+                "scope": lesson.scope if lesson else None,
+                "with_trials": wn,
+                "with_first_try": ws,
+                "with_rate": with_rate,
+                "with_interval": with_interval,
+                "holdout_trials": hn,
+                "holdout_first_try": hs,
+                "holdout_rate": holdout_rate,
+                "holdout_interval": holdout_interval,
+                "p_with_better": prob_greater(ws, wn, hs, hn) if wn and hn else None,
+            }
+        )
     return out
 
 
 async def build_report(
-    engine: AsyncEngine, *, since: datetime | None, repo: str | None = None, now: datetime | None = None,
+    engine: AsyncEngine,
+    *,
+    since: datetime | None,
+    repo: str | None = None,
+    now: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
     """The report over the outcomes that ended in [since, now], as `--json` prints it.
@@ -311,7 +336,9 @@ async def build_report(
     # The three queries at once, each on its own connection (when the pool has three: the
     # CLI's does; SQLite runs each in its own thread, outside the GIL while it sorts).
     end_rows, pr_rows, report["lessons"] = await asyncio.gather(
-        _fetch(engine, ends), _fetch(engine, prs), _lessons(engine, since, until, repo),
+        _fetch(engine, ends),
+        _fetch(engine, prs),
+        _lessons(engine, since, until, repo),
     )
     # Each combination's rows first, then the combinations into each grouping.
     width = len(KEYS)
@@ -319,7 +346,7 @@ async def build_report(
         combo = tuple(row[:width])
         group = combos.get(combo) or combos.setdefault(combo, _Group())
         sums = group.sums
-        for name, value in zip(_SUMS, row[width + 1:], strict=False):
+        for name, value in zip(_SUMS, row[width + 1 :], strict=False):
             sums[name] += value or 0
         _add(group.ends, row[width], row.sessions, row.low, row.high)
     for row in pr_rows:
@@ -342,8 +369,18 @@ async def build_report(
         )
     report["lessons"] = report.pop("lessons")
     report["spiralled"] = [
-        {k: v[k] for k in ("key", "sessions", "mean_rounds", "mean_ci_rounds", "mean_review_rounds",
-                           "mean_rebase_rounds", "first_try_rate")}
+        {
+            k: v[k]
+            for k in (
+                "key",
+                "sessions",
+                "mean_rounds",
+                "mean_ci_rounds",
+                "mean_review_rounds",
+                "mean_rebase_rounds",
+                "first_try_rate",
+            )
+        }
         for v in sorted(report["by_variant"], key=lambda v: (-v["mean_rounds"], v["key"] or ""))
     ]
     return report

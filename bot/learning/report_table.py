@@ -37,22 +37,44 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[
     def line(cells: Sequence[str]) -> str:
         # Names and text to the left, figures to the right.
         return "  ".join(
-            str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            str(c).ljust(w) if i in left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
-_FIGURES = ("", "sessions", "merged", "first try", "95 % interval", "CI", "review", "rebase",
-            "to PR", "resolved", "cost $", "$/session", "tokens in/out")
+_FIGURES = (
+    "",
+    "sessions",
+    "merged",
+    "first try",
+    "95 % interval",
+    "CI",
+    "review",
+    "rebase",
+    "to PR",
+    "resolved",
+    "cost $",
+    "$/session",
+    "tokens in/out",
+)
 
 
 def _figure_row(key: str, f: dict[str, Any]) -> list[str]:
     return [
-        key, str(f["sessions"]), str(f["outcomes"]["merged"]), _pct(f["first_try_rate"]), _span(f["first_try_interval"]),
-        _mean(f["mean_ci_rounds"]), _mean(f["mean_review_rounds"]), _mean(f["mean_rebase_rounds"]),
-        _duration(f["median_time_to_pr_s"]), _duration(f["median_time_to_resolution_s"]),
-        f"{f['cost_usd']:.2f}", "-" if f["mean_cost_usd"] is None else f"{f['mean_cost_usd']:.2f}",
+        key,
+        str(f["sessions"]),
+        str(f["outcomes"]["merged"]),
+        _pct(f["first_try_rate"]),
+        _span(f["first_try_interval"]),
+        _mean(f["mean_ci_rounds"]),
+        _mean(f["mean_review_rounds"]),
+        _mean(f["mean_rebase_rounds"]),
+        _duration(f["median_time_to_pr_s"]),
+        _duration(f["median_time_to_resolution_s"]),
+        f"{f['cost_usd']:.2f}",
+        "-" if f["mean_cost_usd"] is None else f"{f['mean_cost_usd']:.2f}",
         f"{f['input_tokens']:,}/{f['output_tokens']:,}",
     ]
 
@@ -78,23 +100,45 @@ def render(report: dict[str, Any]) -> str:
         if entries:
             out += ["", title, *_table(_FIGURES, [_figure_row(e["key"] or "-", e) for e in entries])]
     if report["spiralled"]:
-        out += ["", "Which prompts spiralled (most rounds per session first)", *_table(
-            ("variant", "sessions", "rounds", "CI", "review", "rebase", "first try"),
-            [[v["key"] or "-", str(v["sessions"]), _mean(v["mean_rounds"]), _mean(v["mean_ci_rounds"]),
-              _mean(v["mean_review_rounds"]), _mean(v["mean_rebase_rounds"]), _pct(v["first_try_rate"])]
-             for v in report["spiralled"]],
-        )]
+        out += [
+            "",
+            "Which prompts spiralled (most rounds per session first)",
+            *_table(
+                ("variant", "sessions", "rounds", "CI", "review", "rebase", "first try"),
+                [
+                    [
+                        v["key"] or "-",
+                        str(v["sessions"]),
+                        _mean(v["mean_rounds"]),
+                        _mean(v["mean_ci_rounds"]),
+                        _mean(v["mean_review_rounds"]),
+                        _mean(v["mean_rebase_rounds"]),
+                        _pct(v["first_try_rate"]),
+                    ]
+                    for v in report["spiralled"]
+                ],
+            ),
+        ]
     if report["lessons"]:
-        out += ["", "Lessons: first try with the lesson and held out of it", *_table(
-            ("id", "status", "with", "held out", "P(with > held out)", "lesson"),
-            [[str(x["id"]), (x["status"] or "gone") + (" pinned" if x["pinned"] else ""),
-              _arm(x["with_trials"], x["with_first_try"], x["with_interval"]),
-              _arm(x["holdout_trials"], x["holdout_first_try"], x["holdout_interval"]),
-              "-" if x["p_with_better"] is None else f"{x['p_with_better']:.2f}",
-              _clip(x["text"] or "", 60)]
-             for x in report["lessons"]],
-            left=(0, 1, 5),
-        )]
+        out += [
+            "",
+            "Lessons: first try with the lesson and held out of it",
+            *_table(
+                ("id", "status", "with", "held out", "P(with > held out)", "lesson"),
+                [
+                    [
+                        str(x["id"]),
+                        (x["status"] or "gone") + (" pinned" if x["pinned"] else ""),
+                        _arm(x["with_trials"], x["with_first_try"], x["with_interval"]),
+                        _arm(x["holdout_trials"], x["holdout_first_try"], x["holdout_interval"]),
+                        "-" if x["p_with_better"] is None else f"{x['p_with_better']:.2f}",
+                        _clip(x["text"] or "", 60),
+                    ]
+                    for x in report["lessons"]
+                ],
+                left=(0, 1, 5),
+            ),
+        ]
     return "\n".join(out) + "\n"
 
 

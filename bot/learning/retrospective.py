@@ -69,7 +69,11 @@ def render(
         "stopped": "stopped",
     }.get(outcome.outcome, outcome.outcome)
     pr = f"PR #{outcome.pr_number}" if outcome.pr_number else "no PR"
-    tokens = f"{outcome.input_tokens:,} in / {outcome.output_tokens:,} out" if outcome.input_tokens or outcome.output_tokens else "—"
+    tokens = (
+        f"{outcome.input_tokens:,} in / {outcome.output_tokens:,} out"
+        if outcome.input_tokens or outcome.output_tokens
+        else "—"
+    )
     cost = f"${outcome.cost_usd:.2f}" if outcome.cost_usd else "—"
     lines = [
         MARKER,
@@ -106,7 +110,11 @@ def render(
     if held_out:
         lines.append("Held out (to measure them): " + ", ".join(f"#{x.id}" for x in held_out))
     for lesson in learned:
-        state = "active for the next sessions" if lesson.status == "active" else "a candidate until another session shows it"
+        state = (
+            "active for the next sessions"
+            if lesson.status == "active"
+            else "a candidate until another session shows it"
+        )
         lines.append(f"Learned #{lesson.id} ({lesson.scope}; {state}): {_cell(lesson.text)}")
     for lesson, why in retired:
         lines.append(f"Retired #{lesson.id}: {why}")

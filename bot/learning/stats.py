@@ -24,9 +24,7 @@ def prob_greater(s1: int, n1: int, s2: int, n2: int) -> float:
     # The closed form for integer a1 (a finite sum over i < a1).
     total = 0.0
     for i in range(a1):
-        total += math.exp(
-            _log_beta(a2 + i, b1 + b2) - math.log(b1 + i) - _log_beta(1 + i, b1) - _log_beta(a2, b2)
-        )
+        total += math.exp(_log_beta(a2 + i, b1 + b2) - math.log(b1 + i) - _log_beta(1 + i, b1) - _log_beta(a2, b2))
     return min(max(total, 0.0), 1.0)
 
 

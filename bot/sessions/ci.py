@@ -93,8 +93,11 @@ async def ci_state(
         description = status.get("description") or ""
         state.failures.append(
             CheckFailure(
-                name=context, conclusion=status.get("state") or "failure", summary=description,
-                category=classify(context, "failure", [], description), url=status.get("target_url") or "",
+                name=context,
+                conclusion=status.get("state") or "failure",
+                summary=description,
+                category=classify(context, "failure", [], description),
+                url=status.get("target_url") or "",
             )
         )
     return state
@@ -114,7 +117,9 @@ async def _run_failure(gh: Any, owner: str, name: str, run: dict[str, Any], deta
     if details and (run.get("app") or {}).get("slug") == ACTIONS_APP:
         failure.log_tail, failure.command = await _job_log(gh, owner, name, run["id"])
     failure.category = classify(
-        failure.name, failure.conclusion, failure.annotations,
+        failure.name,
+        failure.conclusion,
+        failure.annotations,
         "\n".join(p for p in (failure.summary, failure.text, failure.log_tail) if p),
     )
     return failure

@@ -30,24 +30,29 @@ LABEL_COLOR = "d93f0b"
 LABEL_DESCRIPTION = "Compound stopped trying on its own; a person needs to look"
 
 
-async def escalate(
-    gh: Any, store: SessionStore, events: EventLog, session: SessionRow, why: str
-) -> None:
+async def escalate(gh: Any, store: SessionStore, events: EventLog, session: SessionRow, why: str) -> None:
     await store.update_session(session.id, status=ESCALATED, escalated_at=utcnow(), error=why[:4000])
     session.status = ESCALATED
     owner, name = session.owner_name
     where = {"owner": owner, "repo": name}
     try:
-        await gh.post("/repos/{owner}/{repo}/labels", where, data={
-            "name": LABEL, "color": LABEL_COLOR, "description": LABEL_DESCRIPTION,
-        })
+        await gh.post(
+            "/repos/{owner}/{repo}/labels",
+            where,
+            data={
+                "name": LABEL,
+                "color": LABEL_COLOR,
+                "description": LABEL_DESCRIPTION,
+            },
+        )
     except gidgethub.BadRequest as exc:  # 422: it exists already
         if exc.status_code != http.HTTPStatus.UNPROCESSABLE_ENTITY:
             raise
     for number in _threads(session):
         await gh.post(
             "/repos/{owner}/{repo}/issues/{issue_number}/labels",
-            {**where, "issue_number": number}, data={"labels": [LABEL]},
+            {**where, "issue_number": number},
+            data={"labels": [LABEL]},
         )
     rounds = await store.rounds(session.id)
     body = messages.escalation(session, rounds, why)
@@ -57,7 +62,8 @@ async def escalate(
     if earlier is not None:
         await gh.patch(
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-            {**where, "comment_id": earlier["id"]}, data={"body": body},
+            {**where, "comment_id": earlier["id"]},
+            data={"body": body},
         )
     else:
         await comment(gh, session.repo, target, body)

@@ -36,8 +36,13 @@ __all__ = ["SessionManager", "comment", "react"]  # handlers post with these
 
 class SessionManager:
     def __init__(
-        self, settings: Settings, store: SessionStore, events: EventLog, worker: Any = None,
-        bot_login: str | None = None, learning: Any = None,
+        self,
+        settings: Settings,
+        store: SessionStore,
+        events: EventLog,
+        worker: Any = None,
+        bot_login: str | None = None,
+        learning: Any = None,
     ) -> None:
         self.settings = settings
         self.learning = learning
@@ -126,15 +131,27 @@ class SessionManager:
         routing: dict[str, Any] = {}
         if config.routing == "learned" and chosen is None and self.learning is not None:
             learned, why = await self.learning.route(
-                repo, labels, issue.get("title") or "", config, seed=f"{repo}#{issue['number']}:{utcnow().isoformat()}",
+                repo,
+                labels,
+                issue.get("title") or "",
+                config,
+                seed=f"{repo}#{issue['number']}:{utcnow().isoformat()}",
             )
             if learned is not None:
                 model = learned
             routing = {"model": model, "why": why}
         try:
             created = await self._create(
-                repo=repo, installation_id=installation_id, issue=issue, base_branch=base_branch, config=config,
-                sender=sender, instructions=instructions, model=model, labels=labels, routing=routing,
+                repo=repo,
+                installation_id=installation_id,
+                issue=issue,
+                base_branch=base_branch,
+                config=config,
+                sender=sender,
+                instructions=instructions,
+                model=model,
+                labels=labels,
+                routing=routing,
                 trigger_key=trigger_key,
             )
         except AlreadyTriggered:
@@ -146,8 +163,9 @@ class SessionManager:
                 log.info("%s#%s: the session that was active has ended meanwhile", repo, issue["number"])
                 return None
             if by_label and (utcnow() - active.created_at).total_seconds() < LABEL_BURST_SECONDS:
-                log.info("%s#%s: %s started a moment ago; this label is the same request",
-                         repo, issue["number"], active.id)
+                log.info(
+                    "%s#%s: %s started a moment ago; this label is the same request", repo, issue["number"], active.id
+                )
             else:
                 await comment(gh, repo, issue["number"], messages.already_running(active))
             if trigger_key is not None:  # answered: the same event again says nothing more
@@ -155,14 +173,29 @@ class SessionManager:
             return None
         session, round_ = created
         await self.events.record(
-            session, "session.created", round_, trigger=sender["login"], labels=labels, **({"routing": routing} if routing else {}),
+            session,
+            "session.created",
+            round_,
+            trigger=sender["login"],
+            labels=labels,
+            **({"routing": routing} if routing else {}),
         )
         self._poke()
         return session
 
     async def _create(
-        self, *, repo: str, installation_id: int, issue: dict[str, Any], base_branch: str, config: RepoConfig,
-        sender: dict[str, Any], instructions: str, model: str | None, labels: list[str], routing: dict[str, Any],
+        self,
+        *,
+        repo: str,
+        installation_id: int,
+        issue: dict[str, Any],
+        base_branch: str,
+        config: RepoConfig,
+        sender: dict[str, Any],
+        instructions: str,
+        model: str | None,
+        labels: list[str],
+        routing: dict[str, Any],
         trigger_key: str | None,
     ) -> tuple[SessionRow, RoundRow] | None:
         return await self.store.create(
@@ -233,7 +266,12 @@ class SessionManager:
         return released
 
     async def retry(
-        self, session: SessionRow, sender: dict[str, Any], gh: Any = None, *, once: str | None = None,
+        self,
+        session: SessionRow,
+        sender: dict[str, Any],
+        gh: Any = None,
+        *,
+        once: str | None = None,
         bypass: bool = False,
     ) -> RoundRow | None:
         """Queue the last failed or stopped round again; None if there is nothing to retry.
@@ -250,13 +288,21 @@ class SessionManager:
         if last is None and not (escalated and session.pr_number is not None):
             return None
         if escalated:
-            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+            await escalation.resume(
+                gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False
+            )
         quota = BYPASS if bypass else None
         if last is None:  # escalated after its fix rounds: one more look at CI
             return await self.fix_ci(None, session, sender, once=once, quota=quota)
         return await self.follow_up(
-            session, kind=last.kind, sender=sender, instructions=last.instructions,
-            context=last.context_data(), trigger=last.trigger_data(), once=once, quota=quota,
+            session,
+            kind=last.kind,
+            sender=sender,
+            instructions=last.instructions,
+            context=last.context_data(),
+            trigger=last.trigger_data(),
+            once=once,
+            quota=quota,
         )
 
     async def issue_edited(self, gh: Any, session: SessionRow | None, issue: dict[str, Any]) -> None:
@@ -268,7 +314,9 @@ class SessionManager:
         """
         if session is None or session.outcome is not None:
             return
-        if (issue.get("body") or "") == (session.issue_body or "") and (issue.get("title") or "") == session.issue_title:
+        if (issue.get("body") or "") == (session.issue_body or "") and (
+            issue.get("title") or ""
+        ) == session.issue_title:
             return  # an edit the trigger already saw, or a change back
         if not await self.store.claim_edit_notice(session.id):
             return
@@ -293,13 +341,25 @@ class SessionManager:
         return True
 
     async def _queue(
-        self, session: SessionRow, *, kind: str, key: str, trigger: dict[str, Any], delay: float,
-        requested_by: str | None = None, context: dict[str, Any] | None = None,
+        self,
+        session: SessionRow,
+        *,
+        kind: str,
+        key: str,
+        trigger: dict[str, Any],
+        delay: float,
+        requested_by: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> RoundRow | None:
         round_ = await self.store.queue_automatic(
-            session.id, kind=kind, trigger_key=key, trigger=trigger,
-            not_before=utcnow() + timedelta(seconds=delay), requested_by=requested_by,
-            context=context, model=session.model,
+            session.id,
+            kind=kind,
+            trigger_key=key,
+            trigger=trigger,
+            not_before=utcnow() + timedelta(seconds=delay),
+            requested_by=requested_by,
+            context=context,
+            model=session.model,
         )
         if round_ is not None:
             await self.events.record(session, "round.queued", round_, trigger=trigger, automatic=True)
@@ -318,7 +378,11 @@ class SessionManager:
             return None
         delay = 0.0 if settled else self.settings.ci_quiet_seconds
         return await self._queue(
-            session, kind="ci_fix", key=f"ci:{head}", trigger={"event": event, "head": head}, delay=delay,
+            session,
+            kind="ci_fix",
+            key=f"ci:{head}",
+            trigger={"event": event, "head": head},
+            delay=delay,
         )
 
     async def ci_settled(self, session: SessionRow, head: str) -> None:
@@ -337,9 +401,13 @@ class SessionManager:
         # comment event waits a moment for its siblings.
         delay = 0.0 if event == "pull_request_review" else self.settings.review_quiet_seconds
         return await self._queue(
-            session, kind="review_fix", key=f"review:{review_id}",
+            session,
+            kind="review_fix",
+            key=f"review:{review_id}",
             trigger={"event": event, "review_id": review_id, "reviewer": reviewer.get("login"), "state": state},
-            delay=delay, requested_by=reviewer.get("login"), context={"requested_by_id": reviewer.get("id")},
+            delay=delay,
+            requested_by=reviewer.get("login"),
+            context={"requested_by_id": reviewer.get("id")},
         )
 
     async def base_moved(self, session: SessionRow, *, base_sha: str) -> RoundRow | None:
@@ -348,7 +416,9 @@ class SessionManager:
         if not self._may_heal(session, "rebase"):
             return None
         return await self._queue(
-            session, kind="rebase", key=f"rebase:{base_sha}:{session.head_sha}",
+            session,
+            kind="rebase",
+            key=f"rebase:{base_sha}:{session.head_sha}",
             trigger={"event": "push", "base_sha": base_sha, "base_branch": session.base_branch},
             delay=2.0,  # GitHub computes mergeability after the push, not with it
         )
@@ -360,17 +430,28 @@ class SessionManager:
         await self.events.record(session, "session.held", head=head, pusher=login)
 
     async def fix_ci(
-        self, gh: Any, session: SessionRow, sender: dict[str, Any], *, once: str | None = None,
+        self,
+        gh: Any,
+        session: SessionRow,
+        sender: dict[str, Any],
+        *,
+        once: str | None = None,
         quota: str | None = None,
     ) -> RoundRow:
         """`/agent fix-ci`: one CI round on the current head, whatever the budget or escalation."""
         if once is not None and await self.triggers.seen(once):
             raise AlreadyTriggered(once)  # before resuming: a redelivery changes nothing
         if session.status == ESCALATED:
-            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+            await escalation.resume(
+                gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False
+            )
         return await self.follow_up(
-            session, kind="ci_fix", sender=sender, trigger={"event": "command", "head": session.head_sha},
-            once=once, quota=quota,
+            session,
+            kind="ci_fix",
+            sender=sender,
+            trigger={"event": "command", "head": session.head_sha},
+            once=once,
+            quota=quota,
         )
 
     async def unlabeled(self, gh: Any, session: SessionRow | None, sender: dict[str, Any]) -> None:
@@ -384,13 +465,21 @@ class SessionManager:
         await self.label_removed(gh, session, sender)
 
     async def command(
-        self, gh: Any, session: SessionRow, sender: dict[str, Any], instructions: str, *, once: str | None = None,
+        self,
+        gh: Any,
+        session: SessionRow,
+        sender: dict[str, Any],
+        instructions: str,
+        *,
+        once: str | None = None,
     ) -> RoundRow:
         """`/agent <instructions>` on the session PR: a follow-up round, resuming an escalated session."""
         if once is not None and await self.triggers.seen(once):
             raise AlreadyTriggered(once)
         if session.status == ESCALATED:
-            await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False)
+            await escalation.resume(
+                gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=False
+            )
         return await self.follow_up(session, kind="command", sender=sender, instructions=instructions, once=once)
 
     async def label_removed(self, gh: Any, session: SessionRow, sender: dict[str, Any]) -> None:
@@ -401,8 +490,11 @@ class SessionManager:
         await escalation.resume(gh, self.store, self.events, session, by=sender.get("login", ""), reset_budget=True)
         if session.pr_number is not None and session.head_sha:
             await self.store.queue_automatic(
-                session.id, kind="ci_fix", trigger_key=f"resume:{utcnow().isoformat()}",
-                trigger={"event": "resume", "head": session.head_sha}, model=session.model,
+                session.id,
+                kind="ci_fix",
+                trigger_key=f"resume:{utcnow().isoformat()}",
+                trigger={"event": "resume", "head": session.head_sha},
+                model=session.model,
             )
             self._poke()
 

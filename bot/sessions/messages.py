@@ -31,16 +31,23 @@ Labelling an issue with the trigger label (`agent` unless `.github/compound.yml`
 def lessons_in_scope(lessons: list[Any], holdout: float) -> str:
     """`/agent lessons`: what a session here would carry in its prompts."""
     if not lessons:
-        return ("No lesson Compound has learned is in scope here yet. Lessons come from ended sessions "
-                "(a CI check that failed, review comments, conflicts); maintainers can add their own with `compound lessons add`.")
+        return (
+            "No lesson Compound has learned is in scope here yet. Lessons come from ended sessions "
+            "(a CI check that failed, review comments, conflicts); maintainers can add their own with `compound lessons add`."
+        )
     lines = [f"**Lessons in scope here** ({len(lessons)}):", ""]
     for lesson in lessons:
         pinned = ", pinned" if lesson.pinned else ""
         evidence = len(lesson.evidence)
-        lines.append(f"- #{lesson.id} ({lesson.scope}; from {evidence} session{'s' if evidence != 1 else ''}{pinned}): {lesson.text}")
+        lines.append(
+            f"- #{lesson.id} ({lesson.scope}; from {evidence} session{'s' if evidence != 1 else ''}{pinned}): {lesson.text}"
+        )
     if holdout > 0:
-        lines += ["", f"About {holdout:.0%} of sessions run without each unpinned lesson, to measure whether it helps; "
-                  "a lesson that does not is retired. Maintainers manage them with `compound lessons`."]
+        lines += [
+            "",
+            f"About {holdout:.0%} of sessions run without each unpinned lesson, to measure whether it helps; "
+            "a lesson that does not is retired. Maintainers manage them with `compound lessons`.",
+        ]
     return "\n".join(lines)
 
 
@@ -108,8 +115,7 @@ def pr_body(session: SessionRow, round_: RoundRow, result: Any, figures: RoundFi
 def pr_opened(session: SessionRow, pr: dict[str, Any]) -> str:
     return (
         f"Compound opened #{pr['number']} for this issue (session `{session.id}`). "
-        f"Review it there; `/agent <instructions>` on the PR asks for changes.\n\n"
-        + MARK.format(id=session.id)
+        f"Review it there; `/agent <instructions>` on the PR asks for changes.\n\n" + MARK.format(id=session.id)
     )
 
 
@@ -140,12 +146,22 @@ def learning_text(round_: RoundRow) -> str:
     if variant:
         posterior = variant.get("posterior") or {}
         odds = ", ".join(f"`{v}` {a - 1}/{a + b - 2}" for v, (a, b) in posterior.items())
-        lines.append(f"Prompt: `{round_.kind}` variant `{variant.get('picked')}` ({variant.get('why')}"
-                     + (f"; first try so far: {odds}" if odds else "") + ")")
+        lines.append(
+            f"Prompt: `{round_.kind}` variant `{variant.get('picked')}` ({variant.get('why')}"
+            + (f"; first try so far: {odds}" if odds else "")
+            + ")"
+        )
     carried = json.loads(round_.lessons or "{}")
     if carried.get("carried") or carried.get("held_out"):
-        lines.append("Lessons: " + (", ".join(f"#{i}" for i in carried.get("carried") or []) or "none")
-                     + (f"; held out to measure them: {', '.join(f'#{i}' for i in carried['held_out'])}" if carried.get("held_out") else ""))
+        lines.append(
+            "Lessons: "
+            + (", ".join(f"#{i}" for i in carried.get("carried") or []) or "none")
+            + (
+                f"; held out to measure them: {', '.join(f'#{i}' for i in carried['held_out'])}"
+                if carried.get("held_out")
+                else ""
+            )
+        )
     routing = round_.context_data().get("routing") or {}
     if routing:
         lines.append(f"Model `{routing.get('model')}` chosen by learned routing: {routing.get('why')}")
@@ -253,10 +269,7 @@ def issue_edited(session: SessionRow, trigger_label: str) -> str:
 
 
 def config_invalid(error: str) -> str:
-    return (
-        "`.github/compound.yml` is not valid, so Compound uses its defaults for now:\n\n"
-        f"{_fence(error)}"
-    )
+    return f"`.github/compound.yml` is not valid, so Compound uses its defaults for now:\n\n{_fence(error)}"
 
 
 # -- healing rounds --------------------------------------------------------------
@@ -296,8 +309,13 @@ def _round_result(round_: RoundRow) -> str:
         return f"pushed {round_.head_after[:7]}" + (
             f" ({round_.files_changed} files)" if round_.files_changed is not None else ""
         )
-    return {"failed": "failed", "stopped": "stopped", "cancelled": "not needed", "queued": "queued",
-            "running": "running"}.get(round_.status, round_.status)
+    return {
+        "failed": "failed",
+        "stopped": "stopped",
+        "cancelled": "not needed",
+        "queued": "queued",
+        "running": "running",
+    }.get(round_.status, round_.status)
 
 
 def escalation(session: SessionRow, rounds: list[RoundRow], why: str) -> str:
@@ -355,10 +373,7 @@ def ci_not_failing(head: str) -> str:
 def review_reply(round_: RoundRow, head: str, result: Any) -> str:
     said = (result.final_message or "").strip()
     quoted = f"\n\n> {clip(said, 1500, keep='head').replace(chr(10), chr(10) + '> ')}" if said else ""
-    return (
-        f"Compound's round {round_.number} pushed {head} for this review; please take another look."
-        f"{quoted}"
-    )
+    return f"Compound's round {round_.number} pushed {head} for this review; please take another look.{quoted}"
 
 
 def review_reply_failed(round_: RoundRow, why: str) -> str:

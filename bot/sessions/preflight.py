@@ -136,7 +136,9 @@ class Preflight:
             waited = (utcnow() - round_.created_at).total_seconds()
             if waited < MERGEABILITY_WAIT:
                 return Decision("defer", "GitHub is still computing mergeability")
-            log.info("mergeability of #%s still unknown after %.0f s; merging the base anyway", session.pr_number, waited)
+            log.info(
+                "mergeability of #%s still unknown after %.0f s; merging the base anyway", session.pr_number, waited
+            )
         elif pr.get("mergeable") and pr.get("mergeable_state") not in ("dirty", "behind"):
             # "behind": branch protection wants the branch up to date with its base.
             return Decision("cancel", "the pull request still merges cleanly")

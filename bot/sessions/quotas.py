@@ -53,7 +53,12 @@ class QuotaKeeper:
         until = resets_at()
         for session, round_, first in await self.store.hold_over_cap(per_day):
             await self.events.record(
-                session, "round.held", round_, quota="daily", limit=per_day, resets_at=until.isoformat(),
+                session,
+                "round.held",
+                round_,
+                quota="daily",
+                limit=per_day,
+                resets_at=until.isoformat(),
             )
             if first:
                 await self._tell(session, per_day, until)

@@ -32,7 +32,8 @@ async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[
         author = (review.get("user") or {}).get("login") or "reviewer"
         found.append(Comment(author=author, body=review["body"]))
     inline = [
-        c async for c in gh.getiter(
+        c
+        async for c in gh.getiter(
             "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments?per_page=100",
             {**where, "review_id": review_id},
         )
@@ -52,8 +53,11 @@ async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[
                 diff_hunk=c.get("diff_hunk") or "",
                 id=c.get("id"),
                 in_reply_to=Comment(
-                    author=(parent.get("user") or {}).get("login") or "someone", body=parent.get("body") or "",
-                ) if parent else None,
+                    author=(parent.get("user") or {}).get("login") or "someone",
+                    body=parent.get("body") or "",
+                )
+                if parent
+                else None,
             )
         )
     return found

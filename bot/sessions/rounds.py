@@ -23,12 +23,12 @@ from bot.checks import CheckRun, RoundFigures
 from bot.config import RepoConfig, is_forbidden
 from bot.events import EventLog
 from bot.github.api import comment
+from bot.learning import RoundPlan
+from bot.learning.lessons import review_kinds
 from bot.prompts import Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
 from bot.sessions.commenters import Commenters
 from bot.sessions.identity import co_author
-from bot.learning import RoundPlan
-from bot.learning.lessons import review_kinds
 from bot.sessions.preflight import HEALING, Decision, Plan, Preflight
 from bot.sessions.reviews import reply, request_rereview, thread_roots
 from bot.settings import Settings
@@ -131,7 +131,11 @@ class RoundRunner:
         started = time.monotonic()
         await self.store.update_session(session.id, status=PREPARING)
         await self.events.record(
-            session, "round.started", round_, attempt=round_.attempts, trigger=trigger,
+            session,
+            "round.started",
+            round_,
+            attempt=round_.attempts,
+            trigger=trigger,
             categories=plan.categories or None,
         )
         try:
@@ -139,7 +143,10 @@ class RoundRunner:
             token = await self.github.push_token(session.installation_id, session.repo)
             follow_up = session.head_sha is not None
             workspace = await self.workspaces.open(
-                session.repo, session.id, session.branch, token,
+                session.repo,
+                session.id,
+                session.branch,
+                token,
                 start_from=session.branch if follow_up else None,
                 also=(plan.base_branch,) if plan.base_branch else (),
             )
@@ -147,7 +154,8 @@ class RoundRunner:
                 # A follow-up round works on an existing head: show it live there.
                 check = CheckRun(gh, session.repo, external_id=session.id)
                 await check.start(
-                    session.head_sha, messages.round_title(round_, "agent working"),
+                    session.head_sha,
+                    messages.round_title(round_, "agent working"),
                     messages.round_intro(session, round_, plan, self.runner.sandbox.describe()),
                 )
                 await self.store.update_round(round_.id, check_run_id=check.id, head_before=session.head_sha)
@@ -169,7 +177,18 @@ class RoundRunner:
             await self.store.update_session(session.id, status=RUNNING)
             result, tries = await self._run_agent(session, round_, config, workspace, prompt.text, stop, check)
             await self._finish(
-                gh, session, round_, config, workspace, result, check, started, plan, merging, conflicts, tries,
+                gh,
+                session,
+                round_,
+                config,
+                workspace,
+                result,
+                check,
+                started,
+                plan,
+                merging,
+                conflicts,
+                tries,
             )
         except RoundFailed as exc:
             await self._fail(gh, session, round_, str(exc), check, status=FAILED)
@@ -205,8 +224,13 @@ class RoundRunner:
         trigger = round_.trigger_data()
         if plan.failures:
             trigger["checks"] = [
-                {"name": f.name, "conclusion": f.conclusion, "category": f.category, "url": f.url,
-                 **({"command": f.command} if f.command else {})}
+                {
+                    "name": f.name,
+                    "conclusion": f.conclusion,
+                    "category": f.category,
+                    "url": f.url,
+                    **({"command": f.command} if f.command else {}),
+                }
                 for f in plan.failures
             ]
         if plan.review_comments:
@@ -252,11 +276,13 @@ class RoundRunner:
                 "/repos/{owner}/{repo}/issues/{issue_number}/comments",
                 {"owner": owner, "repo": name, "issue_number": session.issue_number},
             )
-            comments, left_out = await commenters.screen([
-                Comment(author=c["user"]["login"], body=c.get("body") or "")
-                for c in raw
-                if c["user"]["login"] != own  # Compound's own notes are not the task
-            ])
+            comments, left_out = await commenters.screen(
+                [
+                    Comment(author=c["user"]["login"], body=c.get("body") or "")
+                    for c in raw
+                    if c["user"]["login"] != own  # Compound's own notes are not the task
+                ]
+            )
         review_comments, left_out_review = await commenters.screen(plan.review_comments)
         prompt_context = PromptContext(
             kind=round_.kind,
@@ -288,14 +314,23 @@ class RoundRunner:
         if self.learning is None:
             return RoundPlan(variant=variants[0])
         learned = await self.learning.plan(
-            session, round_, config, variants, f"{context.issue_title}\n{context.issue_body}\n{context.instructions}",
+            session,
+            round_,
+            config,
+            variants,
+            f"{context.issue_title}\n{context.issue_body}\n{context.instructions}",
         )
         round_.lessons = json.dumps(learned.lesson_record())
         round_.choice = json.dumps(learned.choice)
         await self.store.update_round(round_.id, lessons=round_.lessons, choice=round_.choice)
         await self.events.record(
-            session, "round.prompt", round_, variant=learned.variant, lessons=[x.id for x in learned.lessons],
-            held_out=[x.id for x in learned.held_out], choice=learned.choice,
+            session,
+            "round.prompt",
+            round_,
+            variant=learned.variant,
+            lessons=[x.id for x in learned.lessons],
+            held_out=[x.id for x in learned.held_out],
+            choice=learned.choice,
         )
         return learned
 
@@ -346,8 +381,13 @@ class RoundRunner:
             if result.ok or result.stopped or result.exit_code is None or attempt == attempts:
                 return result, attempt
             await self.events.record(
-                session, "agent.failed", round_, agent_attempt=attempt, exit_code=result.exit_code,
-                timed_out=result.timed_out, duration=result.duration,
+                session,
+                "agent.failed",
+                round_,
+                agent_attempt=attempt,
+                exit_code=result.exit_code,
+                timed_out=result.timed_out,
+                duration=result.duration,
             )
             log.info("agent attempt %s of %s failed in %s; trying again", attempt, attempts, session.id)
         raise AssertionError("unreachable")
@@ -391,10 +431,17 @@ class RoundRunner:
             summary=result.final_message,
         )
         await self.events.record(
-            session, "agent.finished", round_, exit_code=result.exit_code, timed_out=result.timed_out,
-            stopped=result.stopped, duration=result.duration,
-            input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens,
-            cost_usd=result.usage.cost_usd, agent_attempts=tries,
+            session,
+            "agent.finished",
+            round_,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            stopped=result.stopped,
+            duration=result.duration,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cost_usd=result.usage.cost_usd,
+            agent_attempts=tries,
         )
         if result.stopped:
             await self._fail(gh, session, round_, messages.stopped(round_), check, status=STOPPED, result=result)
@@ -419,12 +466,20 @@ class RoundRunner:
                 why = messages.conflict_unresolved(left)
                 await self._fail(gh, session, round_, why, check, status=FAILED, result=result, escalate=True)
                 return
-            head: str | None = await workspace.commit_merge(message, identity, trailers, self._forbidden(session, config), merging)
+            head: str | None = await workspace.commit_merge(
+                message, identity, trailers, self._forbidden(session, config), merging
+            )
         else:
             head = await workspace.commit(message, identity, trailers, self._forbidden(session, config))
         if head is None:
             await self._fail(
-                gh, session, round_, messages.no_changes(round_, result), check, status=FAILED, result=result,
+                gh,
+                session,
+                round_,
+                messages.no_changes(round_, result),
+                check,
+                status=FAILED,
+                result=result,
                 escalate=round_.kind in HEALING,
             )
             return
@@ -454,7 +509,11 @@ class RoundRunner:
             )
             pr_number = pr["number"]
             await self.store.update_session(
-                session.id, pr_number=pr_number, base_branch=pr["base"]["ref"], head_sha=head, hold_head=None,
+                session.id,
+                pr_number=pr_number,
+                base_branch=pr["base"]["ref"],
+                head_sha=head,
+                hold_head=None,
             )
             session.pr_number, session.head_sha = pr_number, head
             await comment(gh, session.repo, session.issue_number, messages.pr_opened(session, pr))
@@ -469,13 +528,23 @@ class RoundRunner:
         if check is not None:
             await check.complete("neutral", f"Superseded by {head[:7]}", summary)
         await self.store.update_round(
-            round_.id, status=R_DONE, head_after=head, files_changed=files,
-            check_run_id=final.id, finished_at=utcnow(),
+            round_.id,
+            status=R_DONE,
+            head_after=head,
+            files_changed=files,
+            check_run_id=final.id,
+            finished_at=utcnow(),
         )
         await self.store.update_session(session.id, status=AWAITING, error=None)
         await self.events.record(
-            session, "round.pushed", round_, head=head, files_changed=files, pr=pr_number,
-            categories=plan.categories or None, files=paths[:200],
+            session,
+            "round.pushed",
+            round_,
+            head=head,
+            files_changed=files,
+            pr=pr_number,
+            categories=plan.categories or None,
+            files=paths[:200],
         )
 
     @staticmethod
@@ -526,7 +595,9 @@ class RoundRunner:
             if check is not None:
                 conclusion = "cancelled" if status == STOPPED else "failure"
                 await check.complete(
-                    conclusion, messages.round_title(round_, conclusion), why,
+                    conclusion,
+                    messages.round_title(round_, conclusion),
+                    why,
                     messages.log_text(result) if result else "",
                 )
         finally:
@@ -539,7 +610,11 @@ class RoundRunner:
 def _merged_cleanly(base: str | None) -> AgentResult:
     """The result of a merge git did by itself: no agent ran."""
     return AgentResult(
-        exit_code=0, timed_out=False, stopped=False, duration=0.0,
+        exit_code=0,
+        timed_out=False,
+        stopped=False,
+        duration=0.0,
         final_message=f"Merged `{base}` into the branch; git merged every file by itself, so no agent ran.",
-        usage=AgentUsage(), log_tail="",
+        usage=AgentUsage(),
+        log_tail="",
     )

@@ -71,8 +71,16 @@ class SessionWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self.quotas = QuotaKeeper(settings, store, events, lambda session: round_client(github, session))
         self.rounds = RoundRunner(
-            settings=settings, store=store, github=github, workspaces=workspaces, prompts=prompts,
-            events=events, identity=identity, runner=self.runner, stops=self._stops, learning=learning,
+            settings=settings,
+            store=store,
+            github=github,
+            workspaces=workspaces,
+            prompts=prompts,
+            events=events,
+            identity=identity,
+            runner=self.runner,
+            stops=self._stops,
+            learning=learning,
         )
 
     # -- lifecycle ------------------------------------------------------------

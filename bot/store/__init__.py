@@ -50,9 +50,7 @@ class Store:
             raise SettingsError("DATABASE_URL: not a database URL; use sqlite:///path or postgresql://…") from exc
         backend = parsed.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
-            raise SettingsError(
-                f"DATABASE_URL: unsupported scheme {backend!r}; use sqlite:///path or postgresql://…"
-            )
+            raise SettingsError(f"DATABASE_URL: unsupported scheme {backend!r}; use sqlite:///path or postgresql://…")
         if backend == "sqlite":
             if sqlite3.sqlite_version_info < MIN_SQLITE:
                 raise SettingsError(
@@ -89,9 +87,7 @@ class Store:
             # Plan each execution with its parameters: a cached generic plan made
             # while `deliveries` was small keeps scanning it whole once it is not
             # (the processed marks' UPDATE … WHERE delivery_id = ANY($2) did).
-            engine_args.setdefault(
-                "connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
-            )
+            engine_args.setdefault("connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}})
             engine = create_async_engine(url, **engine_args)
         return cls(engine)
 

@@ -85,8 +85,7 @@ _SQLITE_STRIDE = 10  # parameters per row
 _SQLITE_NEXT_BODY = f"SELECT coalesce(max(id), 0) + 1 FROM {body_table.name}"
 # The ids as one JSON array: one statement whatever their number.
 _SQLITE_MARK = (
-    f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} "
-    "WHERE delivery_id IN (SELECT value FROM json_each(?))"
+    f"UPDATE {d.name} SET {_MARK_PROCESSED.format(now='?')} WHERE delivery_id IN (SELECT value FROM json_each(?))"
 )
 
 
@@ -135,11 +134,7 @@ class _SqliteBatch:
             numbered = [(first + i, body) for i, body in enumerate(bodies)]
         else:
             new = {row[0] for row in inserted}
-            numbered = [
-                (first + i, body)
-                for i, body in enumerate(bodies)
-                if params[i * _SQLITE_STRIDE] in new
-            ]
+            numbered = [(first + i, body) for i, body in enumerate(bodies) if params[i * _SQLITE_STRIDE] in new]
         if numbered:
             db.execute(_sqlite_insert_bodies(len(numbered)), [v for pair in numbered for v in pair])
         return inserted
@@ -206,9 +201,7 @@ class DeliveryStore:
         # batches; a checkout per batch costs a round trip (the pre-ping).
         self._held: AsyncConnection | None = None
 
-    async def insert_new(
-        self, records: Sequence[DeliveryRecord], owner: str | None, lease: float
-    ) -> set[str]:
+    async def insert_new(self, records: Sequence[DeliveryRecord], owner: str | None, lease: float) -> set[str]:
         """Store the deliveries not stored before, claimed by `owner`; return their ids.
 
         With `owner=None` they are stored unclaimed, for any process to claim.
@@ -325,8 +318,16 @@ class DeliveryStore:
             for r in rows.values():
                 claimer = owner if claim_all or r.claimed else None
                 insert_params += (
-                    r.delivery_id, r.event, r.action, r.installation_id, r.repo,
-                    at, at, claimer, claimed_until if claimer is not None else None, None,
+                    r.delivery_id,
+                    r.event,
+                    r.action,
+                    r.installation_id,
+                    r.repo,
+                    at,
+                    at,
+                    claimer,
+                    claimed_until if claimer is not None else None,
+                    None,
                 )
                 bodies.append(pack(r.payload))
         async with self.engine.connect() as conn:
@@ -384,9 +385,7 @@ class DeliveryStore:
     async def release(self, owner: str, delivery_id: str | None = None) -> None:
         """Give up this process's claims (all, or one): others may take them at once."""
         stmt = (
-            update(d)
-            .where(d.c.claimed_by == owner, d.c.status == PENDING)
-            .values(claimed_by=None, claimed_until=None)
+            update(d).where(d.c.claimed_by == owner, d.c.status == PENDING).values(claimed_by=None, claimed_until=None)
         )
         if delivery_id is not None:
             stmt = stmt.where(d.c.delivery_id == delivery_id)
@@ -417,9 +416,7 @@ class DeliveryStore:
         else:
             # Keep the claim until the retry is due (plus the lease), so another
             # process does not pick it up early; if we die it becomes free.
-            values.update(
-                next_attempt_at=retry_at, claimed_until=retry_at + timedelta(seconds=lease)
-            )
+            values.update(next_attempt_at=retry_at, claimed_until=retry_at + timedelta(seconds=lease))
         stmt = update(d).where(d.c.delivery_id == delivery_id).values(**values).returning(d.c.attempts)
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).scalar_one()
@@ -430,8 +427,12 @@ class DeliveryStore:
             update(d)
             .where(d.c.delivery_id == delivery_id, d.c.status == PENDING)
             .values(
-                status=SKIPPED, skip_reason=reason[:500], processed_at=utcnow(),
-                claimed_by=None, claimed_until=None, pending_handlers=None,
+                status=SKIPPED,
+                skip_reason=reason[:500],
+                processed_at=utcnow(),
+                claimed_by=None,
+                claimed_until=None,
+                pending_handlers=None,
             )
         )
         async with self.engine.begin() as conn:
@@ -439,9 +440,7 @@ class DeliveryStore:
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(*_RECORD_COLUMNS).where(d.c.delivery_id == delivery_id))
-            ).first()
+            row = (await conn.execute(select(*_RECORD_COLUMNS).where(d.c.delivery_id == delivery_id))).first()
         return _record(row) if row else None
 
     async def count(self, status: str | None = None) -> int:

@@ -115,11 +115,7 @@ class InstallationStore:
 
     async def remove_repositories(self, installation_id: int, repo_ids: Iterable[int]) -> None:
         ids = list(repo_ids)
-        stmt = (
-            update(repos)
-            .where(repos.c.installation_id == installation_id)
-            .values(removed=True, updated_at=utcnow())
-        )
+        stmt = update(repos).where(repos.c.installation_id == installation_id).values(removed=True, updated_at=utcnow())
         if ids:
             stmt = stmt.where(repos.c.id.in_(ids))
         async with self.engine.begin() as conn:

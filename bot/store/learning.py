@@ -131,8 +131,13 @@ class LearningStore:
             await conn.execute(insert(oc).values(**row))
             await conn.execute(delete(lt).where(lt.c.session_id == outcome.session_id))
             trials = [
-                {"lesson_id": i, "session_id": outcome.session_id, "carried": carried,
-                 "success": outcome.first_try, "ended_at": outcome.ended_at}
+                {
+                    "lesson_id": i,
+                    "session_id": outcome.session_id,
+                    "carried": carried,
+                    "success": outcome.first_try,
+                    "ended_at": outcome.ended_at,
+                }
                 for ids, carried in ((outcome.lessons, True), (outcome.held_out, False))
                 for i in sorted(set(ids))
             ]
@@ -141,14 +146,25 @@ class LearningStore:
             await conn.execute(delete(vt).where(vt.c.session_id == outcome.session_id))
             seen = {(kind, variant): success for kind, variant, success in outcome.variants}
             if seen:
-                await conn.execute(insert(vt), [
-                    {"session_id": outcome.session_id, "round_kind": kind, "variant": variant,
-                     "repo": outcome.repo, "task_kind": outcome.task_kind, "success": success,
-                     "ended_at": outcome.ended_at}
-                    for (kind, variant), success in seen.items()
-                ])
+                await conn.execute(
+                    insert(vt),
+                    [
+                        {
+                            "session_id": outcome.session_id,
+                            "round_kind": kind,
+                            "variant": variant,
+                            "repo": outcome.repo,
+                            "task_kind": outcome.task_kind,
+                            "success": success,
+                            "ended_at": outcome.ended_at,
+                        }
+                        for (kind, variant), success in seen.items()
+                    ],
+                )
 
-    async def variant_counts(self, round_kind: str, task_kind: str, repo: str | None = None) -> dict[str, tuple[int, int]]:
+    async def variant_counts(
+        self, round_kind: str, task_kind: str, repo: str | None = None
+    ) -> dict[str, tuple[int, int]]:
         """Per variant of ``round_kind`` within ``task_kind``: (successes, trials)."""
         stmt = (
             select(vt.c.variant, func.sum(cast(vt.c.success, Integer)), func.count())
@@ -173,8 +189,17 @@ class LearningStore:
     # -- lessons --------------------------------------------------------------------
 
     async def upsert_lesson(
-        self, key: str, text: str, repo: str, *, evidence: list[str], source: str = "mined",
-        area: str | None = None, label: str | None = None, task_kind: str | None = None, need: int = 1,
+        self,
+        key: str,
+        text: str,
+        repo: str,
+        *,
+        evidence: list[str],
+        source: str = "mined",
+        area: str | None = None,
+        label: str | None = None,
+        task_kind: str | None = None,
+        need: int = 1,
     ) -> tuple[Lesson, bool]:
         """The lesson for ``key`` with ``evidence`` added: (lesson, activated now).
 
@@ -187,11 +212,22 @@ class LearningStore:
             row = (await conn.execute(select(ls).where(ls.c.key == key))).first()
             if row is None:
                 status = ACTIVE if len(set(evidence)) >= need else CANDIDATE
-                await conn.execute(insert(ls).values(
-                    key=key, text=text, repo=repo, area=area, label=label, task_kind=task_kind, source=source,
-                    status=status, pinned=False, evidence=json.dumps(sorted(set(evidence))),
-                    created_at=now, updated_at=now,
-                ))
+                await conn.execute(
+                    insert(ls).values(
+                        key=key,
+                        text=text,
+                        repo=repo,
+                        area=area,
+                        label=label,
+                        task_kind=task_kind,
+                        source=source,
+                        status=status,
+                        pinned=False,
+                        evidence=json.dumps(sorted(set(evidence))),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
                 activated = status == ACTIVE
             else:
                 known = json.loads(row.evidence or "[]")
@@ -241,8 +277,10 @@ class LearningStore:
             return {}
         stmt = (
             select(
-                lt.c.lesson_id, lt.c.carried,
-                func.sum(cast(lt.c.success, Integer)), func.count(),
+                lt.c.lesson_id,
+                lt.c.carried,
+                func.sum(cast(lt.c.success, Integer)),
+                func.count(),
             )
             .where(lt.c.lesson_id.in_(lesson_ids))
             .group_by(lt.c.lesson_id, lt.c.carried)

@@ -91,9 +91,7 @@ class Cutoffs:
     compact: datetime | None
 
     @classmethod
-    def of(
-        cls, now: datetime, *, processed_days: float, failed_days: float, compact_days: float | None
-    ) -> Cutoffs:
+    def of(cls, now: datetime, *, processed_days: float, failed_days: float, compact_days: float | None) -> Cutoffs:
         def cut(days: float) -> datetime:
             return now - max(timedelta(days=days), MIN_AGE)
 
@@ -319,8 +317,13 @@ class RetentionStore:
     # --- session events -----------------------------------------------------------
 
     async def compact_events(
-        self, cut: Cutoffs, report: StorePruned, *, dry_run: bool = False,
-        sessions: int = SESSION_BATCH, pause: float = PAUSE,
+        self,
+        cut: Cutoffs,
+        report: StorePruned,
+        *,
+        dry_run: bool = False,
+        sessions: int = SESSION_BATCH,
+        pause: float = PAUSE,
     ) -> None:
         """Compact the events of sessions ended before `cut.compact` (not yet, or changed since)."""
         if cut.compact is None:

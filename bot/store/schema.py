@@ -155,8 +155,12 @@ _ACTIVE = text("status NOT IN ('done', 'escalated', 'failed', 'stopped')")
 # What the claim counts per installation (migration 0012): its rounds running.
 Index("ix_sessions_installation", sessions.c.installation_id, sessions.c.runner_until)
 Index(
-    "uq_sessions_active_issue", sessions.c.repo, sessions.c.issue_number, unique=True,
-    sqlite_where=_ACTIVE, postgresql_where=_ACTIVE,
+    "uq_sessions_active_issue",
+    sessions.c.repo,
+    sessions.c.issue_number,
+    unique=True,
+    sqlite_where=_ACTIVE,
+    postgresql_where=_ACTIVE,
 )
 
 rounds = Table(

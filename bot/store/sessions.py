@@ -43,7 +43,12 @@ DONE, ESCALATED, FAILED, STOPPED = "done", "escalated", "failed", "stopped"
 TERMINAL = frozenset({DONE, ESCALATED, FAILED, STOPPED})
 # Round statuses.
 R_QUEUED, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_CANCELLED = (
-    "queued", "running", "done", "failed", "stopped", "cancelled",
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "stopped",
+    "cancelled",
 )
 # `rounds.quota`: held over the daily cap; bypass: a maintainer's retry, past the cap.
 HELD, BYPASS = "held", "bypass"
@@ -203,7 +208,8 @@ def _running_in(installation: Any, now: datetime) -> Any:
     """How many sessions of `installation` a live runner holds (its rounds running)."""
     other = s.alias("s_running")
     return (
-        select(func.count()).select_from(other)
+        select(func.count())
+        .select_from(other)
         .where(other.c.installation_id == installation, other.c.runner.is_not(None), other.c.runner_until >= now)
         .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
@@ -214,7 +220,8 @@ def _started_in(installation: Any, since: datetime) -> Any:
     """How many rounds of `installation` started since `since` (its day's count)."""
     rr, ss = r.alias("r_day"), s.alias("s_day")
     return (
-        select(func.count()).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
+        select(func.count())
+        .select_from(rr.join(ss, rr.c.session_id == ss.c.id))
         .where(ss.c.installation_id == installation, rr.c.started_at >= since)
         .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
@@ -227,7 +234,8 @@ def _last_served(installation: Any, since: datetime) -> Any:
     so it reads a range of `ix_rounds_started`, not the installation's history."""
     rr, ss = r.alias("r_served"), s.alias("s_served")
     return (
-        select(func.max(rr.c.started_at)).select_from(rr.join(ss, rr.c.session_id == ss.c.id))
+        select(func.max(rr.c.started_at))
+        .select_from(rr.join(ss, rr.c.session_id == ss.c.id))
         .where(ss.c.installation_id == installation, rr.c.started_at >= since)
         .correlate(s)  # to the session being claimed, however deep it sits
         .scalar_subquery()
@@ -276,10 +284,20 @@ class SessionStore:
                     await claim_key(conn, trigger_key)
                 await conn.execute(
                     insert(s).values(
-                        id=session_id, repo=repo, installation_id=installation_id,
-                        issue_number=issue_number, issue_title=issue_title, issue_body=issue_body, branch=branch,
-                        status=QUEUED, model=model, backend=backend, triggered_by=triggered_by,
-                        config=json.dumps(config), created_at=now, updated_at=now,
+                        id=session_id,
+                        repo=repo,
+                        installation_id=installation_id,
+                        issue_number=issue_number,
+                        issue_title=issue_title,
+                        issue_body=issue_body,
+                        branch=branch,
+                        status=QUEUED,
+                        model=model,
+                        backend=backend,
+                        triggered_by=triggered_by,
+                        config=json.dumps(config),
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
                 busy = await conn.execute(
@@ -291,9 +309,15 @@ class SessionStore:
                     raise _Busy
                 await conn.execute(
                     insert(r).values(
-                        session_id=session_id, number=1, kind=kind, status=R_QUEUED,
-                        instructions=instructions, context=json.dumps(context or {}),
-                        requested_by=triggered_by, model=model, created_at=now,
+                        session_id=session_id,
+                        number=1,
+                        kind=kind,
+                        status=R_QUEUED,
+                        instructions=instructions,
+                        context=json.dumps(context or {}),
+                        requested_by=triggered_by,
+                        model=model,
+                        created_at=now,
                     )
                 )
         except (_Busy, IntegrityError):  # IntegrityError: another delivery's session committed first
@@ -322,8 +346,15 @@ class SessionStore:
         AlreadyTriggered if it was. `quota=BYPASS`: past the day's cap.
         """
         got = await self._insert_round(
-            session_id, kind=kind, requested_by=requested_by, instructions=instructions,
-            context=context, model=model, trigger=trigger, once=once, quota=quota,
+            session_id,
+            kind=kind,
+            requested_by=requested_by,
+            instructions=instructions,
+            context=context,
+            model=model,
+            trigger=trigger,
+            once=once,
+            quota=quota,
         )
         assert got is not None
         return got
@@ -354,15 +385,25 @@ class SessionStore:
             await conn.execute(
                 update(r)
                 .where(
-                    r.c.session_id == session_id, r.c.kind == kind, r.c.status == R_QUEUED,
-                    r.c.automatic.is_(True), r.c.trigger_key != trigger_key,
+                    r.c.session_id == session_id,
+                    r.c.kind == kind,
+                    r.c.status == R_QUEUED,
+                    r.c.automatic.is_(True),
+                    r.c.trigger_key != trigger_key,
                 )
                 .values(status=R_CANCELLED, finished_at=now)
             )
         try:
             return await self._insert_round(
-                session_id, kind=kind, requested_by=requested_by, context=context, model=model,
-                trigger=trigger, trigger_key=trigger_key, not_before=not_before, automatic=True,
+                session_id,
+                kind=kind,
+                requested_by=requested_by,
+                context=context,
+                model=model,
+                trigger=trigger,
+                trigger_key=trigger_key,
+                not_before=not_before,
+                automatic=True,
             )
         except IntegrityError:  # another delivery queued the same trigger a moment ago
             await self.bring_forward(session_id, trigger_key, not_before)
@@ -373,14 +414,17 @@ class SessionStore:
         async with self.engine.begin() as conn:
             same = (
                 await conn.execute(
-                    select(r.c.id, r.c.status, r.c.not_before)
-                    .where(r.c.session_id == session_id, r.c.trigger_key == trigger_key)
+                    select(r.c.id, r.c.status, r.c.not_before).where(
+                        r.c.session_id == session_id, r.c.trigger_key == trigger_key
+                    )
                 )
             ).first()
             if same is None:
                 return False
-            if same.status == R_QUEUED and when is not None and (
-                same.not_before is None or aware(same.not_before) > when
+            if (
+                same.status == R_QUEUED
+                and when is not None
+                and (same.not_before is None or aware(same.not_before) > when)
             ):
                 await conn.execute(update(r).where(r.c.id == same.id).values(not_before=when))
         return True
@@ -406,18 +450,25 @@ class SessionStore:
             if once is not None:
                 await claim_key(conn, once)
             number = (
-                await conn.execute(
-                    select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id)
-                )
+                await conn.execute(select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id))
             ).scalar_one() + 1
             result = await conn.execute(
                 insert(r)
                 .values(
-                    session_id=session_id, number=number, kind=kind, status=R_QUEUED,
-                    instructions=instructions, context=json.dumps(context or {}),
-                    requested_by=requested_by, model=model, created_at=now,
-                    trigger=json.dumps(trigger or {}), trigger_key=trigger_key,
-                    not_before=not_before, automatic=automatic, quota=quota,
+                    session_id=session_id,
+                    number=number,
+                    kind=kind,
+                    status=R_QUEUED,
+                    instructions=instructions,
+                    context=json.dumps(context or {}),
+                    requested_by=requested_by,
+                    model=model,
+                    created_at=now,
+                    trigger=json.dumps(trigger or {}),
+                    trigger_key=trigger_key,
+                    not_before=not_before,
+                    automatic=automatic,
+                    quota=quota,
                 )
                 .returning(r.c.id)
             )
@@ -438,18 +489,14 @@ class SessionStore:
     async def for_issue(self, repo: str, issue_number: int) -> SessionRow | None:
         """The newest session of an issue."""
         stmt = (
-            select(s).where(s.c.repo == repo, s.c.issue_number == issue_number)
-            .order_by(s.c.created_at.desc()).limit(1)
+            select(s).where(s.c.repo == repo, s.c.issue_number == issue_number).order_by(s.c.created_at.desc()).limit(1)
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return _row(SessionRow, row) if row else None
 
     async def for_pr(self, repo: str, pr_number: int) -> SessionRow | None:
-        stmt = (
-            select(s).where(s.c.repo == repo, s.c.pr_number == pr_number)
-            .order_by(s.c.created_at.desc()).limit(1)
-        )
+        stmt = select(s).where(s.c.repo == repo, s.c.pr_number == pr_number).order_by(s.c.created_at.desc()).limit(1)
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return _row(SessionRow, row) if row else None
@@ -457,10 +504,10 @@ class SessionStore:
     async def for_head(self, repo: str, head_sha: str) -> SessionRow | None:
         """The session whose PR's current head is `head_sha` (escalated ones included)."""
         stmt = (
-            select(s).where(
-                s.c.repo == repo, s.c.head_sha == head_sha, s.c.pr_number.is_not(None), _busy()
-            )
-            .order_by(s.c.created_at.desc()).limit(1)
+            select(s)
+            .where(s.c.repo == repo, s.c.head_sha == head_sha, s.c.pr_number.is_not(None), _busy())
+            .order_by(s.c.created_at.desc())
+            .limit(1)
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
@@ -468,9 +515,7 @@ class SessionStore:
 
     async def with_base(self, repo: str, base_branch: str) -> list[SessionRow]:
         """Sessions whose open PR targets `base_branch`: a push there may conflict with them."""
-        stmt = select(s).where(
-            s.c.repo == repo, s.c.base_branch == base_branch, s.c.pr_number.is_not(None), _busy()
-        )
+        stmt = select(s).where(s.c.repo == repo, s.c.base_branch == base_branch, s.c.pr_number.is_not(None), _busy())
         async with self.engine.connect() as conn:
             return [_row(SessionRow, row) for row in (await conn.execute(stmt)).all()]
 
@@ -558,7 +603,8 @@ class SessionStore:
 
     async def _started_today(self, conn: AsyncConnection, installation_id: int, since: datetime) -> int:
         stmt = (
-            select(func.count()).select_from(r.join(s, r.c.session_id == s.c.id))
+            select(func.count())
+            .select_from(r.join(s, r.c.session_id == s.c.id))
             .where(s.c.installation_id == installation_id, r.c.started_at >= since)
         )
         return (await conn.execute(stmt)).scalar_one()
@@ -567,16 +613,17 @@ class SessionStore:
         """An orphaned running round first (its process died), else the oldest queued one."""
         row = (
             await conn.execute(
-                select(r.c.id).where(r.c.session_id == session_id, _runnable(now, true() if open_ else false()))
-                .order_by((r.c.status == R_RUNNING).desc(), r.c.number).limit(1)
+                select(r.c.id)
+                .where(r.c.session_id == session_id, _runnable(now, true() if open_ else false()))
+                .order_by((r.c.status == R_RUNNING).desc(), r.c.number)
+                .limit(1)
             )
         ).first()
         if row is None:
             return None
         round_id: int = row.id
         await conn.execute(
-            update(r).where(r.c.id == round_id)
-            .values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
+            update(r).where(r.c.id == round_id).values(status=R_RUNNING, started_at=now, attempts=r.c.attempts + 1)
         )
         return round_id
 
@@ -585,8 +632,14 @@ class SessionStore:
     async def running_in(self, installation_id: int) -> int:
         """Rounds of the installation running now (sessions a live runner holds)."""
         now = utcnow()
-        stmt = select(func.count()).select_from(s).where(
-            s.c.installation_id == installation_id, s.c.runner.is_not(None), s.c.runner_until >= now,
+        stmt = (
+            select(func.count())
+            .select_from(s)
+            .where(
+                s.c.installation_id == installation_id,
+                s.c.runner.is_not(None),
+                s.c.runner_until >= now,
+            )
         )
         async with self.engine.connect() as conn:
             return (await conn.execute(stmt)).scalar_one()
@@ -606,29 +659,36 @@ class SessionStore:
         """
         since = day_start(utcnow())
         waiting = (
-            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            select(s.c.installation_id)
+            .distinct()
+            .select_from(r.join(s, r.c.session_id == s.c.id))
             .where(r.c.status == R_QUEUED, r.c.quota.is_(None))
         )
         async with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
             over = [
-                inst for inst in (await conn.execute(waiting)).scalars()
+                inst
+                for inst in (await conn.execute(waiting)).scalars()
                 if await self._started_today(conn, inst, since) >= per_day
             ]
             if not over:
                 return []
             already = {
-                row[0] for row in (
+                row[0]
+                for row in (
                     await conn.execute(select(r.c.session_id).where(r.c.status == R_QUEUED, r.c.quota == HELD))
                 ).all()
             }
             of_over = select(s.c.id).where(s.c.installation_id.in_(over))
             ids = [
-                row[0] for row in (
+                row[0]
+                for row in (
                     await conn.execute(
-                        update(r).where(r.c.status == R_QUEUED, r.c.quota.is_(None), r.c.session_id.in_(of_over))
-                        .values(quota=HELD).returning(r.c.id)
+                        update(r)
+                        .where(r.c.status == R_QUEUED, r.c.quota.is_(None), r.c.session_id.in_(of_over))
+                        .values(quota=HELD)
+                        .returning(r.c.id)
                     )
                 ).all()
             ]
@@ -638,20 +698,25 @@ class SessionStore:
         """Back to the queue: held rounds of installations under the cap again (the day rolled)."""
         since = day_start(utcnow())
         held = (
-            select(s.c.installation_id).distinct().select_from(r.join(s, r.c.session_id == s.c.id))
+            select(s.c.installation_id)
+            .distinct()
+            .select_from(r.join(s, r.c.session_id == s.c.id))
             .where(r.c.status == R_QUEUED, r.c.quota == HELD)
         )
         async with self.engine.begin() as conn:
             under = [
-                inst for inst in (await conn.execute(held)).scalars()
+                inst
+                for inst in (await conn.execute(held)).scalars()
                 if per_day is None or await self._started_today(conn, inst, since) < per_day
             ]
             if not under:
                 return []
             of_under = select(s.c.id).where(s.c.installation_id.in_(under))
             stmt = (
-                update(r).where(r.c.status == R_QUEUED, r.c.quota == HELD, r.c.session_id.in_(of_under))
-                .values(quota=None).returning(r.c.id)
+                update(r)
+                .where(r.c.status == R_QUEUED, r.c.quota == HELD, r.c.session_id.in_(of_under))
+                .values(quota=None)
+                .returning(r.c.id)
             )
             ids = [row[0] for row in (await conn.execute(stmt)).all()]
         return await self._with_sessions(ids, set())
@@ -659,8 +724,10 @@ class SessionStore:
     async def bypass_held(self, session_id: str) -> list[RoundRow]:
         """A maintainer's retry: the session's held rounds run past the day's cap."""
         stmt = (
-            update(r).where(r.c.session_id == session_id, r.c.status == R_QUEUED, r.c.quota == HELD)
-            .values(quota=BYPASS).returning(r.c.id)
+            update(r)
+            .where(r.c.session_id == session_id, r.c.status == R_QUEUED, r.c.quota == HELD)
+            .values(quota=BYPASS)
+            .returning(r.c.id)
         )
         async with self.engine.begin() as conn:
             ids = [row[0] for row in (await conn.execute(stmt)).all()]
@@ -685,7 +752,8 @@ class SessionStore:
 
     async def release(self, session_id: str, owner: str) -> None:
         stmt = (
-            update(s).where(s.c.id == session_id, s.c.runner == owner)
+            update(s)
+            .where(s.c.id == session_id, s.c.runner == owner)
             .values(runner=None, runner_until=None, updated_at=utcnow())
         )
         async with self.engine.begin() as conn:
@@ -719,7 +787,8 @@ class SessionStore:
         whatever other deliveries (more edits, redeliveries) run at the same time.
         """
         stmt = (
-            update(s).where(s.c.id == session_id, s.c.issue_edit_noticed_at.is_(None))
+            update(s)
+            .where(s.c.id == session_id, s.c.issue_edit_noticed_at.is_(None))
             .values(issue_edit_noticed_at=utcnow())
         )
         async with self.engine.begin() as conn:
@@ -732,15 +801,23 @@ class SessionStore:
     async def defer(self, round_id: int, seconds: float) -> None:
         """Put a claimed round back to wait (its suite has not settled yet); not an attempt."""
         await self.update_round(
-            round_id, status=R_QUEUED, not_before=utcnow() + timedelta(seconds=seconds),
+            round_id,
+            status=R_QUEUED,
+            not_before=utcnow() + timedelta(seconds=seconds),
             attempts=r.c.attempts - 1,
         )
 
     async def count_runs(self, session_id: str, kind: str, head: str) -> int:
         """Rounds of `kind` that ran the agent on `head` (done or failed)."""
-        stmt = select(func.count()).select_from(r).where(
-            r.c.session_id == session_id, r.c.kind == kind, r.c.head_before == head,
-            r.c.status.in_((R_DONE, R_FAILED)),
+        stmt = (
+            select(func.count())
+            .select_from(r)
+            .where(
+                r.c.session_id == session_id,
+                r.c.kind == kind,
+                r.c.head_before == head,
+                r.c.status.in_((R_DONE, R_FAILED)),
+            )
         )
         async with self.engine.connect() as conn:
             return (await conn.execute(stmt)).scalar_one()
@@ -756,13 +833,16 @@ class SessionStore:
         async with self.engine.begin() as conn:
             running = (
                 await conn.execute(
-                    update(r).where(r.c.session_id == session_id, r.c.status == R_RUNNING)
-                    .values(stop_requested=True).returning(r.c.id)
+                    update(r)
+                    .where(r.c.session_id == session_id, r.c.status == R_RUNNING)
+                    .values(stop_requested=True)
+                    .returning(r.c.id)
                 )
             ).first()
             cancelled = (
                 await conn.execute(
-                    update(r).where(r.c.session_id == session_id, r.c.status == R_QUEUED)
+                    update(r)
+                    .where(r.c.session_id == session_id, r.c.status == R_QUEUED)
                     .values(status=R_CANCELLED, finished_at=now)
                 )
             ).rowcount

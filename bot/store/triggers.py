@@ -67,8 +67,7 @@ class TriggerStore:
         cutoff = now - timedelta(seconds=interval)
         async with self.engine.begin() as conn:
             moved = await conn.execute(
-                update(rn).where(rn.c.repo == repo, rn.c.number == number, rn.c.last_at <= cutoff)
-                .values(last_at=now)
+                update(rn).where(rn.c.repo == repo, rn.c.number == number, rn.c.last_at <= cutoff).values(last_at=now)
             )
             if moved.rowcount == 1:
                 return True

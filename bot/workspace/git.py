@@ -25,11 +25,16 @@ from bot.logs import REDACTED, redactor
 # no credential helper stores or offers a password, nothing prompts, no hook or
 # fsmonitor program runs inside a git command Compound starts.
 SAFE_CONFIG = (
-    "-c", "credential.helper=",
-    "-c", "core.askPass=",
-    "-c", "core.hooksPath=" + os.devnull,
-    "-c", "core.fsmonitor=false",
-    "-c", "gc.autoDetach=false",
+    "-c",
+    "credential.helper=",
+    "-c",
+    "core.askPass=",
+    "-c",
+    "core.hooksPath=" + os.devnull,
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "gc.autoDetach=false",
 )
 
 # stderr fragments git prints when another process holds a lock it needs.
@@ -43,7 +48,9 @@ class GitError(Exception):
         self.command = command
         self.returncode = returncode
         self.stderr = stderr
-        super().__init__(f"{command} exited with {returncode}: {stderr}" if stderr else f"{command} exited with {returncode}")
+        super().__init__(
+            f"{command} exited with {returncode}: {stderr}" if stderr else f"{command} exited with {returncode}"
+        )
 
     @property
     def hit_lock(self) -> bool:

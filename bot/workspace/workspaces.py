@@ -111,7 +111,15 @@ class Workspaces:
 
     async def _fetch(self, repo: str, mirror: Path, token: str, also: tuple[str, ...]) -> None:
         write_mirror_config(mirror)
-        args = ("fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", self.url(repo), *self._refspecs(also))
+        args = (
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "--no-write-fetch-head",
+            self.url(repo),
+            *self._refspecs(also),
+        )
         try:
             await self.git(*args, git_dir=mirror, token=token)
         except GitError as exc:
@@ -144,7 +152,13 @@ class Workspaces:
     # --- worktrees ---------------------------------------------------------
 
     async def open(
-        self, repo: str, session_id: str, branch: str, token: str, *, start_from: str | None = None,
+        self,
+        repo: str,
+        session_id: str,
+        branch: str,
+        token: str,
+        *,
+        start_from: str | None = None,
         also: tuple[str, ...] = (),
     ) -> Workspace:
         """A fresh worktree for the session on local ``branch``.
@@ -225,7 +239,9 @@ class Workspaces:
             raise ValueError(f"not a usable branch name: {name!r}")
 
     async def _resolve(self, mirror: Path, ref: str) -> str | None:
-        code, out, _ = await self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", git_dir=mirror, check=False)
+        code, out, _ = await self.git(
+            "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", git_dir=mirror, check=False
+        )
         return out.decode().strip() if code == 0 else None
 
     # --- retention (bot/retention.py) ------------------------------------------

@@ -97,7 +97,15 @@ class Workspace:
         (self.git_dir / "config.worktree").unlink(missing_ok=True)
 
     async def _run(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
-        _, out, _ = await self.git(*args, cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, env=env, stdin=stdin)
+        _, out, _ = await self.git(
+            *args,
+            cwd=self.path,
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            work_tree=self.path,
+            env=env,
+            stdin=stdin,
+        )
         return out
 
     async def _out(self, *args: str, env: dict[str, str] | None = None) -> str:
@@ -145,8 +153,15 @@ class Workspace:
 
     async def _agent_head(self) -> str | None:
         code, out, _ = await self.git(
-            "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
-            cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, check=False,
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "HEAD^{commit}",
+            cwd=self.path,
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            work_tree=self.path,
+            check=False,
         )
         return out.decode().strip() if code == 0 else None
 
@@ -154,7 +169,13 @@ class Workspace:
         if head is None or head == self.base_sha:
             return []
         code, _, _ = await self.git(
-            "merge-base", "--is-ancestor", self.base_sha, head, git_dir=self.git_dir, common_dir=self.mirror, check=False
+            "merge-base",
+            "--is-ancestor",
+            self.base_sha,
+            head,
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            check=False,
         )
         if code != 0:
             return []
@@ -176,9 +197,7 @@ class Workspace:
     async def _staged_changes(self) -> list[str]:
         return _paths(await self._run("diff", "--cached", "--name-only", "-z", "--no-renames", self.base_sha))
 
-    async def _restore(
-        self, changed: list[str], is_forbidden: Callable[[str], bool], base: str | None = None
-    ) -> None:
+    async def _restore(self, changed: list[str], is_forbidden: Callable[[str], bool], base: str | None = None) -> None:
         """Put forbidden paths back as they were at the base, in the index and on disk."""
         forbidden = [p for p in changed if is_forbidden(p)]
         if not forbidden:
@@ -187,7 +206,13 @@ class Workspace:
         await self._run("update-index", "-z", "--index-info", stdin=await self._base_entries(forbidden, base))
         in_base = set(_paths(await self._run("ls-tree", "-z", "--full-tree", "--name-only", base, "--", *forbidden)))
         if in_base:
-            await self._run("checkout-index", "--force", "-z", "--stdin", stdin=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in in_base))
+            await self._run(
+                "checkout-index",
+                "--force",
+                "-z",
+                "--stdin",
+                stdin=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in in_base),
+            )
         root = self.path.resolve()
         for name in set(forbidden) - in_base:
             target = self.path / name
@@ -213,12 +238,23 @@ class Workspace:
     ) -> str:
         text = message.rstrip("\n") + "\n"
         with_trailers = await self._run(
-            "interpret-trailers", "--no-divider", "--if-exists=addIfDifferent", *trailers.arguments(),
+            "interpret-trailers",
+            "--no-divider",
+            "--if-exists=addIfDifferent",
+            *trailers.arguments(),
             stdin=text.encode(),
         )
         _, out, _ = await self.git(
-            "commit-tree", tree, "-p", parent, "-F", "-",
-            git_dir=self.git_dir, common_dir=self.mirror, env=identity, stdin=with_trailers,
+            "commit-tree",
+            tree,
+            "-p",
+            parent,
+            "-F",
+            "-",
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            env=identity,
+            stdin=with_trailers,
         )
         return out.decode().strip()
 
@@ -237,11 +273,25 @@ class Workspace:
         not merge (left with conflict markers), empty when the merge is clean.
         """
         self._repair_metadata()
-        identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
-                    "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        identity = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": author.name,
+            "GIT_COMMITTER_EMAIL": author.email,
+        }
         code, _, err = await self.git(
-            "merge", "--no-commit", "--no-ff", "--no-edit", "--no-verify", other,
-            cwd=self.path, git_dir=self.git_dir, common_dir=self.mirror, work_tree=self.path, env=identity, check=False,
+            "merge",
+            "--no-commit",
+            "--no-ff",
+            "--no-edit",
+            "--no-verify",
+            other,
+            cwd=self.path,
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            work_tree=self.path,
+            env=identity,
+            check=False,
         )
         conflicted = _paths(await self._run("diff", "--name-only", "-z", "--diff-filter=U"))
         if code != 0 and not conflicted:
@@ -278,20 +328,37 @@ class Workspace:
         request never changes them, whatever the agent did while resolving.
         """
         self._repair_metadata()
-        identity = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
-                    "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        identity = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": author.name,
+            "GIT_COMMITTER_EMAIL": author.email,
+        }
         await self._run("add", "--all")
         changed = _paths(await self._run("diff", "--cached", "--name-only", "-z", "--no-renames", other))
         await self._restore(changed, is_forbidden, base=other)
         tree = await self._out("write-tree")
         text = message.rstrip("\n") + "\n"
         with_trailers = await self._run(
-            "interpret-trailers", "--no-divider", "--if-exists=addIfDifferent", *trailers.arguments(),
+            "interpret-trailers",
+            "--no-divider",
+            "--if-exists=addIfDifferent",
+            *trailers.arguments(),
             stdin=text.encode(),
         )
         _, out, _ = await self.git(
-            "commit-tree", tree, "-p", self.base_sha, "-p", other, "-F", "-",
-            git_dir=self.git_dir, common_dir=self.mirror, env=identity, stdin=with_trailers,
+            "commit-tree",
+            tree,
+            "-p",
+            self.base_sha,
+            "-p",
+            other,
+            "-F",
+            "-",
+            git_dir=self.git_dir,
+            common_dir=self.mirror,
+            env=identity,
+            stdin=with_trailers,
         )
         head = out.decode().strip()
         await self._run("update-ref", "-m", "compound: merge", f"refs/heads/{self.branch}", head)

@@ -70,9 +70,11 @@ def plant_git(pwned: str) -> list[str]:
     for target, content in [
         (gitdir / "commondir" if gitdir else None, str(evil.resolve()) + "\n"),
         (gitdir / "config.worktree" if gitdir else None, f'[filter "evil"]\n\tclean = {program}\n'),
-        (gitdir.parent.parent / "config" if gitdir else None,
-         f'[core]\n\tbare = true\n\trepositoryformatversion = 1\n[extensions]\n\tworktreeConfig = true\n'
-         f'[filter "evil"]\n\tclean = {program}\n\tsmudge = {program}\n'),
+        (
+            gitdir.parent.parent / "config" if gitdir else None,
+            f"[core]\n\tbare = true\n\trepositoryformatversion = 1\n[extensions]\n\tworktreeConfig = true\n"
+            f'[filter "evil"]\n\tclean = {program}\n\tsmudge = {program}\n',
+        ),
         (gitdir.parent.parent / "hooks" / "pre-commit" if gitdir else None, f"#!/bin/sh\ntouch {pwned}\n"),
         (gitdir.parent.parent / "hooks" / "post-checkout" if gitdir else None, f"#!/bin/sh\ntouch {pwned}\n"),
         (gitdir.parent.parent / "info" / "attributes" if gitdir else None, "* filter=evil\n"),
@@ -100,7 +102,15 @@ def plant_git(pwned: str) -> list[str]:
 def main() -> int:
     prompt = sys.stdin.read()
     want = targets(prompt)
-    report: dict = {"uid": os.getuid(), "cwd": os.getcwd(), "read": {}, "listed": {}, "wrote": [], "secrets_seen": [], "planted": []}
+    report: dict = {
+        "uid": os.getuid(),
+        "cwd": os.getcwd(),
+        "read": {},
+        "listed": {},
+        "wrote": [],
+        "secrets_seen": [],
+        "planted": [],
+    }
     for path in want.get("read", []):
         text = try_read(path)
         if text is not None:

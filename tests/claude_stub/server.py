@@ -86,19 +86,11 @@ class ScriptedMessagesAPI:
 
     async def other(self, request: web.Request) -> web.Response:
         self._record(request, None)
-        return web.json_response(
-            {"type": "error", "error": {"type": "not_found_error", "message": "stub"}}, status=404
-        )
+        return web.json_response({"type": "error", "error": {"type": "not_found_error", "message": "stub"}}, status=404)
 
     def _record(self, request: web.Request, body: Any) -> None:
-        headers = {
-            k.lower(): v
-            for k, v in request.headers.items()
-            if k.lower() not in ("x-api-key", "authorization")
-        }
-        self.requests.append(
-            {"method": request.method, "path": request.path, "headers": headers, "body": body}
-        )
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in ("x-api-key", "authorization")}
+        self.requests.append({"method": request.method, "path": request.path, "headers": headers, "body": body})
 
     def _turn(self, body: dict[str, Any]) -> dict[str, Any]:
         answered = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
@@ -121,9 +113,7 @@ class ScriptedMessagesAPI:
         return blocks
 
     async def _stream(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
 
         async def event(name: str, data: dict[str, Any]) -> None:

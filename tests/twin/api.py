@@ -18,7 +18,7 @@ from aiohttp import web
 from . import shapes
 from .auth import BadCredentials, looks_like_jwt, parse_authorization, verify_app_jwt
 from .permissions import NOT_ACCESSIBLE, refusal
-from .rest import HANDLERS, ApiError, Call, Reply
+from .rest import HANDLERS, ApiError, Call
 from .validation import load_spec
 
 if TYPE_CHECKING:
@@ -236,9 +236,7 @@ def _authenticate(twin: GitHubTwin, call: Call, request: web.Request) -> Any:
     if auth is None:
         raise BadCredentials("no Authorization header")
     scheme, credential = auth
-    wants_jwt = call.operation_id in APP_JWT or (
-        call.operation_id in ANY_AUTH and looks_like_jwt(credential)
-    )
+    wants_jwt = call.operation_id in APP_JWT or (call.operation_id in ANY_AUTH and looks_like_jwt(credential))
     if wants_jwt:
         if scheme != "bearer":
             raise BadCredentials("App endpoints need 'Authorization: Bearer <JWT>'")

@@ -21,8 +21,17 @@ if TYPE_CHECKING:
     from .server import GitHubTwin
 
 # The suite's conclusion is its runs' worst, in this order (GitHub's).
-CONCLUSION_ORDER = ["action_required", "cancelled", "timed_out", "failure", "startup_failure",
-                    "stale", "neutral", "success", "skipped"]
+CONCLUSION_ORDER = [
+    "action_required",
+    "cancelled",
+    "timed_out",
+    "failure",
+    "startup_failure",
+    "stale",
+    "neutral",
+    "success",
+    "skipped",
+]
 WORKFLOW_NAME = "CI"
 WORKFLOW_PATH = ".github/workflows/ci.yml"
 
@@ -45,8 +54,15 @@ def workflow_run_for(twin: GitHubTwin, repo: Repo, suite: CheckSuite, actor: str
             return run
     number = len(repo.workflow_runs) + 1
     run = WorkflowRun(
-        twin.state.next_id(), WORKFLOW_NAME, suite.head_sha, suite.head_branch, suite.id, number,
-        workflow_id=1_000_000 + repo.id, path=WORKFLOW_PATH, actor=actor or repo.owner,
+        twin.state.next_id(),
+        WORKFLOW_NAME,
+        suite.head_sha,
+        suite.head_branch,
+        suite.id,
+        number,
+        workflow_id=1_000_000 + repo.id,
+        path=WORKFLOW_PATH,
+        actor=actor or repo.owner,
     )
     repo.workflow_runs[run.id] = run
     return run
@@ -193,9 +209,18 @@ class JobLog:
         self._file.write(f"{stamp()} {text}\n")
 
     def begin(self, command: str) -> None:
-        for text in ("Current runner version: '2.317.0'", "##[group]Operating System", "Ubuntu",
-                     "22.04.4", "LTS", "##[endgroup]", f"##[group]Run {command}", command,
-                     "shell: /usr/bin/bash -e {0}", "##[endgroup]"):
+        for text in (
+            "Current runner version: '2.317.0'",
+            "##[group]Operating System",
+            "Ubuntu",
+            "22.04.4",
+            "LTS",
+            "##[endgroup]",
+            f"##[group]Run {command}",
+            command,
+            "shell: /usr/bin/bash -e {0}",
+            "##[endgroup]",
+        ):
             self.line(text)
 
     def end(self, exit_code: int) -> None:

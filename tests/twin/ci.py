@@ -119,10 +119,14 @@ class SimulatedCI:
         """
         repo = self.twin._repo(full_name)
         self.pipelines[full_name.lower()] = Pipeline(
-            repo.full_name, [Check(**c) for c in checks], deliver_to,
+            repo.full_name,
+            [Check(**c) for c in checks],
+            deliver_to,
             secret if secret is not None else self.twin.webhook_secret,
             installation_id if installation_id is not None else repo.installation_id,
-            delay, max(repeat, 1), timeout,
+            delay,
+            max(repeat, 1),
+            timeout,
         )
         if not self._hooked:
             self.twin.on_push(self._on_push)
@@ -185,31 +189,65 @@ class SimulatedCI:
             iid = pipeline.installation_id
             actions = sender_of(ACTIONS_SLUG)
             for workflow_id in workflows:
-                await self._send(pipeline, "workflow_run", events.workflow_run_event(twin, name, workflow_id, "requested", actions, iid))
+                await self._send(
+                    pipeline,
+                    "workflow_run",
+                    events.workflow_run_event(twin, name, workflow_id, "requested", actions, iid),
+                )
             for run in runs:
-                await self._send(pipeline, "check_run", events.check_run_event(twin, name, run.id, "created", sender_of(run.app), iid))
+                await self._send(
+                    pipeline,
+                    "check_run",
+                    events.check_run_event(twin, name, run.id, "created", sender_of(run.app), iid),
+                )
                 if run.id in repo.jobs:
-                    await self._send(pipeline, "workflow_job", events.workflow_job_event(twin, name, run.id, "queued", actions, iid))
+                    await self._send(
+                        pipeline, "workflow_job", events.workflow_job_event(twin, name, run.id, "queued", actions, iid)
+                    )
             for run in runs:
                 checkstate.update_run(repo, run, status="in_progress")
                 if run.id in repo.jobs:
-                    await self._send(pipeline, "workflow_job", events.workflow_job_event(twin, name, run.id, "in_progress", actions, iid))
-            outcomes = await asyncio.gather(*(
-                self._execute(pipeline, repo, check, run, workdir, sha, ref) for check, run in zip(pipeline.checks, runs)
-            ))
+                    await self._send(
+                        pipeline,
+                        "workflow_job",
+                        events.workflow_job_event(twin, name, run.id, "in_progress", actions, iid),
+                    )
+            outcomes = await asyncio.gather(
+                *(
+                    self._execute(pipeline, repo, check, run, workdir, sha, ref)
+                    for check, run in zip(pipeline.checks, runs)
+                )
+            )
             for check, run, outcome in zip(pipeline.checks, runs, outcomes):
                 self._complete(repo, check, run, outcome, pipeline)
             self.results[sha] = [(r.name, r.conclusion or "") for r in runs]
             times = pipeline.repeat
             for run in runs:
-                await self._send(pipeline, "check_run", events.check_run_event(twin, name, run.id, "completed", sender_of(run.app), iid), times)
+                await self._send(
+                    pipeline,
+                    "check_run",
+                    events.check_run_event(twin, name, run.id, "completed", sender_of(run.app), iid),
+                    times,
+                )
                 if run.id in repo.jobs:
-                    await self._send(pipeline, "workflow_job", events.workflow_job_event(twin, name, run.id, "completed", actions, iid), times)
+                    await self._send(
+                        pipeline,
+                        "workflow_job",
+                        events.workflow_job_event(twin, name, run.id, "completed", actions, iid),
+                        times,
+                    )
             for suite_id in suites:
                 owner = sender_of(repo.check_suites[suite_id].app)
-                await self._send(pipeline, "check_suite", events.check_suite_completed(twin, name, suite_id, owner, iid), times)
+                await self._send(
+                    pipeline, "check_suite", events.check_suite_completed(twin, name, suite_id, owner, iid), times
+                )
             for workflow_id in workflows:
-                await self._send(pipeline, "workflow_run", events.workflow_run_completed(twin, name, workflow_id, actions, iid), times)
+                await self._send(
+                    pipeline,
+                    "workflow_run",
+                    events.workflow_run_completed(twin, name, workflow_id, actions, iid),
+                    times,
+                )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -222,14 +260,24 @@ class SimulatedCI:
         if writer is not None:
             writer.begin(check.command)
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
-            "CI": "true", "GITHUB_SHA": sha, "GITHUB_REF": ref, "GITHUB_REPOSITORY": repo.full_name,
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            "CI": "true",
+            "GITHUB_SHA": sha,
+            "GITHUB_REF": ref,
+            "GITHUB_REPOSITORY": repo.full_name,
         }
         if check.app == ACTIONS_SLUG:
             env["GITHUB_ACTIONS"] = "true"
         proc = await asyncio.create_subprocess_shell(
-            check.command, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            check.command,
+            cwd=workdir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
         outcome = Outcome(None)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -248,7 +296,7 @@ class SimulatedCI:
 
         try:
             await asyncio.wait_for(read(), check.timeout or pipeline.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
@@ -269,8 +317,10 @@ class SimulatedCI:
         else:
             conclusion = "success" if code == 0 else "failure"
             summary = f"Process completed with exit code {code}."
-        output: dict[str, Any] = {"title": f"{check.name} {'passed' if conclusion == 'success' else 'failed'}",
-                                  "summary": summary}
+        output: dict[str, Any] = {
+            "title": f"{check.name} {'passed' if conclusion == 'success' else 'failed'}",
+            "summary": summary,
+        }
         if check.app != ACTIONS_SLUG and outcome.tail:
             output["text"] = ("```\n" + "\n".join(outcome.tail) + "\n```")[-TEXT_LIMIT:]
         checkstate.update_run(repo, run, conclusion=conclusion, output=output, annotations=outcome.annotations)

@@ -41,7 +41,10 @@ async def twin(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
     found += [f"{request.node.nodeid}: twin answered outside the description: {p}" for p in server.response_problems]
     _VIOLATIONS.extend(found)
     if found:
-        pytest.fail("GitHub twin saw requests GitHub would refuse (outside its OpenAPI description, or beyond the token):\n" + "\n".join(found))
+        pytest.fail(
+            "GitHub twin saw requests GitHub would refuse (outside its OpenAPI description, or beyond the token):\n"
+            + "\n".join(found)
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -47,8 +47,10 @@ async def handle(twin: GitHubTwin, request: web.Request) -> web.StreamResponse:
         return _unauthorized()
     pushing = service == "git-receive-pack" or request.query.get("service") == "git-receive-pack"
     what = f"{owner}/{name} {'push' if pushing else 'fetch'}"
-    if repo is None or repo.installation_id != token.installation_id or (
-        token.repositories is not None and repo.name not in token.repositories
+    if (
+        repo is None
+        or repo.installation_id != token.installation_id
+        or (token.repositories is not None and repo.name not in token.repositories)
     ):
         # GitHub hides a repository the token does not cover: "not found", not "forbidden".
         twin.git_refusals.append((f"{owner}/{name}", "push" if pushing else "fetch", 404))

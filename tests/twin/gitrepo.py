@@ -105,7 +105,9 @@ def commit_sync(bare: Path, sha: str) -> Commit:
     """:func:`commit`, blocking (webhook payload builders are synchronous)."""
     out = subprocess.run(
         ["git", f"--git-dir={bare}", "show", "-s", f"--format={COMMIT_FORMAT}", sha],
-        env={**os.environ, **GIT_ENV}, capture_output=True, check=True,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        check=True,
     )
     return _parse_commit(out.stdout)
 
@@ -179,9 +181,7 @@ async def diff_files(bare: Path, base: str, head: str) -> list[dict[str, object]
         files.append(
             {
                 "filename": name,
-                "status": {"A": "added", "D": "removed", "M": "modified"}.get(
-                    kinds.get(name, "M"), "changed"
-                ),
+                "status": {"A": "added", "D": "removed", "M": "modified"}.get(kinds.get(name, "M"), "changed"),
                 "additions": int(added) if added != "-" else 0,
                 "deletions": int(deleted) if deleted != "-" else 0,
                 "patch": hunks,
@@ -214,9 +214,7 @@ def commit_files(
     env = {**os.environ, **GIT_ENV}
 
     def run(*args: str, data: bytes | None = None) -> str:
-        out = subprocess.run(
-            ["git", f"--git-dir={bare}", *args], input=data, env=env, check=True, capture_output=True
-        )
+        out = subprocess.run(["git", f"--git-dir={bare}", *args], input=data, env=env, check=True, capture_output=True)
         return out.stdout.decode().strip()
 
     parent = resolve_sync(bare, f"refs/heads/{branch}") or (resolve_sync(bare, start) if start else None)
@@ -243,7 +241,9 @@ def refs_sync(bare: Path) -> dict[str, str]:
     """:func:`refs`, blocking."""
     out = subprocess.run(
         ["git", f"--git-dir={bare}", "for-each-ref", "--format=%(refname) %(objectname)"],
-        env={**os.environ, **GIT_ENV}, capture_output=True, check=True,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        check=True,
     ).stdout
     pairs = (line.split(" ", 1) for line in out.decode().splitlines())
     return {name: sha for name, sha in pairs}
@@ -251,8 +251,9 @@ def refs_sync(bare: Path) -> dict[str, str]:
 
 def branch_of(bare: Path, sha: str) -> str | None:
     """A branch whose tip is ``sha`` (the default one first), or None."""
-    heads = [n.removeprefix("refs/heads/") for n, s in refs_sync(bare).items()
-             if s == sha and n.startswith("refs/heads/")]
+    heads = [
+        n.removeprefix("refs/heads/") for n, s in refs_sync(bare).items() if s == sha and n.startswith("refs/heads/")
+    ]
     return heads[0] if heads else None
 
 
@@ -262,8 +263,15 @@ async def merges_cleanly(bare: Path, base: str, head: str) -> bool | None:
     None when git cannot tell (no common history, a missing commit).
     """
     proc = await asyncio.create_subprocess_exec(
-        "git", f"--git-dir={bare}", "merge-tree", "--write-tree", "--name-only", base, head,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "git",
+        f"--git-dir={bare}",
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        base,
+        head,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, **GIT_ENV},
     )
     code = await proc.wait()
@@ -276,8 +284,13 @@ async def export_tree(bare: Path, sha: str, dest: Path) -> None:
     read, write = os.pipe()
     try:
         archive = await asyncio.create_subprocess_exec(
-            "git", f"--git-dir={bare}", "archive", "--format=tar", sha,
-            stdout=write, env={**os.environ, **GIT_ENV},
+            "git",
+            f"--git-dir={bare}",
+            "archive",
+            "--format=tar",
+            sha,
+            stdout=write,
+            env={**os.environ, **GIT_ENV},
         )
     finally:
         os.close(write)

@@ -9,24 +9,25 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import jwt
 from aiohttp import web
 
 from . import api, git_http, gitrepo, webhooks
+from .api import Fault, RateLimits, RecordedRequest
+from .auth import TokenRequest, TokenStore, app_private_key_pem
 from .blobs import PREFIX as BLOB_PREFIX
 from .blobs import Blobs
 from .ci import SimulatedCI
-from .api import Fault, RateLimits, RecordedRequest
-from .auth import TokenRequest, TokenStore, app_private_key_pem
+from .rest.hook_deliveries import HookDeliveries
 from .setup_checks import CheckSetup
 from .setup_pulls import PullSetup, follow_ref
 from .state import APP_SLUG, PERMISSIONS, Comment, Installation, Issue, Label, Repo, State
 from .validation import load_spec
-from .rest.hook_deliveries import HookDeliveries
 
 log = logging.getLogger(__name__)
 PushCallback = Callable[[str, str, str], Awaitable[None]]
@@ -253,8 +254,11 @@ class GitHubTwin(PullSetup, CheckSetup):
     def app_jwt(self, lifetime: int = 540) -> str:
         """A valid App JWT, signed with the App's key (for tests calling /app*)."""
         now = int(time.time())
-        return jwt.encode({"iat": now - 30, "exp": now + lifetime - 30, "iss": str(self.app_id)},
-                          self.private_key_pem, algorithm="RS256")
+        return jwt.encode(
+            {"iat": now - 30, "exp": now + lifetime - 30, "iss": str(self.app_id)},
+            self.private_key_pem,
+            algorithm="RS256",
+        )
 
     def fail_next(
         self,
@@ -312,8 +316,12 @@ class GitHubTwin(PullSetup, CheckSetup):
         delivery_id = delivery_id or str(uuid.uuid4())
         try:
             status, text = await webhooks.deliver(
-                url, event, payload, secret if secret is not None else self.webhook_secret,
-                self.app_id, delivery_id,
+                url,
+                event,
+                payload,
+                secret if secret is not None else self.webhook_secret,
+                self.app_id,
+                delivery_id,
             )
         except aiohttp.ClientError:
             self.hook_deliveries.record(event, payload, guid=delivery_id, status_code=0)

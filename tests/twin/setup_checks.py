@@ -61,8 +61,15 @@ class CheckSetup:
             raise ValueError("a completed run needs a conclusion")
         return checkstate.add_run(
             self,  # type: ignore[arg-type]
-            repo, name, sha, app=app, status=status, conclusion=done,
-            output=output, annotations=annotations, log=log,
+            repo,
+            name,
+            sha,
+            app=app,
+            status=status,
+            conclusion=done,
+            output=output,
+            annotations=annotations,
+            log=log,
         )
 
     def complete_check_run(
@@ -99,8 +106,9 @@ class CheckSetup:
         if state not in ("error", "failure", "pending", "success"):
             raise ValueError(f"state must be error, failure, pending or success, not {state!r}")
         repo = self._repo(full_name)
-        status = CommitStatus(self.state.next_id(), self._commit_sha(repo, sha), context, state,
-                              description, target_url, creator)
+        status = CommitStatus(
+            self.state.next_id(), self._commit_sha(repo, sha), context, state, description, target_url, creator
+        )
         self.state.user_id(creator)
         repo.statuses.append(status)
         return status

@@ -85,8 +85,16 @@ class PullSetup:
             if path is None:
                 raise ValueError("a review comment needs a path (or in_reply_to)")
             line = c.get("line") or (parent.line if parent else 1)
-            self.add_review_comment(full_name, pull_number, user, c["body"], path, line or 1,
-                                    review_id=review.id, in_reply_to=c.get("in_reply_to"))
+            self.add_review_comment(
+                full_name,
+                pull_number,
+                user,
+                c["body"],
+                path,
+                line or 1,
+                review_id=review.id,
+                in_reply_to=c.get("in_reply_to"),
+            )
         if user in pull.requested_reviewers:
             pull.requested_reviewers.remove(user)
         return review.id
@@ -108,8 +116,16 @@ class PullSetup:
             parent = repo.review_comments[in_reply_to]
             in_reply_to = parent.in_reply_to_id or parent.id  # replies join the thread's first comment
         comment = ReviewComment(
-            self.state.next_id(), pull_number, body, user, path, pull.head_sha, line,
-            review_id=review_id, in_reply_to_id=in_reply_to, diff_hunk=f"@@ -{line},1 +{line},1 @@",
+            self.state.next_id(),
+            pull_number,
+            body,
+            user,
+            path,
+            pull.head_sha,
+            line,
+            review_id=review_id,
+            in_reply_to_id=in_reply_to,
+            diff_hunk=f"@@ -{line},1 +{line},1 @@",
         )
         self.state.user_id(user)
         repo.review_comments[comment.id] = comment

@@ -217,8 +217,16 @@ def reaction(twin: GitHubTwin, r: Reaction) -> dict[str, Any]:
 
 
 def reaction_rollup(url: str, reactions: list[Reaction]) -> dict[str, Any]:
-    keys = {"+1": "+1", "-1": "-1", "laugh": "laugh", "confused": "confused", "heart": "heart",
-            "hooray": "hooray", "eyes": "eyes", "rocket": "rocket"}
+    keys = {
+        "+1": "+1",
+        "-1": "-1",
+        "laugh": "laugh",
+        "confused": "confused",
+        "heart": "heart",
+        "hooray": "hooray",
+        "eyes": "eyes",
+        "rocket": "rocket",
+    }
     counts = {key: sum(1 for r in reactions if r.content == c) for c, key in keys.items()}
     return {"url": url, "total_count": len(reactions), **counts}
 

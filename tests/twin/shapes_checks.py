@@ -18,8 +18,14 @@ if TYPE_CHECKING:
     from .server import GitHubTwin
 
 ACTIONS_PERMISSIONS = {
-    "actions": "write", "checks": "write", "contents": "write", "deployments": "write",
-    "issues": "write", "metadata": "read", "packages": "write", "pull_requests": "write",
+    "actions": "write",
+    "checks": "write",
+    "contents": "write",
+    "deployments": "write",
+    "issues": "write",
+    "metadata": "read",
+    "packages": "write",
+    "pull_requests": "write",
     "statuses": "write",
 }
 ACTIONS_EVENTS = ["check_run", "check_suite", "pull_request", "push", "workflow_dispatch"]
@@ -38,12 +44,16 @@ def owning_app(twin: GitHubTwin, slug: str) -> dict[str, Any]:
         "client_id": f"Iv1.{other.id:016x}",
         "owner": user(twin, other.owner, "Organization"),
         "name": other.name,
-        "description": "Automate your workflow from idea to production" if actions else f"{other.name} runs your builds",
+        "description": "Automate your workflow from idea to production"
+        if actions
+        else f"{other.name} runs your builds",
         "external_url": "https://help.github.com/en/actions" if actions else f"https://{other.slug}.example.com",
         "html_url": f"{twin.git_url}/apps/{other.slug}",
         "created_at": "2018-07-30T09:30:17Z",
         "updated_at": "2024-01-01T00:00:00Z",
-        "permissions": dict(ACTIONS_PERMISSIONS) if actions else {"checks": "write", "metadata": "read", "statuses": "write"},
+        "permissions": dict(ACTIONS_PERMISSIONS)
+        if actions
+        else {"checks": "write", "metadata": "read", "statuses": "write"},
         "events": list(ACTIONS_EVENTS) if actions else ["check_suite", "pull_request", "push"],
     }
 
@@ -185,11 +195,22 @@ def job(twin: GitHubTwin, repo: Repo, j: Job) -> dict[str, Any]:
     assigned = j.status != "queued"
     step_status = j.status
     steps = [
-        {"name": "Set up job", "status": step_status if step_status == "queued" else "completed",
-         "conclusion": None if step_status == "queued" else "success", "number": 1,
-         "started_at": j.started_at if assigned else None, "completed_at": j.started_at if assigned else None},
-        {"name": f"Run {j.name}", "status": step_status, "conclusion": j.conclusion, "number": 2,
-         "started_at": j.started_at if assigned else None, "completed_at": j.completed_at},
+        {
+            "name": "Set up job",
+            "status": step_status if step_status == "queued" else "completed",
+            "conclusion": None if step_status == "queued" else "success",
+            "number": 1,
+            "started_at": j.started_at if assigned else None,
+            "completed_at": j.started_at if assigned else None,
+        },
+        {
+            "name": f"Run {j.name}",
+            "status": step_status,
+            "conclusion": j.conclusion,
+            "number": 2,
+            "started_at": j.started_at if assigned else None,
+            "completed_at": j.completed_at,
+        },
     ]
     return {
         "id": j.id,

@@ -47,7 +47,13 @@ def commit(twin: GitHubTwin, repo: Repo, c: gitrepo.Commit) -> dict[str, Any]:
             "message": c.message,
             "comment_count": 0,
             "tree": {"sha": c.tree, "url": f"{api}/git/trees/{c.tree}"},
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None},
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         },
         "author": None,
         "committer": None,
@@ -88,8 +94,16 @@ def pull(
         "commits": {"href": f"{api}/pulls/{it.number}/commits"},
         "statuses": {"href": f"{api}/statuses/{pr.head_sha}"},
     }
-    for key in ("comments", "reactions", "state_reason", "pull_request", "events_url",
-                "labels_url", "repository_url", "comments_url"):
+    for key in (
+        "comments",
+        "reactions",
+        "state_reason",
+        "pull_request",
+        "events_url",
+        "labels_url",
+        "repository_url",
+        "comments_url",
+    ):
         body.pop(key, None)
     body.update(
         {
@@ -137,8 +151,9 @@ def pull(
 
 
 def _git_sync(repo: Repo, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", f"--git-dir={repo.bare_path}", *args],
-                          env={**os.environ, **gitrepo.GIT_ENV}, capture_output=True)
+    return subprocess.run(
+        ["git", f"--git-dir={repo.bare_path}", *args], env={**os.environ, **gitrepo.GIT_ENV}, capture_output=True
+    )
 
 
 def pull_stats_sync(repo: Repo, it: Issue) -> tuple[PullStats, bool | None]:

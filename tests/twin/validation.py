@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from openapi_core import OpenAPI
@@ -79,9 +80,7 @@ class Spec:
             pattern, literals = _compile(template)
             for method in METHODS:
                 if method in item:
-                    ops.append(
-                        Operation(method, template, item[method]["operationId"], pattern, literals)
-                    )
+                    ops.append(Operation(method, template, item[method]["operationId"], pattern, literals))
         # Literal segments win over parameters: /issues/comments/{id} before /issues/{n}/…
         self.operations = sorted(ops, key=lambda op: -op.literals)
 

@@ -41,8 +41,12 @@ ACTIVE = sa.text("status NOT IN ('done', 'escalated', 'failed', 'stopped')")
 def upgrade() -> None:
     _stop_duplicates()
     op.create_index(
-        "uq_sessions_active_issue", "sessions", ["repo", "issue_number"], unique=True,
-        sqlite_where=ACTIVE, postgresql_where=ACTIVE,
+        "uq_sessions_active_issue",
+        "sessions",
+        ["repo", "issue_number"],
+        unique=True,
+        sqlite_where=ACTIVE,
+        postgresql_where=ACTIVE,
     )
     op.create_table(
         "trigger_keys",
@@ -67,9 +71,16 @@ def _stop_duplicates() -> None:
     """Of several active sessions of one issue, keep the newest; stop the others."""
     bind = op.get_bind()
     s = sa.table(
-        "sessions", sa.column("id", sa.String), sa.column("repo", sa.String), sa.column("issue_number", sa.Integer),
-        sa.column("status", sa.String), sa.column("error", sa.Text), sa.column("created_at", TS),
-        sa.column("updated_at", TS), sa.column("runner", sa.String), sa.column("runner_until", TS),
+        "sessions",
+        sa.column("id", sa.String),
+        sa.column("repo", sa.String),
+        sa.column("issue_number", sa.Integer),
+        sa.column("status", sa.String),
+        sa.column("error", sa.Text),
+        sa.column("created_at", TS),
+        sa.column("updated_at", TS),
+        sa.column("runner", sa.String),
+        sa.column("runner_until", TS),
     )
     active = s.c.status.not_in(("done", "escalated", "failed", "stopped"))
     rows = bind.execute(
@@ -86,8 +97,13 @@ def _stop_duplicates() -> None:
         return
     now = datetime.now(UTC)
     bind.execute(
-        sa.update(s).where(s.c.id.in_(stale)).values(
-            status="stopped", runner=None, runner_until=None, updated_at=now,
+        sa.update(s)
+        .where(s.c.id.in_(stale))
+        .values(
+            status="stopped",
+            runner=None,
+            runner_until=None,
+            updated_at=now,
             error="stopped by migration 0012: a newer session of this issue was active too",
         )
     )

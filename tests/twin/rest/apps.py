@@ -55,7 +55,10 @@ async def create_access_token(call: Call) -> Reply:
         mine = twin.state.repos_of(inst.id)
         wanted = {r.name for r in mine if r.name in (names or []) or r.id in (ids or [])}
         if len(wanted) < len(set(names or [])) + len(set(ids or [])):
-            raise ApiError(422, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+            raise ApiError(
+                422,
+                "There is at least one repository that does not exist or is not accessible to the parent installation.",
+            )
         repos = frozenset(wanted)
     asked = body.get("permissions")
     if asked is not None:
@@ -74,9 +77,7 @@ async def create_access_token(call: Call) -> Reply:
         "repository_selection": "all" if repos is None else "selected",
     }
     if repos is not None:
-        reply["repositories"] = [
-            shapes.repository(twin, r) for r in twin.state.repos_of(inst.id) if r.name in repos
-        ]
+        reply["repositories"] = [shapes.repository(twin, r) for r in twin.state.repos_of(inst.id) if r.name in repos]
     return Reply(201, reply)
 
 

@@ -22,8 +22,7 @@ def check_limits(body: dict[str, Any]) -> None:
         value = output.get(key)
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise unprocessable(
-                "Invalid request.\n\nOnly 65535 characters are allowed; "
-                f"{len(value)} were supplied.",
+                f"Invalid request.\n\nOnly 65535 characters are allowed; {len(value)} were supplied.",
                 {"resource": "CheckRun", "field": f"output.{key}", "code": "too_long"},
             )
     actions = body.get("actions") or []
@@ -35,11 +34,9 @@ def check_limits(body: dict[str, Any]) -> None:
         for key, limit in ACTION_LIMITS.items():
             value = action.get(key)
             if not isinstance(value, str) or not value:
-                raise unprocessable(f"Invalid request.\n\n\"{key}\" wasn't supplied.")
+                raise unprocessable(f'Invalid request.\n\n"{key}" wasn\'t supplied.')
             if len(value) > limit:
-                raise unprocessable(
-                    f"Invalid request.\n\n{key} is too long (maximum is {limit} characters)."
-                )
+                raise unprocessable(f"Invalid request.\n\n{key} is too long (maximum is {limit} characters).")
 
 
 def _apply(run: CheckRun, body: dict[str, Any]) -> None:
@@ -47,7 +44,7 @@ def _apply(run: CheckRun, body: dict[str, Any]) -> None:
         if key in body:
             setattr(run, key, body[key])
     if body.get("status") == "completed" and not body.get("conclusion") and run.conclusion is None:
-        raise unprocessable("Invalid request.\n\n\"conclusion\" wasn't supplied.")
+        raise unprocessable('Invalid request.\n\n"conclusion" wasn\'t supplied.')
     set_state(run, body.get("status"), body.get("conclusion"))
     if "output" in body:
         output = dict(body["output"] or {})
@@ -89,7 +86,11 @@ async def update_run(call: Call) -> Reply:
     body = call.json
     check_limits(body)
     if run.app != call.twin.app_slug:
-        raise ApiError(403, "Invalid app_id `%s` - check run can only be modified by the GitHub App that created it." % call.twin.app_id)
+        raise ApiError(
+            403,
+            "Invalid app_id `%s` - check run can only be modified by the GitHub App that created it."
+            % call.twin.app_id,
+        )
     _apply(run, body)
     refresh_suite(repo, repo.check_suites[run.suite_id])
     return Reply(200, shapes.check_run(call.twin, repo, run))
@@ -138,8 +139,11 @@ def _filter_runs(call: Call, runs: list[CheckRun]) -> list[CheckRun]:
     name = call.query.get("check_name")
     status = call.query.get("status")
     app = _app_slug(call)
-    runs = [r for r in runs if (name is None or r.name == name) and (status is None or r.status == status)
-            and (app is None or r.app == app)]
+    runs = [
+        r
+        for r in runs
+        if (name is None or r.name == name) and (status is None or r.status == status) and (app is None or r.app == app)
+    ]
     if call.query.get("filter", "latest") == "latest":
         latest: dict[tuple[str, str], CheckRun] = {}
         for run in sorted(runs, key=lambda r: r.id):

@@ -18,8 +18,12 @@ def hook_config(twin: GitHubTwin) -> dict[str, Any]:
     """The App's webhook config as GitHub stores it (the secret in clear)."""
     config = getattr(twin, "hook_config", None)
     if config is None:
-        config = {"url": "https://example.com/api/github/webhooks", "content_type": "json",
-                  "secret": "twin-webhook-secret", "insecure_ssl": "0"}
+        config = {
+            "url": "https://example.com/api/github/webhooks",
+            "content_type": "json",
+            "secret": "twin-webhook-secret",
+            "insecure_ssl": "0",
+        }
         twin.hook_config = config  # type: ignore[attr-defined]
     return config
 

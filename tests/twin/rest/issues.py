@@ -43,7 +43,15 @@ async def create_issue(call: Call) -> Reply:
         raise unprocessable("Validation Failed", {"resource": "Issue", "code": "missing_field", "field": "title"})
     text = body.get("body")
     if isinstance(text, str) and len(text) > 65536:
-        raise unprocessable("Validation Failed", {"resource": "Issue", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"})
+        raise unprocessable(
+            "Validation Failed",
+            {
+                "resource": "Issue",
+                "code": "custom",
+                "field": "body",
+                "message": "body is too long (maximum is 65536 characters)",
+            },
+        )
     issue = Issue(repo.next_number(), call.twin.state.next_id(), str(title), text, bot_login(call))
     _add_labels(call.twin, repo, issue, body.get("labels") or [])
     issue.assignees = list(body.get("assignees") or [])
@@ -62,7 +70,8 @@ async def list_issues(call: Call) -> Reply:
     since = q.get("since")
     key = "updated_at" if q.get("sort") == "updated" else "created_at"
     found = [
-        it for it in repo.issues.values()
+        it
+        for it in repo.issues.values()
         if (state == "all" or it.state == state)
         and (creator is None or it.user == creator)
         and labels <= set(it.labels)
@@ -84,9 +93,7 @@ async def update_issue(call: Call) -> Reply:
     if "state" in body and body["state"] != issue.state:
         issue.state = body["state"]
         issue.closed_at = now_iso() if issue.state == "closed" else None
-        issue.state_reason = body.get("state_reason") or (
-            "completed" if issue.state == "closed" else "reopened"
-        )
+        issue.state_reason = body.get("state_reason") or ("completed" if issue.state == "closed" else "reopened")
     if "labels" in body:
         issue.labels = []
         _add_labels(call.twin, repo, issue, body["labels"])
@@ -102,9 +109,7 @@ async def list_comments(call: Call) -> Reply:
     issue = issue_of(call, repo)
     since = call.query.get("since")
     comments = [
-        c
-        for c in repo.comments.values()
-        if c.issue_number == issue.number and (since is None or c.updated_at >= since)
+        c for c in repo.comments.values() if c.issue_number == issue.number and (since is None or c.updated_at >= since)
     ]
     return Reply(200, [shapes.comment(call.twin, repo, c) for c in call.page(comments)])
 
@@ -117,7 +122,15 @@ async def create_comment(call: Call) -> Reply:
     if not isinstance(text, str) or not text:
         raise unprocessable("Validation Failed", {"resource": "IssueComment", "code": "missing_field", "field": "body"})
     if len(text) > 65536:
-        raise unprocessable("Validation Failed", {"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"})
+        raise unprocessable(
+            "Validation Failed",
+            {
+                "resource": "IssueComment",
+                "code": "custom",
+                "field": "body",
+                "message": "body is too long (maximum is 65536 characters)",
+            },
+        )
     comment = Comment(call.twin.state.next_id(), issue.number, text, bot_login(call))
     repo.comments[comment.id] = comment
     issue.updated_at = now_iso()

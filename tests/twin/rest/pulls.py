@@ -84,15 +84,32 @@ async def create_pull(call: Call) -> Reply:
         raise unprocessable("Validation Failed", *invalid)
     assert head_sha is not None and base_sha is not None
     if head_sha == base_sha or not await gitrepo.git(repo.bare_path, "rev-list", f"{base_sha}..{head_sha}"):
-        raise unprocessable("Validation Failed", {"resource": "PullRequest", "code": "custom", "message": f"No commits between {base_ref} and {head_ref}"})
+        raise unprocessable(
+            "Validation Failed",
+            {"resource": "PullRequest", "code": "custom", "message": f"No commits between {base_ref} and {head_ref}"},
+        )
     for other in repo.issues.values():
         if other.pull and other.state == "open" and other.pull.head_ref == head_ref and other.pull.base_ref == base_ref:
-            raise unprocessable("Validation Failed", {"resource": "PullRequest", "code": "custom", "message": f"A pull request already exists for {repo.owner}:{head_ref}."})
+            raise unprocessable(
+                "Validation Failed",
+                {
+                    "resource": "PullRequest",
+                    "code": "custom",
+                    "message": f"A pull request already exists for {repo.owner}:{head_ref}.",
+                },
+            )
     state = call.twin.state
     number = repo.next_number()
-    pull = Pull(number, state.next_id(), head_ref, head_sha, base_ref, base_sha,
-                draft=bool(body.get("draft", False)),
-                maintainer_can_modify=bool(body.get("maintainer_can_modify", False)))
+    pull = Pull(
+        number,
+        state.next_id(),
+        head_ref,
+        head_sha,
+        base_ref,
+        base_sha,
+        draft=bool(body.get("draft", False)),
+        maintainer_can_modify=bool(body.get("maintainer_can_modify", False)),
+    )
     issue = Issue(number, state.next_id(), body.get("title") or head_ref, body.get("body"), bot_login(call), pull=pull)
     repo.issues[number] = issue
     return Reply(201, await pull_body(call, repo, issue))
@@ -117,7 +134,9 @@ async def list_pulls(call: Call) -> Reply:
             continue
         if head is not None:
             owner, _, ref = head.partition(":")
-            if (ref and (owner.lower() != repo.owner.lower() or ref != pull.head_ref)) or (not ref and owner != pull.head_ref):
+            if (ref and (owner.lower() != repo.owner.lower() or ref != pull.head_ref)) or (
+                not ref and owner != pull.head_ref
+            ):
                 continue
         if base is not None and base != pull.base_ref:
             continue

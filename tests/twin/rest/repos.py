@@ -141,7 +141,10 @@ async def get_branch(call: Call) -> Reply:
             "commit": await commit_object(call, repo, sha),
             "_links": {"self": api, "html": f"{call.twin.git_url}/{repo.full_name}/tree/{name}"},
             "protected": False,
-            "protection": {"enabled": False, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}},
+            "protection": {
+                "enabled": False,
+                "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []},
+            },
             "protection_url": f"{api}/protection",
         },
     )

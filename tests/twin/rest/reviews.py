@@ -70,8 +70,16 @@ async def reply_to_review_comment(call: Call) -> Reply:
     repo.reviews[review.id] = review
     top = parent.in_reply_to_id or parent.id
     comment = ReviewComment(
-        state.next_id(), number, call.json["body"], bot_login(call), parent.path,
-        parent.commit_id, parent.line, parent.side, review_id=review.id, in_reply_to_id=top,
+        state.next_id(),
+        number,
+        call.json["body"],
+        bot_login(call),
+        parent.path,
+        parent.commit_id,
+        parent.line,
+        parent.side,
+        review_id=review.id,
+        in_reply_to_id=top,
         diff_hunk=parent.diff_hunk,
     )
     repo.review_comments[comment.id] = comment
@@ -101,8 +109,15 @@ async def request_reviewers(call: Call) -> Reply:
     assert issue.pull is not None
     wanted = [str(login) for login in call.json.get("reviewers") or []]
     if call.json.get("team_reviewers"):
-        raise unprocessable("Validation Failed", {"resource": "PullRequest", "code": "custom", "field": "team_reviewers",
-                                                  "message": "The twin has no teams."})
+        raise unprocessable(
+            "Validation Failed",
+            {
+                "resource": "PullRequest",
+                "code": "custom",
+                "field": "team_reviewers",
+                "message": "The twin has no teams.",
+            },
+        )
     if issue.user in wanted:
         raise unprocessable("Review cannot be requested from pull request author.")
     outsiders = [u for u in wanted if u != repo.owner and repo.permissions.get(u, "none") == "none"]

@@ -27,13 +27,23 @@ async def create_status(call: Call) -> Reply:
     body = call.json
     description = body.get("description")
     if isinstance(description, str) and len(description) > MAX_DESCRIPTION:
-        raise unprocessable("Validation Failed", {
-            "resource": "Status", "code": "custom", "field": "description",
-            "message": f"description is too long (maximum is {MAX_DESCRIPTION} characters)",
-        })
+        raise unprocessable(
+            "Validation Failed",
+            {
+                "resource": "Status",
+                "code": "custom",
+                "field": "description",
+                "message": f"description is too long (maximum is {MAX_DESCRIPTION} characters)",
+            },
+        )
     status = CommitStatus(
-        call.twin.state.next_id(), sha, body.get("context") or "default", body["state"],
-        description, body.get("target_url"), bot_login(call),
+        call.twin.state.next_id(),
+        sha,
+        body.get("context") or "default",
+        body["state"],
+        description,
+        body.get("target_url"),
+        bot_login(call),
     )
     repo.statuses.append(status)
     return Reply(201, shapes_checks.status(call.twin, repo, status))
@@ -45,15 +55,18 @@ async def combined_status(call: Call) -> Reply:
     sha = await _sha(repo, call.params["ref"])
     latest = shapes_checks.latest_statuses(repo, sha)
     api = f"{call.twin.api_url}/repos/{repo.full_name}"
-    return Reply(200, {
-        "state": shapes_checks.combined_state([s.state for s in latest]),
-        "statuses": [shapes_checks.status(call.twin, repo, s, simple=True) for s in call.page(latest)],
-        "sha": sha,
-        "total_count": len(latest),
-        "repository": shapes.repository(call.twin, repo),
-        "commit_url": f"{api}/commits/{sha}",
-        "url": f"{api}/commits/{sha}/status",
-    })
+    return Reply(
+        200,
+        {
+            "state": shapes_checks.combined_state([s.state for s in latest]),
+            "statuses": [shapes_checks.status(call.twin, repo, s, simple=True) for s in call.page(latest)],
+            "sha": sha,
+            "total_count": len(latest),
+            "repository": shapes.repository(call.twin, repo),
+            "commit_url": f"{api}/commits/{sha}",
+            "url": f"{api}/commits/{sha}/status",
+        },
+    )
 
 
 @operation("repos/list-commit-statuses-for-ref")
