@@ -143,9 +143,9 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
                 check_suite_completed(twin, REPO, suite.id, "github-actions[bot]", iid),
                 secret=SECRET,
             )
-            await wait_for(lambda: len(starts("ci_fix")) == count + 1, 60)
+            await wait_for(lambda count=count: len(starts("ci_fix")) == count + 1, 60)
             latencies.append(starts("ci_fix")[-1] - sent)
-            await wait_for(lambda: own_runs() >= done + 2, 60)  # the new head's run, the old one superseded
+            await wait_for(lambda done=done: own_runs() >= done + 2, 60)  # the new head's run, the old one superseded
             await asyncio.sleep(0.3)
             round_calls = [r for r in twin.requests[mark:] if r.operation_id != "apps/create-installation-access-token"]
             calls.append(len(round_calls))
@@ -157,9 +157,9 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
             payload = comment_created(twin, REPO, pr.number, f"/agent change it again ({i})", "alice", iid)
             sent = time.time()
             await twin.deliver(url, "issue_comment", payload, secret=SECRET)
-            await wait_for(lambda: len(starts("command")) == count + 1, 60)
+            await wait_for(lambda count=count: len(starts("command")) == count + 1, 60)
             peer.append(starts("command")[-1] - sent)
-            await wait_for(lambda: own_runs() >= done + 2, 60)
+            await wait_for(lambda done=done: own_runs() >= done + 2, 60)
             await asyncio.sleep(0.3)
             peer_calls.append(len(twin.requests) - mark)
         downloads = twin.log_downloads

@@ -181,7 +181,8 @@ def _figures(data: Path, runtime: float) -> dict[str, object]:
     with sqlite3.connect(data / "compound.db") as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
-            "SELECT o.*, s.issue_number AS n FROM outcomes o JOIN sessions s ON s.id = o.session_id ORDER BY s.issue_number"
+            "SELECT o.*, s.issue_number AS n FROM outcomes o JOIN sessions s ON s.id = o.session_id "
+            "ORDER BY s.issue_number"
         ).fetchall()
         lessons = [
             dict(r) for r in conn.execute("SELECT id, status, area, text, reason, evidence FROM lessons ORDER BY id")

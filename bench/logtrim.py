@@ -187,7 +187,8 @@ def main() -> None:
             timed = [child(target, path, memory=False) for _ in range(args.runs)]
             rows[target] = (timed, child(target, path, memory=True))
     print(
-        "| target | wall (median) | CPU (median) | MiB/s | tracemalloc peak | RSS growth | output | error in the middle kept |"
+        "| target | wall (median) | CPU (median) | MiB/s | tracemalloc peak | RSS growth | output "
+        "| error in the middle kept |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for target, (timed, mem) in rows.items():

@@ -112,9 +112,7 @@ async def label_to_agent(samples: int) -> dict[str, object]:
                     )
                     assert status == 202
                     deadline = time.monotonic() + 60
-                    while not (
-                        pulls := [p for p in repo.issues.values() if p.pull and p.title.endswith(f"#{number}")]
-                    ) and not [
+                    while not [p for p in repo.issues.values() if p.pull and p.title.endswith(f"#{number}")] and not [
                         p for p in repo.issues.values() if p.pull and p.pull.head_ref == f"compound/issue-{number}"
                     ]:
                         if time.monotonic() > deadline:

@@ -97,7 +97,7 @@ async def run(samples: int, concurrent: int) -> dict[str, object]:
             count = len(written(markers))
             mark = len(twin.requests)
             sent = await label(number)
-            await wait_for(lambda: len(written(markers)) == count + 1, 60)
+            await wait_for(lambda count=count: len(written(markers)) == count + 1, 60)
             newest = max(written(markers), key=lambda p: p.stat().st_mtime)
             latencies.append(float(newest.read_text()) - sent)
             calls.append(len(twin.requests) - mark)

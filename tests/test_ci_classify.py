@@ -127,9 +127,11 @@ DNS = job(
     step(
         "pip install -e .",
         [
-            "WARNING: Retrying (Retry(total=4, connect=None)) after connection broken by 'NewConnectionError: Failed to establish a"
+            "WARNING: Retrying (Retry(total=4, connect=None)) after connection broken by "
+            "'NewConnectionError: Failed to establish a"
             " new connection: [Errno -3] Temporary failure in name resolution': /simple/aiohttp/",
-            "ERROR: Could not find a version that satisfies the requirement aiohttp>=3.10 (from compound) (from versions: none)",
+            "ERROR: Could not find a version that satisfies the requirement aiohttp>=3.10 (from compound) "
+            "(from versions: none)",
         ],
     )
 )

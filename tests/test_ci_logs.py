@@ -111,8 +111,10 @@ PYTEST = job(
             *PYTEST_FAILURE,
             *passing(10_000, 10_000),
             "=========================== short test summary info ============================",
-            f"{RED}FAILED{RESET} tests/test_dates.py::test_parse_date - AttributeError: 'NoneType' object has no attribute 'month'",
-            f"{RED}======================= {BOLD}1 failed{RESET}{RED}, 20000 passed in 61.20s (0:01:01) ======================={RESET}",
+            f"{RED}FAILED{RESET} tests/test_dates.py::test_parse_date - "
+            "AttributeError: 'NoneType' object has no attribute 'month'",
+            f"{RED}======================= {BOLD}1 failed{RESET}{RED}, "
+            f"20000 passed in 61.20s (0:01:01) ======================={RESET}",
         ],
     )
 )
@@ -120,7 +122,8 @@ MYPY = job(
     step(
         "mypy bot",
         [
-            'bot/config.py:41: error: Incompatible return value type (got "int | None", expected "int")  [return-value]',
+            "bot/config.py:41: error: Incompatible return value type "
+            '(got "int | None", expected "int")  [return-value]',
             'bot/web.py:88: error: Argument 1 to "get" has incompatible type "int"; expected "str"  [arg-type]',
             "Found 2 errors in 2 files (checked 57 source files)",
         ],

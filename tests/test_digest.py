@@ -164,7 +164,8 @@ async def test_a_repo_compound_is_not_installed_on_is_a_clear_log_line(tmp_path,
     lines = [r.getMessage() for r in caplog.records if r.name == "compound.digest"]
     assert lines == [
         "digest: REPORT_DIGEST_REPO=someone-else/reports, but Compound is not installed on that repository "
-        "(GET /repos/someone-else/reports/installation answered 404); no digest is posted until the App is installed there"
+        "(GET /repos/someone-else/reports/installation answered 404); "
+        "no digest is posted until the App is installed there"
     ]
     assert [r.operation_id for r in twin.requests if r.operation_id.startswith("issues/")] == []
 

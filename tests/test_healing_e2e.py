@@ -65,11 +65,13 @@ HOOK = "/api/github/webhooks"
 TYPES = (
     "if grep -n -- '-> str' feature.py >/dev/null; then "
     'echo \'feature.py:2: error: Incompatible return value type (got "int", expected "str")  [return-value]\'; '
-    "echo 'Found 1 error in 1 file (checked 2 source files)'; exit 1; fi; echo 'Success: no issues found in 2 source files'"
+    "echo 'Found 1 error in 1 file (checked 2 source files)'; exit 1; fi; "
+    "echo 'Success: no issues found in 2 source files'"
 )
 LINT = (
     "if grep -n '^import os' feature.py >/dev/null; then "
-    "echo \"feature.py:1:8: F401 [*] \\`os\\` imported but unused\"; echo 'Found 1 error.'; exit 1; fi; echo 'All checks passed!'"
+    "echo \"feature.py:1:8: F401 [*] \\`os\\` imported but unused\"; echo 'Found 1 error.'; exit 1; fi; "
+    "echo 'All checks passed!'"
 )
 TESTS = f"{sys.executable} -m pytest -q -p no:cacheprovider test_feature.py"
 CI = [

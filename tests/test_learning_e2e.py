@@ -15,7 +15,8 @@ RETRO = "<!-- compound:retrospective -->"
 # A house rule the agent is not told about: every Python file starts with the SPDX line.
 HOUSE_STYLE = (
     "import pathlib, sys\n"
-    "bad = [p for p in pathlib.Path('.').glob('*.py') if not p.read_text().startswith('# SPDX-License-Identifier: MIT')]\n"
+    "bad = [p for p in pathlib.Path('.').glob('*.py')\n"
+    "       if not p.read_text().startswith('# SPDX-License-Identifier: MIT')]\n"
     "for p in bad:\n"
     "    print(f'{p}:1:1: HS001 missing SPDX-License-Identifier header')\n"
     "sys.exit(1 if bad else 0)\n"

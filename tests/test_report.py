@@ -407,7 +407,8 @@ def test_the_report_command_imports_only_what_it_needs():
         "import sys, bot.__main__ as m\n"
         "m.build_parser().parse_args(['report', '--json'])\n"
         "import bot.learning.report, bot.learning.report_table, bot.store\n"
-        "heavy = ['bot.learning.loop', 'bot.config', 'yaml', 'pathspec', 'bot.github', 'aiohttp', 'gidgethub', 'alembic']\n"
+        "heavy = ['bot.learning.loop', 'bot.config', 'yaml', 'pathspec', 'bot.github', 'aiohttp',\n"
+        "         'gidgethub', 'alembic']\n"
         "print(' '.join(name for name in heavy if name in sys.modules))\n"
         "import bot; print('version read' if '__version__' in vars(bot) else '')\n"
     )

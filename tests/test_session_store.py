@@ -368,7 +368,8 @@ async def test_migration_0012_stops_older_duplicates_then_makes_the_index(empty_
                 )
                 await conn.execute(
                     text(
-                        "INSERT INTO rounds (session_id, number, kind, status, created_at) VALUES (:id, 1, 'task', 'queued', :at)"
+                        "INSERT INTO rounds (session_id, number, kind, status, created_at) "
+                        "VALUES (:id, 1, 'task', 'queued', :at)"
                     ),
                     {"id": sid, "at": at},
                 )

@@ -103,7 +103,7 @@ class World:
         signal a "nothing happened" assertion waits for instead of a sleep."""
         for delivery_id in delivery_ids:
             status = await self.until(
-                lambda: (s := self.delivery_status(delivery_id)) not in (None, "pending") and s,
+                lambda delivery_id=delivery_id: (s := self.delivery_status(delivery_id)) not in (None, "pending") and s,
                 timeout=timeout,
                 what=f"delivery {delivery_id} processed",
             )
@@ -589,6 +589,7 @@ async def test_github_errors_during_a_round_are_retried(world: World):
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request despite a 502"))[0]
     assert world.twin.calls("pulls/create")[0].status == 502
+    assert pr.pull is not None and pr.pull.head_ref == f"compound/issue-{number}"
 
 
 async def test_a_failed_bot_user_look_up_does_not_hold_up_the_commit(world: World):

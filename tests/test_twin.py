@@ -455,7 +455,8 @@ async def test_gzipped_fetch_negotiation(twin, iid, tmp_path):
     for i in range(200):
         parent = f"from {base.strip()}" if i == 0 else f"from :{i}"
         stream.append(
-            f"commit refs/heads/local\nmark :{i + 1}\ncommitter A <a@b> {2_000_000_000 + i} +0000\ndata 4\nc{i:03}\n{parent}\n"
+            f"commit refs/heads/local\nmark :{i + 1}\ncommitter A <a@b> {2_000_000_000 + i} +0000\n"
+            f"data 4\nc{i:03}\n{parent}\n"
         )
     proc = await asyncio.create_subprocess_exec(
         "git", "fast-import", "--quiet", cwd=local, stdin=asyncio.subprocess.PIPE

@@ -440,7 +440,7 @@ async def test_token_is_never_written_anywhere(setup: Setup, monkeypatch: pytest
     assert carrying and all(e["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {header.decode()}" for e in carrying)
     assert len(carrying) < len(ours)  # only fetch and push carry it
     talking = {"fetch", "push", "ls-remote"}
-    for argv, env in zip(argvs, envs):
+    for argv, env in zip(argvs, envs, strict=True):
         if "GIT_CONFIG_VALUE_0" in env and "GIT_LITERAL_PATHSPECS" in env:
             subcommand = next(a for a in argv[1:] if not a.startswith("-") and "=" not in a)
             assert subcommand in talking, argv
@@ -557,7 +557,7 @@ async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
     needs(mode)
     ws = await setup.open()
     pwned = tmp_path / "pwned"
-    prompt = 'HOSTILE-TARGETS: {"git": true, "pwned": "%s"}\n' % pwned
+    prompt = f'HOSTILE-TARGETS: {{"git": true, "pwned": "{pwned}"}}\n'
     backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
     sandbox = probe(mode, paths=str(HOSTILE.parent))
     result = await AgentRunner(sandbox=sandbox).run(

@@ -140,7 +140,8 @@ async def _run(store: Any, args: argparse.Namespace) -> int:  # noqa: C901 - one
         for lesson in lessons:
             t = trials[lesson.id]
             print(
-                f"{lesson.id:>4}  {_state(lesson):<16} {t.with_success:>3}/{t.with_total:<3} {t.holdout_success:>4}/{t.holdout_total:<3}  "
+                f"{lesson.id:>4}  {_state(lesson):<16} {t.with_success:>3}/{t.with_total:<3} "
+                f"{t.holdout_success:>4}/{t.holdout_total:<3}  "
                 f"{lesson.scope}: {lesson.text[:100]}"
             )
         return 0

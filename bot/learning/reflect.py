@@ -171,9 +171,8 @@ class Reflector:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not result.ok:
-            return Reflection(
-                error=f"the reflect task ended with status {result.exit_code}{' (timed out)' if result.timed_out else ''}"
-            )
+            timed_out = " (timed out)" if result.timed_out else ""
+            return Reflection(error=f"the reflect task ended with status {result.exit_code}{timed_out}")
         items = parse("\n".join(p for p in (result.log_tail, result.final_message) if p))
         if items is None:
             return Reflection(error="the reflect task answered no JSON object with `lessons`")

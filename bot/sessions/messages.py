@@ -25,7 +25,7 @@ HELP = """\
 | `/agent help` | this help |
 
 Labelling an issue with the trigger label (`agent` unless `.github/compound.yml` says otherwise) starts a task too; a label `agent:<alias>` picks the model. Only people with write access can start work.
-"""
+"""  # noqa: E501 (Markdown as GitHub renders it: a table row or a paragraph is one line)
 
 
 def lessons_in_scope(lessons: list[Any], holdout: float) -> str:
@@ -33,15 +33,15 @@ def lessons_in_scope(lessons: list[Any], holdout: float) -> str:
     if not lessons:
         return (
             "No lesson Compound has learned is in scope here yet. Lessons come from ended sessions "
-            "(a CI check that failed, review comments, conflicts); maintainers can add their own with `compound lessons add`."
+            "(a CI check that failed, review comments, conflicts); "
+            "maintainers can add their own with `compound lessons add`."
         )
     lines = [f"**Lessons in scope here** ({len(lessons)}):", ""]
     for lesson in lessons:
         pinned = ", pinned" if lesson.pinned else ""
         evidence = len(lesson.evidence)
-        lines.append(
-            f"- #{lesson.id} ({lesson.scope}; from {evidence} session{'s' if evidence != 1 else ''}{pinned}): {lesson.text}"
-        )
+        sessions = "session" if evidence == 1 else "sessions"
+        lines.append(f"- #{lesson.id} ({lesson.scope}; from {evidence} {sessions}{pinned}): {lesson.text}")
     if holdout > 0:
         lines += [
             "",
@@ -174,7 +174,10 @@ def log_text(result: Any) -> str:
 
 def stopped(round_: RoundRow) -> str:
     who = f" as @{round_.requested_by} asked" if round_.requested_by else ""
-    return f"Compound stopped round {round_.number} ({round_.kind}){who}. Nothing was pushed. `/agent retry` runs it again."
+    return (
+        f"Compound stopped round {round_.number} ({round_.kind}){who}. Nothing was pushed. "
+        "`/agent retry` runs it again."
+    )
 
 
 def agent_failed(result: Any, settings: Settings, attempts: int = 1) -> str:
@@ -187,7 +190,8 @@ def agent_failed(result: Any, settings: Settings, attempts: int = 1) -> str:
         why = f"the agent exited with status {result.exit_code}"
     return (
         f"Compound could not finish this: {why}{tries}. Nothing was pushed.\n\n"
-        f"<details><summary>Last lines of the agent's output</summary>\n\n{_fence(_tail(result.log_tail or ''))}\n\n</details>\n\n"
+        "<details><summary>Last lines of the agent's output</summary>\n\n"
+        f"{_fence(_tail(result.log_tail or ''))}\n\n</details>\n\n"
         "`/agent retry` tries again."
     )
 
@@ -328,9 +332,8 @@ def escalation(session: SessionRow, rounds: list[RoundRow], why: str) -> str:
     ]
     for r in ran[-30:]:
         categories = ", ".join(r.category_list()) or "—"
-        lines.append(
-            f"| {r.number} | {KIND_NAMES.get(r.kind, r.kind)} | {_cell(trigger_text(r))} | {categories} | {_round_result(r)} |"
-        )
+        kind = KIND_NAMES.get(r.kind, r.kind)
+        lines.append(f"| {r.number} | {kind} | {_cell(trigger_text(r))} | {categories} | {_round_result(r)} |")
     lines += [
         "",
         "Compound starts no round on its own while this session is escalated. "
@@ -363,7 +366,8 @@ def ci_limit_reached(limit: int, categories: list[str]) -> str:
 
 
 def review_limit_reached(limit: int) -> str:
-    return f"Reviewers still ask for changes after {limit} review round{'s' if limit != 1 else ''}, the limit for this repository."
+    rounds = "round" if limit == 1 else "rounds"
+    return f"Reviewers still ask for changes after {limit} review {rounds}, the limit for this repository."
 
 
 def ci_not_failing(head: str) -> str:

@@ -215,10 +215,10 @@ class SimulatedCI:
             outcomes = await asyncio.gather(
                 *(
                     self._execute(pipeline, repo, check, run, workdir, sha, ref)
-                    for check, run in zip(pipeline.checks, runs)
+                    for check, run in zip(pipeline.checks, runs, strict=True)
                 )
             )
-            for check, run, outcome in zip(pipeline.checks, runs, outcomes):
+            for check, run, outcome in zip(pipeline.checks, runs, outcomes, strict=True):
                 self._complete(repo, check, run, outcome, pipeline)
             self.results[sha] = [(r.name, r.conclusion or "") for r in runs]
             times = pipeline.repeat

@@ -188,7 +188,7 @@ def _describe(err: Exception) -> str:
         if detail:
             where = ("/".join(map(str, e.absolute_path)) or "<root>" for e in detail)
             short = (m if len(m := e.message) < 300 else m[:300] + "…" for e in detail)
-            details = "; ".join(f"{w}: {m}" for w, m in zip(where, short))
+            details = "; ".join(f"{w}: {m}" for w, m in zip(where, short, strict=True))
             return f"{text.split(': Value ', 1)[0][:200]}: {details}"
         if str(cause) not in text:
             text += f": {cause}"

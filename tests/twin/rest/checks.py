@@ -88,8 +88,7 @@ async def update_run(call: Call) -> Reply:
     if run.app != call.twin.app_slug:
         raise ApiError(
             403,
-            "Invalid app_id `%s` - check run can only be modified by the GitHub App that created it."
-            % call.twin.app_id,
+            f"Invalid app_id `{call.twin.app_id}` - check run can only be modified by the GitHub App that created it.",
         )
     _apply(run, body)
     refresh_suite(repo, repo.check_suites[run.suite_id])
