@@ -238,6 +238,9 @@ async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_o
     assert escalations(world, pr.number)[0].count("| CI fix |") == 3
 
 
+CHECK_GAP = 0.3
+
+
 async def test_redelivered_events_and_a_suite_completing_check_by_check_make_one_round(world: World):
     number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
     record = world.tmp / "ci-prompt.json"
@@ -258,7 +261,9 @@ async def test_redelivered_events_and_a_suite_completing_check_by_check_make_one
         "docs": "error: broken link",
     }
     for run in runs:
-        await asyncio.sleep(0.3)
+        # Not a wait for anything: the suite's checks finish this far apart, each
+        # gap inside the 1 s quiet period, so one round must see all of them.
+        await asyncio.sleep(CHECK_GAP)
         text = failing.get(run.name)
         world.twin.complete_check_run(
             REPO,

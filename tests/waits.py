@@ -34,7 +34,7 @@ def activity(world) -> tuple[int, int, int] | None:
 
 
 def is_quiescent(world) -> bool:
-    if world.twin.ci._tasks:  # a CI run (and its webhooks) still in flight
+    if world.twin.ci.busy:  # a CI run (and its webhooks) still in flight
         return False
     now = activity(world)
     return now is not None and not any(now)
@@ -49,5 +49,5 @@ async def quiescent(world, timeout: float = 120.0, what: str = "the service to f
     logs = world.service.logs()[-6000:] if world.service else ""
     raise AssertionError(
         f"timed out waiting for {what}: activity {activity(world)}, "
-        f"CI tasks {len(world.twin.ci._tasks)}\n--- service log tail ---\n{logs}"
+        f"CI runs in flight {world.twin.ci.busy}\n--- service log tail ---\n{logs}"
     )

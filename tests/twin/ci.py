@@ -147,6 +147,11 @@ class SimulatedCI:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @property
+    def busy(self) -> int:
+        """CI runs in flight (their webhooks not all delivered yet)."""
+        return len(self._tasks)
+
     async def idle(self) -> None:
         """Wait until every CI run has finished and its webhooks are delivered."""
         while self._tasks:
