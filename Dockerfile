@@ -4,11 +4,13 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/compound
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY prompts ./prompts
-RUN /opt/compound/bin/pip install .
+# The runtime dependencies at the versions `make` installs: the lock is a
+# constraint here, so its test and lint tools stay out of the image.
+RUN /opt/compound/bin/pip install --constraint requirements.lock .
 
 # Runtime stage: the virtualenv, git for workspaces, bubblewrap for the agent
 # sandbox (docs/sandbox.md), the default agent CLI (Claude Code, from npm; the

@@ -99,3 +99,14 @@ def test_the_lock_pins_every_dependency_of_pyproject():
         for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+", (ROOT / "requirements.lock").read_text(), re.M)
     }
     assert wanted - pinned == set(), "run `make lock` after changing the dependencies in pyproject.toml"
+
+
+def test_the_image_installs_the_locked_versions():
+    """The Dockerfile's build stage installs Compound with requirements.lock as its
+    constraint (the same pins `make` installs), not whatever PyPI has that day."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build = dockerfile.split("\nFROM ", 2)[1]  # the build stage, up to the runtime stage
+    copied = [line for line in build.splitlines() if line.startswith("COPY ")]
+    assert any("requirements.lock" in line.split()[1:-1] for line in copied), copied
+    installs = [line for line in build.splitlines() if line.startswith("RUN ") and re.search(r"\bpip install\b", line)]
+    assert installs and all(re.search(r"(--constraint|-c) requirements\.lock\b", line) for line in installs), installs
