@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "redeliver" and since is None:
             print("compound: --since: give a window (GitHub keeps about 3 days)", file=sys.stderr)
             return 2
-    runner = {
+    runner: Callable[[], Coroutine[Any, Any, int]] = {
         "report": lambda: _report(settings, since, args.repo, as_json=args.json),
         "events": lambda: _events_export(settings, since, args.session, args.type),
         "serve": lambda: _serve(settings, workers=not args.no_workers),
@@ -417,7 +418,8 @@ async def _receive(
         if index is not None and not -len(data) <= index < len(data):
             print(f"compound: --index {index}: {payload_path} holds {len(data)} payloads ({actions})", file=sys.stderr)
             return 2
-        bodies = [orjson.dumps(p) for p in data] if each else [orjson.dumps(data[index])]
+        # One payload unless --each (the index was checked above).
+        bodies = [orjson.dumps(data[index])] if index is not None and not each else [orjson.dumps(p) for p in data]
     elif index is not None or each:
         print(f"compound: {payload_path} holds one payload; --index and --each are for lists", file=sys.stderr)
         return 2
@@ -437,6 +439,7 @@ async def _receive(
     await service.start()
     status = 0
     try:
+        assert service.policy is not None  # Service.__post_init__ sets it
         service.policy.max_attempts = 1
         for record, payload in records:
             status = max(status, await _receive_one(service, event, record, payload))

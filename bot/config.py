@@ -14,7 +14,7 @@ import functools
 import http
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import gidgethub
 import pathspec
@@ -39,7 +39,9 @@ RESERVED_LABEL_SUFFIXES = frozenset({"needs-human"})
 MODEL_LABEL_PREFIX = "agent:"
 # Whose comments the prompt quotes (`prompt_comments`): people with write
 # access and Compound itself, or everyone (still quoted as data).
-PROMPT_COMMENTS_WRITERS, PROMPT_COMMENTS_EVERYONE = "writers", "everyone"
+PromptComments = Literal["writers", "everyone"]
+PROMPT_COMMENTS_WRITERS: Final[PromptComments] = "writers"
+PROMPT_COMMENTS_EVERYONE: Final[PromptComments] = "everyone"
 
 LABEL_MAX = 50  # GitHub's limit on a label name
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
@@ -110,7 +112,7 @@ class RepoConfig(BaseModel):
     forbidden_paths: list[str] = Field(default_factory=list)
     prompt: str = Field(default="", max_length=10_000)
     allowed_bots: list[str] = Field(default_factory=list)
-    prompt_comments: Literal["writers", "everyone"] = PROMPT_COMMENTS_WRITERS
+    prompt_comments: PromptComments = PROMPT_COMMENTS_WRITERS
     lessons: LessonsConfig = Field(default_factory=LessonsConfig)
     # Prompt variants not to pick any more, as `<kind>.<variant>` (e.g. `task.concise`).
     retired_variants: list[str] = Field(default_factory=list)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -81,7 +81,7 @@ class StoredEvent(sansio.Event):
         self._data = data
 
     @property
-    def data(self) -> Any:  # type: ignore[override]
+    def data(self) -> Any:
         if self._data is None:
             self._data = orjson.loads(self._record.payload)
         return self._data
@@ -468,14 +468,14 @@ class Dispatcher:
         ok.inc()
         return name, None
 
-    async def _complete(self, delivery_ids: list[str]) -> list[None]:
+    async def _complete(self, delivery_ids: Sequence[str]) -> list[None]:
         try:
             await self.store.mark_processed(delivery_ids)
         except Exception:
             await self._marks_failed(delivery_ids)
         return [None] * len(delivery_ids)
 
-    async def _marks_failed(self, delivery_ids: list[str]) -> None:
+    async def _marks_failed(self, delivery_ids: Sequence[str]) -> None:
         log.exception("could not mark %d deliveries processed; they will run again", len(delivery_ids))
         self._backlog = True
         for delivery_id in delivery_ids:

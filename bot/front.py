@@ -86,7 +86,7 @@ class Front:
         self.keepalive_timeout = keepalive_timeout
         self.closing = False
         self.connections: set[_Connection] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._date = b""
         self._date_second = 0
@@ -101,12 +101,14 @@ class Front:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     @property
     def host(self) -> str:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[0]
+        host: str = self._server.sockets[0].getsockname()[0]
+        return host
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening, close idle connections, let answers in progress finish (up to `grace`)."""

@@ -294,12 +294,13 @@ class Intake:
         dispatcher = self._dispatcher
         # Claimed: this process processes it right after the answer. Unclaimed
         # (no room, or a web-only process): any process's sweeper takes it.
-        record.claimed = dispatcher is not None and dispatcher.reserve()
+        claimer = dispatcher if dispatcher is not None and dispatcher.reserve() else None
+        record.claimed = claimer is not None
         try:
             new = await self._writer.store(record)
         except Exception as exc:
-            if record.claimed:
-                dispatcher.unreserve()
+            if claimer is not None:
+                claimer.unreserve()
             # One line when the store stops taking writes (disk full, database
             # gone), not one per delivery; another when it takes them again.
             if not self._store_failing:
@@ -317,13 +318,13 @@ class Intake:
             log.warning("the store takes writes again, after %d deliveries answered 503", self._store_failing)
             self._store_failing = 0
         if not new:
-            if record.claimed:
-                dispatcher.unreserve()
+            if claimer is not None:
+                claimer.unreserve()
             self._count(event, "duplicate")
             return 200, orjson.dumps({"status": "duplicate", "delivery": delivery_id})
         self._count(event, "accepted")
-        if record.claimed:
-            dispatcher.submit(record, None)
+        if claimer is not None:
+            claimer.submit(record, None)
         elif dispatcher is not None:
             dispatcher.poke()
         # The id matched _DELIVERY_RE: nothing in it needs escaping in JSON.

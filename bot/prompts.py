@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -309,7 +309,7 @@ def fenced(text: str, info: str = "") -> str:
     return f"{fence}{oneline(info)}\n{body}{fence}"
 
 
-def _data_filter(boundary: str):
+def _data_filter(boundary: str) -> Callable[[str, str], str]:
     def data(text: str, label: str = "") -> str:
         """Untrusted text as a data block: ```data-<boundary> <label>."""
         info = f"data-{boundary} {oneline(label)}".rstrip()

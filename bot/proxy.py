@@ -43,7 +43,7 @@ class Backoff:
     cap: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        base = min(self.cap, self.first * 2 ** min(attempt, 30))
+        base = min(self.cap, self.first * 2.0 ** min(attempt, 30))
         return base * random.uniform(0.5, 1.0)
 
 

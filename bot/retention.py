@@ -160,12 +160,12 @@ class Retention:
         async with rs.exclusive() as mine:
             if mine:
                 st = report.store = StorePruned()
-                kw = {"dry_run": dry_run, "pause": self.pause}
+                pause = self.pause
                 batch = self.batch or default_batch(self.store.engine.dialect.name)
-                await rs.prune_deliveries(report.cutoffs, st, batch=batch, **kw)
-                await rs.prune_redelivery_requests(report.cutoffs, st, batch=batch, **kw)
-                await rs.prune_triggers(report.cutoffs, st, batch=batch, **kw)
-                await rs.compact_events(report.cutoffs, st, **kw)
+                await rs.prune_deliveries(report.cutoffs, st, dry_run=dry_run, batch=batch, pause=pause)
+                await rs.prune_redelivery_requests(report.cutoffs, st, dry_run=dry_run, batch=batch, pause=pause)
+                await rs.prune_triggers(report.cutoffs, st, dry_run=dry_run, batch=batch, pause=pause)
+                await rs.compact_events(report.cutoffs, st, dry_run=dry_run, pause=pause)
         if self.workspaces is not None:
             with self._files_lock() as files_mine:
                 if files_mine:

@@ -258,6 +258,7 @@ class Service:
             from bot.learning.reflect import Reflector
 
             learning.reflector = Reflector(self.settings, runner, Prompts())
+            assert self.policy is not None  # __post_init__ sets it
             self.worker = SessionWorker(
                 settings=self.settings,
                 store=self.store.sessions,

@@ -268,6 +268,7 @@ def load_settings(**overrides: object) -> Settings:
     two), the environment. An explicit `_env_file` (tests) replaces the files.
     """
     try:
+        # The overrides are validated by pydantic at runtime, not typed per field here.
         settings = Settings(**overrides)  # type: ignore[arg-type]
         if "_env_file" in overrides:
             return settings
@@ -280,7 +281,9 @@ def load_settings(**overrides: object) -> Settings:
             name = "ENV_FILE" if settings.env_file is not None else "DATA_DIR"
             raise SettingsError(f"{name}: cannot read {written}: {exc.strerror}") from None
         files = (Path(".env"), written)
-        return Settings(_env_file=files, **overrides)  # type: ignore[arg-type]
+        # `_env_file` is a parameter of BaseSettings.__init__, not a field: mypy's
+        # dataclass_transform view of Settings knows only the fields.
+        return Settings(_env_file=files, **overrides)  # type: ignore[call-arg, arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = err.get("loc") or ()

@@ -31,8 +31,9 @@ async def _record_installation(event: sansio.Event, ctx: Context, **flags: bool)
         suspended=flags.get("suspended", bool(installation.get("suspended_at"))),
         deleted=flags.get("deleted", False),
     )
-    _changed(ctx, installation["id"])
-    return installation["id"]
+    installation_id: int = installation["id"]
+    _changed(ctx, installation_id)
+    return installation_id
 
 
 def _changed(ctx: Context, installation_id: int) -> None:

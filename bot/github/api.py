@@ -57,8 +57,10 @@ async def react(gh: Any, repo: str, *, issue_number: int | None = None, comment_
     owner, name = repo.split("/", 1)
     if comment_id is not None:
         url, params = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", {"comment_id": comment_id}
-    else:
+    elif issue_number is not None:
         url, params = "/repos/{owner}/{repo}/issues/{issue_number}/reactions", {"issue_number": issue_number}
+    else:
+        raise TypeError("react() needs issue_number or comment_id")
     await gh.post(url, {"owner": owner, "repo": name, **params}, data={"content": "eyes"})
 
 

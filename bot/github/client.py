@@ -90,7 +90,7 @@ class RetryPolicy:
 
     def backoff_for(self, attempt: int) -> float:
         """The wait after failed try number `attempt` (1-based)."""
-        return min(self.backoff * 2 ** (attempt - 1), self.max_wait)
+        return min(self.backoff * 2.0 ** (attempt - 1), self.max_wait)
 
 
 class GitHub:

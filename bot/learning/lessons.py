@@ -28,6 +28,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.learning.stats import prob_greater
 from bot.store.learning import ACTIVE, Lesson, Trials
@@ -92,7 +93,7 @@ def _clean(text: str, limit: int = 200) -> str:
     return " ".join(text.replace("`", "'").split())[:limit]
 
 
-def mine(repo: str, areas: list[str], rounds_triggers: list[tuple[str, dict]]) -> list[Pattern]:
+def mine(repo: str, areas: list[str], rounds_triggers: list[tuple[str, dict[str, Any]]]) -> list[Pattern]:
     """The patterns of one ended session: (round kind, round trigger) for each round that ran."""
     area = areas[0] if len(areas) == 1 else None
     found: dict[str, Pattern] = {}

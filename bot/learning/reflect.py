@@ -91,8 +91,9 @@ def parse(output: str) -> list[Any] | None:
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict) and isinstance(value.get("lessons"), list):
-            return value["lessons"]
+        lessons = value.get("lessons") if isinstance(value, dict) else None
+        if isinstance(lessons, list):
+            return lessons
     return None
 
 

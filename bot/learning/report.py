@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, case, cast, extract, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from bot.learning.stats import interval, prob_greater
 from bot.store.learning import Lesson
@@ -84,8 +84,8 @@ def _bucket(dialect: str, seconds: ColumnElement[float]) -> ColumnElement[int]:
     The constants are written into the SQL, not bound: PostgreSQL only sees
     the GROUP BY expression as the selected one when they are the same text.
     """
-    floor = literal_column("0.001")
-    scale = literal_column(repr(1 / math.log(BUCKET_WIDTH)))
+    floor: ColumnClause[float] = literal_column("0.001")
+    scale: ColumnClause[float] = literal_column(repr(1 / math.log(BUCKET_WIDTH)))
     at_least = func.greatest(seconds, floor) if dialect == "postgresql" else func.max(seconds, floor)
     return cast(func.floor(func.ln(at_least) * scale), Integer)
 
@@ -183,7 +183,7 @@ def median(histogram: dict[int, list[Any]]) -> float | None:
     if not n:
         return None
     ranks = (n // 2 + 1,) if n % 2 else (n // 2, n // 2 + 1)
-    values = []
+    values: list[float] = []
     for rank in ranks:
         before = 0
         for bucket in sorted(histogram):
@@ -199,7 +199,7 @@ def median(histogram: dict[int, list[Any]]) -> float | None:
 
 
 def _key(name: str, combo: tuple[Any, ...]) -> str | None:
-    values = dict(zip(KEYS, combo, strict=True))
+    values: dict[str, str | None] = dict(zip(KEYS, combo, strict=True))
     if name == "variant":
         template, variant = values["prompt_template"], values["prompt_variant"]
         return f"{template}.{variant}" if template and variant else (template or variant)

@@ -150,7 +150,7 @@ class RoundRunner:
                 start_from=session.branch if follow_up else None,
                 also=(plan.base_branch,) if plan.base_branch else (),
             )
-            if follow_up:
+            if session.head_sha is not None:
                 # A follow-up round works on an existing head: show it live there.
                 check = CheckRun(gh, session.repo, external_id=session.id)
                 await check.start(

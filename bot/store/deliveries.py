@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,13 +190,24 @@ def _sqlite_write(db: sqlite3.Connection, batch: _SqliteBatch) -> list[Any]:
     return inserted
 
 
+async def _driver(conn: AsyncConnection) -> Any:
+    """The DBAPI driver's own connection under `conn` (asyncpg's or aiosqlite's).
+
+    Typed Any: SQLAlchemy types it so, being the driver's own class.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:  # only after the pooled connection was invalidated
+        raise RuntimeError("the database connection was invalidated")
+    return driver
+
+
 class DeliveryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         timestamp = d.c.received_at.type.dialect_impl(engine.dialect)
         # How SQLAlchemy binds a datetime on this dialect (SQLite: its text format).
-        self._bind_time = timestamp.bind_processor(engine.dialect) or (lambda value: value)
+        self._bind_time: Callable[[datetime], Any] = timestamp.bind_processor(engine.dialect) or (lambda value: value)
         # PostgreSQL: the intake's writer keeps one connection between its
         # batches; a checkout per batch costs a round trip (the pre-ping).
         self._held: AsyncConnection | None = None
@@ -267,19 +278,17 @@ class DeliveryStore:
         )
         if not hold:
             async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
                 # asyncpg outside a transaction: the statement commits by itself.
-                result = await raw.driver_connection.fetch(_PG_WRITE, *args)
+                result = await (await _driver(conn)).fetch(_PG_WRITE, *args)
             return {row[0] for row in result}
-        conn = self._held
-        if conn is not None and (await conn.get_raw_connection()).driver_connection.is_closed():
+        held = self._held
+        if held is not None and (await _driver(held)).is_closed():
             await self.release_held()  # the server closed it (a restart): take a fresh one
-            conn = None
-        if conn is None:
-            conn = self._held = await self.engine.connect()
+            held = None
+        if held is None:
+            held = self._held = await self.engine.connect()
         try:
-            raw = await conn.get_raw_connection()
-            result = await raw.driver_connection.fetch(_PG_WRITE, *args)
+            result = await (await _driver(held)).fetch(_PG_WRITE, *args)
         except BaseException:
             await self.release_held(invalidate=True)
             raise
@@ -331,8 +340,7 @@ class DeliveryStore:
                 )
                 bodies.append(pack(r.payload))
         async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection  # aiosqlite.Connection
+            driver = await _driver(conn)  # aiosqlite.Connection
             db = driver._conn
             # The pool's one connection is ours until the block ends: aiosqlite's
             # thread runs nothing else on it meanwhile, so this thread may.
@@ -419,7 +427,8 @@ class DeliveryStore:
             values.update(next_attempt_at=retry_at, claimed_until=retry_at + timedelta(seconds=lease))
         stmt = update(d).where(d.c.delivery_id == delivery_id).values(**values).returning(d.c.attempts)
         async with self.engine.begin() as conn:
-            return (await conn.execute(stmt)).scalar_one()
+            attempts: int = (await conn.execute(stmt)).scalar_one()
+        return attempts
 
     async def mark_skipped(self, delivery_id: str, reason: str) -> bool:
         """Record that the delivery will not be acted on, and why; False if it was not pending."""

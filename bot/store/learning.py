@@ -241,11 +241,21 @@ class LearningStore:
             row = (await conn.execute(select(ls).where(ls.c.key == key))).first()
         return Lesson.from_row(row), activated
 
-    async def add_lesson(self, text: str, repo: str, **scope: str | None) -> Lesson:
+    async def add_lesson(
+        self,
+        text: str,
+        repo: str,
+        *,
+        area: str | None = None,
+        label: str | None = None,
+        task_kind: str | None = None,
+    ) -> Lesson:
         """A maintainer's own lesson (`compound lessons add`): pinned, so the holdout never drops it."""
         now = utcnow()
         key = f"manual:{repo}:{now.isoformat()}:{text[:100]}"
-        lesson, _ = await self.upsert_lesson(key, text, repo, evidence=[], source="manual", **scope)
+        lesson, _ = await self.upsert_lesson(
+            key, text, repo, evidence=[], source="manual", area=area, label=label, task_kind=task_kind
+        )
         await self.set_lesson(lesson.id, pinned=True)
         return (await self.lesson(lesson.id)) or lesson
 

@@ -239,8 +239,8 @@ class RetentionStore:
                 doomed = {
                     row.delivery_id: row
                     for row in rows
-                    if (row.status in _DONE and aware(row.received_at) < cut.processed)  # type: ignore[operator]
-                    or (row.status == FAILED and aware(row.received_at) < cut.failed)  # type: ignore[operator]
+                    if (row.status in _DONE and aware(row.received_at) < cut.processed)
+                    or (row.status == FAILED and aware(row.received_at) < cut.failed)
                 }
                 if doomed and dry_run:
                     gone = [(row.status, row.payload_id) for row in doomed.values()]

@@ -113,7 +113,8 @@ class SessionRow:
         return self.status not in TERMINAL
 
     def config_data(self) -> dict[str, Any]:
-        return json.loads(self.config or "{}")
+        data: dict[str, Any] = json.loads(self.config or "{}")
+        return data
 
 
 @dataclass(slots=True)
@@ -153,13 +154,16 @@ class RoundRow:
     quota: str | None
 
     def context_data(self) -> dict[str, Any]:
-        return json.loads(self.context or "{}")
+        data: dict[str, Any] = json.loads(self.context or "{}")
+        return data
 
     def trigger_data(self) -> dict[str, Any]:
-        return json.loads(self.trigger or "{}")
+        data: dict[str, Any] = json.loads(self.trigger or "{}")
+        return data
 
     def category_list(self) -> list[str]:
-        return json.loads(self.categories or "[]")
+        data: list[str] = json.loads(self.categories or "[]")
+        return data
 
 
 def _row(cls: type, row: Any) -> Any:

@@ -12,7 +12,6 @@ commit or roll back together.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -81,5 +80,5 @@ class TriggerStore:
     async def last_refusal(self, repo: str, number: int) -> datetime | None:
         stmt = select(rn.c.last_at).where(rn.c.repo == repo, rn.c.number == number)
         async with self.engine.connect() as conn:
-            value: Any = (await conn.execute(stmt)).scalar_one_or_none()
+            value: datetime | None = (await conn.execute(stmt)).scalar_one_or_none()
         return aware(value)
