@@ -302,3 +302,46 @@ def test_the_reflect_prompt_quotes_the_timeline_as_data(store):
     opening = prompt.text.split(fence, 1)[0].rsplit("\n", 1)[1]
     assert hostile in block and block.index(hostile) < block.index("\n" + opening + "\n")
     assert "Never suggest skipping" in prompt.text and '{"lessons": [' in prompt.text
+
+
+async def _session(store, number: int, title: str = "Add x"):
+    return await store.sessions.create(
+        repo=REPO,
+        installation_id=1,
+        issue_number=number,
+        issue_title=title,
+        branch=f"compound/issue-{number}",
+        backend="command",
+        model=None,
+        triggered_by="alice",
+        config={},
+        instructions="",
+        context={"labels": ["enhancement"]},
+    )
+
+
+async def test_the_repo_configs_holdout_wins_over_lesson_holdout(store):
+    learning = Learning(store.sessions, store.learning, github=None, events=None, holdout=0.5)
+    lesson, _ = await store.learning.upsert_lesson("k", "Run ruff before you push.", REPO, evidence=["s"])
+    sessions = [await _session(store, n) for n in range(1, 41)]
+
+    async def held(config: RepoConfig) -> int:
+        plans = [await learning.plan(s, r, config, ["default"], "Add x") for s, r in sessions]
+        assert all(len(p.lessons) + len(p.held_out) == 1 for p in plans)
+        return sum(bool(p.held_out) for p in plans)
+
+    assert 8 <= await held(RepoConfig()) <= 32  # LESSON_HOLDOUT: about half of 40
+    assert await held(RepoConfig.model_validate({"lessons": {"holdout": 0.0}})) == 0
+    assert await held(RepoConfig.model_validate({"lessons": {"holdout": 0.9}})) >= 28
+    assert learning.holdout_for(RepoConfig.model_validate({"lessons": {"holdout": 0.1}})) == 0.1
+    assert lesson.status == ACTIVE
+
+
+async def test_a_maintainers_lesson_is_active_and_carried_by_the_next_round(store):
+    """`compound lessons add` is the maintainer's evidence: no mined session needed before prompts carry it."""
+    learning = Learning(store.sessions, store.learning, github=None, events=None, holdout=0.9)
+    lesson = await store.learning.add_lesson("Keep API handlers in api/.", REPO)
+    assert (lesson.status, lesson.pinned, lesson.source) == (ACTIVE, True, "manual")
+    session, round_ = await _session(store, 7)
+    plan = await learning.plan(session, round_, RepoConfig(), ["default"], "Add x")
+    assert [x.id for x in plan.lessons] == [lesson.id] and plan.held_out == []

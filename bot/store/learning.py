@@ -250,13 +250,14 @@ class LearningStore:
         label: str | None = None,
         task_kind: str | None = None,
     ) -> Lesson:
-        """A maintainer's own lesson (`compound lessons add`): pinned, so the holdout never drops it."""
+        """A maintainer's own lesson (`compound lessons add`): active at once (the maintainer is
+        its evidence) and pinned, so the holdout never drops it."""
         now = utcnow()
         key = f"manual:{repo}:{now.isoformat()}:{text[:100]}"
         lesson, _ = await self.upsert_lesson(
             key, text, repo, evidence=[], source="manual", area=area, label=label, task_kind=task_kind
         )
-        await self.set_lesson(lesson.id, pinned=True)
+        await self.set_lesson(lesson.id, pinned=True, status=ACTIVE)
         return (await self.lesson(lesson.id)) or lesson
 
     async def lesson(self, lesson_id: int) -> Lesson | None:
