@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from tests.test_healing_e2e import HOOK, WEBHOOK_SECRET, events_of, rounds_of
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import pull_request_event
@@ -223,3 +225,56 @@ async def test_the_reflect_task_adds_only_the_lessons_that_pass_validation(world
     assert lesson["source"] == "reflect" and lesson["status"] == "active" and "next to app.py" in lesson["text"]
     (retro,) = await world.until(lambda: retrospectives(world, number), what="the retrospective")
     assert f"Learned #{lesson['id']}" in retro and "ghp_" not in retro
+
+
+@pytest.mark.timeout(300)
+async def test_an_escalated_session_a_human_then_merges_has_its_retrospective_edited_in_place(world: World):
+    from tests.test_healing_e2e import ALWAYS_FAILS, with_ci
+
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 0\n"})
+    world.plan("ci_fix", {"write": "feature.py", "content": "def feature():\n    return 1\n"})
+    await world.start(MAX_CI_ROUNDS=1)
+    with_ci(world, ALWAYS_FAILS)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    (first,) = await world.until(lambda: retrospectives(world, number), timeout=120, what="the escalated retrospective")
+    assert "handed to a human" in first and "| First-try success | no |" in first
+    (comment,) = [c for c in world.twin.comments(REPO, number) if c.body.startswith(RETRO)]
+    await world.twin.ci.idle()
+    await quiescent(world)
+    session = events_of(world, "session.created")[0]["session"]
+    assert outcome_row(world, session)["outcome"] == "escalated"
+    # A human fixes it by hand and merges: the same comment now tells the end of the story.
+    await merge(world, pr.number)
+    await world.until(
+        lambda: "merged (PR #" in (retrospectives(world, number) or [""])[0], what="the retrospective edited"
+    )
+    await quiescent(world)
+    (after,) = [c for c in world.twin.comments(REPO, number) if c.body.startswith(RETRO)]
+    assert after.id == comment.id and after.body != first
+    assert "| First-try success | no |" in after.body and "CI 1, review 0, rebase 0" in after.body
+    row = outcome_row(world, session)
+    assert (row["outcome"], row["first_try"], row["ci_rounds"]) == ("merged", 0, 1)
+    assert [e["outcome"] for e in events_of(world, "session.outcome")] == ["escalated", "merged"]
+
+
+async def test_learned_routing_names_its_model_and_why_in_the_events_and_the_check_run(world: World):
+    config = "models:\n  big: m-big\n  small: m-small\nrouting: learned\n"
+    world.twin.commit(REPO, "main", {".github/compound.yml": config}, "learned routing")
+    number = world.twin.add_issue(REPO, title="Add a feature", user="alice", labels=["enhancement"])
+    world.plan("task", WRITE_FEATURE, {"print": "Added feature()."})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: events_of(world, "round.pushed"), what="the round to finish")
+    (created,) = events_of(world, "session.created")
+    routing = created["routing"]
+    # No outcomes yet: each configured model (the default aliases too) is explored before any is preferred.
+    assert routing["why"] == f"exploring: {routing['model']} has 0 of 5 feature sessions"
+    with db(world) as conn:
+        (model,) = conn.execute("SELECT model FROM sessions WHERE id = ?", (created["session"],)).fetchone()
+    assert model == routing["model"]
+    (run,) = [r for r in world.check_runs(pr.pull.head_sha) if r.name == "Compound"]
+    text = run.output.get("summary") or ""
+    assert f"Model `{routing['model']}` chosen by learned routing: {routing['why']}" in text
