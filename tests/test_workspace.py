@@ -583,3 +583,93 @@ async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
     again = await setup.open(session="s-2", branch="compound/issue-8")
     (again.path / "b.py").write_text("b\n")
     assert await commit(again) is not None and not pwned.exists()
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap"])
+async def test_an_agent_cannot_touch_the_mirror_another_session_shares(setup: Setup, mode: str) -> None:
+    """Sessions of one repository share its mirror. A hostile agent in one of them tries to plant
+    config, attributes, hooks, alternates and objects there, and to move the other session's branch
+    and worktree: under bwrap every write fails, its own `git commit` still works, and Compound
+    takes that commit in. Under `none` the same writes land, so the test sees what bwrap stops."""
+    from bot.agents import AgentRequest, AgentRunner, get_backend
+    from bot.agents.sandbox import probe
+    from tests.test_sandbox import HOSTILE, PYTHON, needs
+
+    needs(mode)
+    other = await setup.open("s-2", "compound/issue-9")
+    (other.path / "other.py").write_text("other\n")
+    other_head = await commit(other)
+    ws = await setup.open()
+    await ws.hand_to_agent()
+    mirror = ws.mirror
+    targets = [
+        mirror / "config",
+        mirror / "info" / "attributes",
+        mirror / "hooks" / "pre-commit",
+        mirror / "objects" / "info" / "alternates",
+        mirror / "objects" / "planted",
+        mirror / "refs" / "heads" / "compound" / "issue-9",
+        mirror / "packed-refs",
+        other.git_dir / "HEAD",
+        other.git_dir / "commondir",
+        other.path / "other.py",
+    ]
+    before = {t: t.read_bytes() if t.exists() else None for t in targets}
+    prompt = "HOSTILE-TARGETS: " + json.dumps({"write": [str(t) for t in targets], "commit": True}) + "\n"
+    backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
+    result = await AgentRunner(sandbox=probe(mode, paths=str(HOSTILE.parent))).run(
+        backend,
+        AgentRequest(
+            workspace=ws.path,
+            prompt=prompt,
+            session_id="s-1",
+            task_kind="task",
+            git_common_dir=mirror,
+            git_dir=ws.git_dir,
+        ),
+    )
+    assert result.exit_code == 0, result.log_tail
+    report = json.loads(result.log_tail.splitlines()[-1])
+    if mode == "none":  # unsandboxed, it reaches all of it: what bwrap must stop
+        assert sorted(report["wrote"]) == sorted(str(t) for t in targets)
+        return
+    assert report["wrote"] == []
+    assert {t: t.read_bytes() if t.exists() else None for t in targets} == before
+    # Its own git works: the commit is its worktree's, its objects outside the mirror until Compound takes them.
+    own = report["commit"]
+    assert own and (ws.agent_objects / own[:2] / own[2:]).is_file(), result.log_tail
+    assert not (mirror / "objects" / own[:2] / own[2:]).exists()
+    sha = await commit(ws)
+    assert sha is not None and not ws.agent_objects.exists()
+    # The agent's commit, then Compound's for what it wrote afterwards (its report).
+    subjects = git(f"--git-dir={mirror}", "log", "--format=%s", f"{ws.base_sha}..{sha}").splitlines()
+    assert subjects == ["Fix the greeting", "Add feature(), says the agent"]
+    assert git(f"--git-dir={mirror}", "show", f"{sha}:feature.py") == "def feature():\n    return 42"
+    assert git(f"--git-dir={mirror}", "rev-parse", "refs/heads/compound/issue-9") == other_head
+    assert git("branch", "--show-current", cwd=ws.path) == BRANCH  # the branch is checked out again
+    assert await ws.push(setup.token) == sha
+    assert setup.remote("log", "-1", "--format=%s", f"{sha}^") == "Add feature(), says the agent"
+    await setup.workspaces.close(ws)  # its git dir gone: the mirror still holds every object
+    git(f"--git-dir={mirror}", "fsck", "--connectivity-only", "--no-dangling")
+
+
+async def test_an_object_the_agent_named_falsely_is_stored_under_its_true_name(setup: Setup) -> None:
+    """The agent's objects come in through a pack the mirror indexes itself: a loose object filed
+    under another object's name cannot later stand in for that object in another session."""
+    import hashlib
+    import zlib
+
+    ws = await setup.open()
+    await ws.hand_to_agent()
+    content = b"blob 6\0decoy\n"
+    true_name = hashlib.sha1(content).hexdigest()
+    false_name = hashlib.sha1(b"blob 6\0other\n").hexdigest()  # what another session will write
+    target = ws.agent_objects / false_name[:2] / false_name[2:]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(zlib.compress(content))
+    (ws.path / "a.py").write_text("a\n")
+    assert await commit(ws) is not None
+    mirror = f"--git-dir={ws.mirror}"
+    assert git(mirror, "cat-file", "-p", true_name) == "decoy"
+    missing = subprocess.run(["git", mirror, "cat-file", "-e", false_name], capture_output=True)
+    assert missing.returncode != 0

@@ -11,6 +11,10 @@ from typing import Protocol, runtime_checkable
 TASK_KINDS = ("task", "ci_fix", "review_fix", "rebase", "command", "reflect")
 
 
+# Where, in a worktree's git dir, the sandboxed agent's git writes its objects.
+AGENT_OBJECTS = "agent-objects"
+
+
 @dataclass
 class AgentRequest:
     """One agent run: what to do, where, and how long it may take."""
@@ -23,9 +27,12 @@ class AgentRequest:
     timeout: float = 3600
     args: list[str] = field(default_factory=list)  # extra CLI arguments from the repo config
     env_passthrough: list[str] = field(default_factory=list)
-    # The mirror the worktree's `.git` points at: the sandbox lets the agent's
-    # own git use it (Compound's git never trusts what it finds there).
+    # The mirror the worktree's `.git` points at, and the worktree's own git
+    # dir in it. In bwrap the agent's git reads the mirror but writes only the
+    # worktree's git dir: its objects go to `AGENT_OBJECTS` there, which
+    # Compound's git takes in, verified, after the run (bot/workspace/worktree.py).
     git_common_dir: Path | None = None
+    git_dir: Path | None = None
     # Called with each output line (stdout and stderr) as it arrives.
     on_output: Callable[[str], Awaitable[None] | None] | None = None
 

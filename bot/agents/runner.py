@@ -85,6 +85,7 @@ class AgentRunner:
                 workspace=request.workspace,
                 scratch=scratch,
                 git_common_dir=request.git_common_dir,
+                git_dir=request.git_dir,
                 backend=backend.name,
                 proxy=proxy,
             )

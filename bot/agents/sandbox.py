@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.agents.base import AGENT_OBJECTS
+
 log = logging.getLogger("compound.agents")
 
 MODES = ("auto", "bwrap", "user", "none")
@@ -145,6 +147,7 @@ class Sandbox:
         workspace: Path,
         scratch: Path,
         git_common_dir: Path | None = None,
+        git_dir: Path | None = None,
         backend: str = "command",
         proxy: Path | None = None,
     ) -> Launch:
@@ -171,7 +174,20 @@ class Sandbox:
         env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
         if proxy is not None:
             env.update(_proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
-        return Launch(self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy), env, workspace)
+        # The worktree and mirror belong to the service's user, not the agent's:
+        # its own git is told to trust them (inside, nothing else is in reach).
+        with (home / ".gitconfig").open("a") as gitconfig:
+            gitconfig.write("[safe]\n\tdirectory = *\n")
+        if git_common_dir is not None and git_dir is not None:
+            # The mirror is read-only in here (other sessions share it): the
+            # agent's git writes its objects next to its index instead.
+            objects = git_dir / AGENT_OBJECTS
+            objects.mkdir(exist_ok=True)
+            env.update(
+                GIT_OBJECT_DIRECTORY=str(objects), GIT_ALTERNATE_OBJECT_DIRECTORIES=str(git_common_dir / "objects")
+            )
+        argv = self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy, git_dir)
+        return Launch(argv, env, workspace)
 
     def _bwrap_argv(
         self,
@@ -181,6 +197,7 @@ class Sandbox:
         home: Path,
         git_common_dir: Path | None,
         proxy: Path | None = None,
+        git_dir: Path | None = None,
     ) -> list[str]:
         args = [
             self.bwrap,
@@ -224,7 +241,12 @@ class Sandbox:
         passwd, group = _identity_files(scratch, self.user)
         args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
         if git_common_dir is not None:
-            mount("--bind", str(git_common_dir), str(git_common_dir))
+            # Shared by every session of the repository: read-only, so no agent
+            # can plant config, attributes, hooks or refs for Compound's git or
+            # for another session. Only this worktree's own git dir is writable.
+            mount("--ro-bind", str(git_common_dir), str(git_common_dir))
+            if git_dir is not None:  # inside the mirror: its parents are there already
+                args.extend(["--bind", str(git_dir), str(git_dir)])
         mount("--bind", str(workspace), str(workspace))
         args += ["--chdir", str(workspace)]
         if proxy is not None:

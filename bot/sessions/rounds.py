@@ -372,8 +372,10 @@ class RoundRunner:
             args=list(config.agent.args),
             env_passthrough=self.settings.agent_passthrough_names(),
             git_common_dir=workspace.mirror,
+            git_dir=workspace.git_dir,
             on_output=check.progress if check is not None else None,
         )
+        await workspace.hand_to_agent()
         attempts = self.settings.agent_attempts
         for attempt in range(1, attempts + 1):
             await self.events.record(session, "agent.started", round_, agent_attempt=attempt)

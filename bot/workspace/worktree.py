@@ -18,11 +18,13 @@ commits are ignored and its working tree is taken as it stands.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.agents.base import AGENT_OBJECTS
 from bot.workspace.git import Git, GitError, put_file, write_mirror_config
 
 
@@ -80,6 +82,44 @@ class Workspace:
         # agent can rewrite or delete (git would then find an enclosing repo).
         return self.mirror / "worktrees" / self.path.name
 
+    @property
+    def agent_objects(self) -> Path:
+        """Where the sandboxed agent's git writes objects (the mirror is read-only to it)."""
+        return self.git_dir / AGENT_OBJECTS
+
+    async def hand_to_agent(self) -> None:
+        """Ready the worktree for an agent run: HEAD detached at the branch's head.
+
+        In bwrap the agent's git cannot write the shared mirror's refs, so a
+        commit of its own moves only this worktree's HEAD; `commit()` takes it
+        from there and puts the branch back.
+        """
+        self.agent_objects.mkdir(exist_ok=True)
+        head = await self._out("rev-parse", "--verify", "HEAD^{commit}")
+        await self._run("update-ref", "--no-deref", "-m", "compound: agent run", "HEAD", head)
+
+    async def _take_back(self) -> None:
+        """Metadata repaired, and the objects the agent's git wrote taken into the mirror.
+
+        They go through a pack that the mirror's git indexes itself, so every
+        object is stored under the name its content hashes to: an object the
+        agent named falsely cannot stand in for another session's.
+        """
+        self._repair_metadata()
+        objects = self.agent_objects
+        if objects.is_symlink():
+            raise GitError("git agent objects", 1, f"{objects} was replaced by a link; not trusting it")
+        if not objects.is_dir():
+            return
+        for name in ("info/alternates", "info/http-alternates"):  # only its own objects, nothing they point to
+            (objects / name).unlink(missing_ok=True)
+        own = {"GIT_OBJECT_DIRECTORY": str(objects), "GIT_ALTERNATE_OBJECT_DIRECTORIES": ""}
+        names = await self._run("cat-file", "--batch-all-objects", "--batch-check=%(objectname)", env=own)
+        if names.strip():
+            pack = await self._run("pack-objects", "--quiet", "--stdout", env=own, stdin=names)
+            await self._run("unpack-objects", "-q", stdin=pack)
+        shutil.rmtree(objects, ignore_errors=True)
+
     def _repair_metadata(self) -> None:
         """Put back what git keeps about this worktree, whatever the agent wrote there.
 
@@ -121,7 +161,7 @@ class Workspace:
         is_forbidden: Callable[[str], bool],
     ) -> str | None:
         """Commit the agent's work on the branch; the new head sha, or None if nothing to commit."""
-        self._repair_metadata()
+        await self._take_back()
         identity = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -327,7 +367,7 @@ class Workspace:
         Forbidden paths take ``other``'s version (the base's), so the pull
         request never changes them, whatever the agent did while resolving.
         """
-        self._repair_metadata()
+        await self._take_back()
         identity = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,

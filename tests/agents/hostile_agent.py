@@ -9,7 +9,9 @@ run its own program inside Compound's later git commands.
 What to attack comes in the prompt, on a line `HOSTILE-TARGETS: {json}`:
 
     {"read": [paths], "list": [dirs], "write": [paths], "secrets": [strings],
-     "pwned": path, "git": true}
+     "pwned": path, "git": true, "commit": true}
+
+With "commit" it also commits its change with its own git, as coding agents do.
 
 It reports what it reached to `hostile-report.json` in the worktree (so the
 report rides along in the pull request) and as its last line of output.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,6 +102,17 @@ def plant_git(pwned: str) -> list[str]:
     return planted
 
 
+def own_commit() -> str | None:
+    """`git add` and `git commit` as an agent runs them; the new HEAD, or None with git's complaint."""
+    me = ["-c", "user.name=agent", "-c", "user.email=agent@example.com"]
+    for args in (["add", "feature.py"], [*me, "commit", "-q", "-m", "Add feature(), says the agent"]):
+        done = subprocess.run(["git", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"git {args[-1]}: {done.stderr.strip()}", file=sys.stderr)
+            return None
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
 def main() -> int:
     prompt = sys.stdin.read()
     want = targets(prompt)
@@ -122,6 +136,7 @@ def main() -> int:
             pass
     for path in want.get("write", []):
         try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text("hostile was here\n")
             report["wrote"].append(path)
         except OSError:
@@ -132,6 +147,8 @@ def main() -> int:
         if any(secret in text for text in envs.values()):
             report["secrets_seen"].append(secret)
     Path("feature.py").write_text("def feature():\n    return 42\n")
+    if want.get("commit"):
+        report["commit"] = own_commit()
     if want.get("git"):
         report["planted"] = plant_git(want["pwned"])
     Path("hostile-report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
