@@ -493,7 +493,7 @@ def recover(server: Server, twin: GitHubTwin, port: int, timeout: float) -> dict
 
 async def _recover(server: Server, twin: GitHubTwin, port: int, timeout: float) -> dict[str, Any]:
     before = await asyncio.to_thread(server.statuses)
-    probe_due = breaker_probe_due(server.log)
+    openings = breaker_openings(server.log)
     started_wall = datetime.now(UTC)
     started = time.monotonic()
     await twin.start(port)
@@ -513,6 +513,10 @@ async def _recover(server: Server, twin: GitHubTwin, port: int, timeout: float) 
     finally:
         await twin.stop()
     drained = counts.get("pending", 0) == 0
+
+    def since(at: datetime) -> float:
+        return round((at - started_wall).total_seconds(), 2)
+
     return {
         "target": server.name,
         "stored": sum(counts.values()),
@@ -524,7 +528,9 @@ async def _recover(server: Server, twin: GitHubTwin, port: int, timeout: float) 
         "first_progress_s": None if first_progress is None else round(first_progress, 2),
         "drain_s": round(time.monotonic() - started, 2) if drained else None,
         # When the breaker's last "not calling it for Ns" said its next probe would go.
-        "probe_due_s": None if probe_due is None else round((probe_due - started_wall).total_seconds(), 2),
+        "probe_due_s": since(openings[-1][0] + timedelta(seconds=openings[-1][1])) if openings else None,
+        # Each opening: when (seconds from GitHub's return, so negative), and for how long.
+        "breaker_openings": [(since(at), seconds) for at, seconds in openings],
         "github_requests": len(twin.requests),
         "github_token_requests": sum(twin.token_requests.values()),
         "github_spec_violations": len(twin.violations),
@@ -533,16 +539,16 @@ async def _recover(server: Server, twin: GitHubTwin, port: int, timeout: float) 
     }
 
 
-def breaker_probe_due(log: Path) -> datetime | None:
-    """When the breaker's last opening (logged: "not calling it for Ns") ends."""
-    due = None
+def breaker_openings(log: Path) -> list[tuple[datetime, float]]:
+    """When the breaker opened and for how long (logged: "not calling it for Ns")."""
+    openings = []
     for line in log.read_text(errors="replace").splitlines():
         if "not calling it for" not in line or not line.startswith("{"):
             continue
         entry = json.loads(line)
         seconds = float(entry["msg"].rsplit("not calling it for ", 1)[1].split("s", 1)[0])
-        due = datetime.fromisoformat(entry["ts"]) + timedelta(seconds=seconds)
-    return due
+        openings.append((datetime.fromisoformat(entry["ts"]), seconds))
+    return openings
 
 
 # -- the whole benchmark ---------------------------------------------------------------------
