@@ -819,7 +819,7 @@ def main() -> int:
                         else f"  rows {run['rows']} for {run['ok']} 2xx"
                         f"{'' if run['nothing_lost'] else '  LOST OR FAILED'}"
                         f"{'  NOT ALL PROCESSED' if run['all_processed'] is False else ''}"
-                        + (f"  {run['unprocessed_after_drain']} held" if servers[target].github_down else "")
+                        + (f"  {run['unprocessed_after_drain']} pending" if servers[target].github_down else "")
                     ),
                     flush=True,
                 )
