@@ -88,7 +88,8 @@ class GitHubTwin(PullSetup, CheckSetup):
 
     # --- lifecycle -------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Listen on loopback: `port`, or any free one (0)."""
         load_spec()  # pay the one-off cost before the first request
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/api/v3{tail:(/.*)?}", self._api)
@@ -98,7 +99,7 @@ class GitHubTwin(PullSetup, CheckSetup):
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()
