@@ -162,6 +162,8 @@ class Dispatcher:
         self._busy: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._retries: set[asyncio.TimerHandle] = set()
+        # Deliveries held for an outage, by record: woken at once when GitHub answers.
+        self._waiting: dict[int, tuple[asyncio.TimerHandle, DeliveryRecord, dict[str, Any] | None]] = {}
         self._closing = False
         self.breaker = breaker
         # bot.skips.DeliveryGate: deliveries that cannot be acted on are skipped, not run.
@@ -241,6 +243,7 @@ class Dispatcher:
         for handle in self._retries:
             handle.cancel()
         self._retries.clear()
+        self._waiting.clear()
         for task in self._workers:
             if task not in self._busy:
                 task.cancel()
@@ -391,12 +394,25 @@ class Dispatcher:
             return False
         handle = asyncio.get_running_loop().call_later(delay, self._retry_now, record, event.parsed)
         self._retries.add(handle)
+        self._waiting[id(record)] = (handle, record, event.parsed)
         return True
 
     def _retry_now(self, record: DeliveryRecord, data: dict[str, Any] | None) -> None:
+        self._waiting.pop(id(record), None)
         self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
         if not self._closing:
             self._queue.put_nowait((record, data))
+
+    def resume_held(self) -> None:
+        """GitHub answers again: the deliveries held for the outage run now, oldest first,
+        rather than each at the end of its own wait (up to the breaker's longest cooldown)."""
+        waiting = list(self._waiting.values())  # in the order they were held
+        self._waiting.clear()
+        for handle, record, data in waiting:
+            handle.cancel()
+            self._retry_now(record, data)
+        if waiting:
+            log.info("GitHub answers again: %d held deliveries resume", len(waiting))
 
     def _name(self, callback: Callable[..., Any]) -> str:
         name = self._names.get(callback)

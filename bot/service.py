@@ -103,6 +103,7 @@ class Service:
             self.github = GitHub.from_settings(self.session, self.settings, self.metrics)
             self.context.github = self.github
             self.dispatcher.breaker = self.github.breaker
+            self.github.breaker.on_close.append(self.dispatcher.resume_held)
             self.gate.github = self.github
         if self.github is not None:
             app = await self._check_app()

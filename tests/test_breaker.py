@@ -162,3 +162,57 @@ async def test_deliveries_wait_out_an_outage_unspent_and_all_run_when_github_is_
     finally:
         await service.stop()
     assert twin.violations == []
+
+
+async def test_when_github_answers_again_every_held_delivery_runs_at_once(tmp_path, twin, caplog):
+    """Held deliveries each wait on a timer of up to 1.25 × the cooldown (2 minutes at most);
+    the probe that finds GitHub back wakes them all, rather than leaving them to their timers."""
+    iid = twin.add_installation(account="octo-org")
+    twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
+    numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(8)]
+    settings = make_settings(
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        AGENT_SANDBOX="none",
+        GITHUB_BREAKER_THRESHOLD=3,
+        GITHUB_BREAKER_COOLDOWN=3,
+    )
+    service = Service(settings, policy=FAST)
+    await service.start()
+    service.github.retry = RetryPolicy(attempts=2, backoff=0.01)
+    still_waiting: list[int] = []
+    loop = asyncio.get_running_loop()
+    service.github.breaker.on_close.append(
+        lambda: still_waiting.append(
+            sum(1 for h in service.dispatcher._retries if not h.cancelled() and h.when() > loop.time())
+        )
+    )
+    try:
+        from tests.conftest import serving
+
+        async with serving(service) as listener:
+            url = f"http://127.0.0.1:{listener.port}{settings.webhook_path}"
+            twin.fail_next("*", ".", status=502, times=10**6)
+            caplog.set_level(logging.INFO, logger="compound")
+            for n in numbers:
+                status, _ = await twin.deliver(
+                    url, "issues", issue_labeled(twin, REPO, n, "bug", "alice", iid), secret=WEBHOOK_SECRET
+                )
+                assert status == 202
+            store = service.store.deliveries
+            async with asyncio.timeout(30):
+                while await store.count("pending") < len(numbers) or service.github.breaker.state == "closed":
+                    await asyncio.sleep(0.05)
+            twin._faults.clear()  # GitHub is back; the next probe finds it
+            async with asyncio.timeout(60):
+                while await store.count("processed") < len(numbers):
+                    await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+    assert still_waiting == [0]  # none left to its timer when the breaker closed
+    resumed = [r.getMessage() for r in caplog.records if "held deliveries resume" in r.getMessage()]
+    assert len(resumed) == 1 and int(resumed[0].split(": ")[1].split()[0]) >= 1, resumed
+    assert twin.violations == []

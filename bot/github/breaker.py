@@ -61,6 +61,8 @@ class CircuitBreaker:
         self._failures: deque[float] = deque()
         self._open_until = 0.0
         self._probing = False
+        # Called (in the event loop, without arguments) when GitHub answers again.
+        self.on_close: list[Callable[[], None]] = []
 
     def retry_in(self) -> float:
         """Seconds until the next probe may go (0 when closed)."""
@@ -85,6 +87,11 @@ class CircuitBreaker:
             self.state = self.CLOSED
             self.cooldown = self.first_cooldown
             self._probing = False
+            for listener in self.on_close:
+                try:
+                    listener()
+                except Exception:  # a listener's bug must not fail the request that probed
+                    log.exception("a breaker listener failed")
         self._failures.clear()
 
     def failure(self, reason: str, probe: bool = False) -> None:
