@@ -122,3 +122,34 @@ async def test_claude_code_in_the_sandbox_works_under_a_root_service(world: Worl
     assert world.git("show", f"{head}:feature.py") == "def feature():\n    return 42\n"
     assert world.git("show", f"{head}:uid.txt").strip() != "0"
     assert "Added feature() in feature.py." in pr.body
+
+
+async def test_agent_sandbox_none_is_said_at_start_and_in_every_check_run(world: World):
+    from tests.test_sessions_e2e import WRITE_FEATURE
+
+    number = world.twin.add_issue(REPO, title="Add a feature", body="Add feature().", user="alice")
+    world.plan("task", WRITE_FEATURE, {"print": "Added feature()."})
+    await world.start(AGENT_SANDBOX="none")
+    assert "AGENT_SANDBOX=none: agents run UNISOLATED" in world.service.logs()
+    assert (await world.service.get_json("/healthz"))["sandbox"]["mode"] == "none"
+    await world.label(number)
+    pr = (await world.until(world.pulls, timeout=60, what="the pull request"))[0]
+    (run,) = await world.until(lambda: world.check_runs(pr.pull.head_sha), what="the check run")
+    assert "none — the agent runs unisolated" in run.output["summary"]
+
+
+async def test_with_no_sandbox_that_works_no_agent_starts_and_the_issue_is_told_how_to_fix_it(world: World):
+    number = world.twin.add_issue(REPO, title="Add a feature", body="Add feature().", user="alice")
+    started = world.tmp / "agent-started"
+    world.plan("task", {"write": str(started), "content": "x"})
+    # `user` cannot cut the network: with AGENT_NETWORK=off no sandbox qualifies (root or not).
+    await world.start(AGENT_SANDBOX="user", AGENT_NETWORK="off")
+    health = await world.service.get_json("/healthz")
+    assert health["sandbox"]["mode"] == "unavailable" and "To fix:" in health["sandbox"]["detail"]
+    await world.label(number)
+    # A first round has no head to put a check run on: the escalation comment says it.
+    await world.until(lambda: world.bot_comments(number)[1:], timeout=60, what="the escalation")
+    (comment,) = [c for c in world.bot_comments(number) if "<!-- compound:escalation" in c]
+    assert "agents cannot start: no sandbox" in comment and "apt-get install bubblewrap" in comment
+    assert "AGENT_SANDBOX=user: user: cannot cut or limit the network" in comment
+    assert not started.exists() and world.pulls() == []
