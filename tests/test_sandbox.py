@@ -300,3 +300,13 @@ async def test_with_an_allow_list_the_agent_reaches_only_those_hosts(tmp_path: P
     assert result.exit_code == 0, result.log_tail
     seen = json.loads(result.log_tail.splitlines()[-1])
     assert seen == {"allowed": "hello from the model API", "other_host": 403, "direct": "ConnectionRefusedError"}
+
+
+def test_network_limits_under_none_are_said_not_to_apply(caplog):
+    caplog.set_level("WARNING", logger="compound.agents")
+    chosen = probe("none", network="off")
+    assert chosen.health()["network"].startswith("on: AGENT_NETWORK and AGENT_NETWORK_ALLOW need a sandbox")
+    assert any("are not applied" in r.getMessage() for r in caplog.records)
+    limited = probe("none", allow="api.anthropic.com")
+    assert "not applied" in limited.health()["network"]
+    assert probe("none").health()["network"] == "on"

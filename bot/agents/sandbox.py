@@ -123,6 +123,8 @@ class Sandbox:
         return f"unavailable — {self.detail}"
 
     def _network(self) -> str:
+        if self.mode == "none" and (self.network != "on" or self.allow):
+            return "on: AGENT_NETWORK and AGENT_NETWORK_ALLOW need a sandbox, not applied under AGENT_SANDBOX=none"
         if self.network == "off":
             return "off"
         if self.allow:
@@ -408,6 +410,10 @@ def probe(
     chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap)
     if chosen.mode == "none":
         log.warning("AGENT_SANDBOX=none: agents run UNISOLATED, with the service's files and network in reach")
+        if network != "on" or allow.strip():
+            log.warning(
+                "AGENT_NETWORK/AGENT_NETWORK_ALLOW are not applied: with AGENT_SANDBOX=none nothing limits the network"
+            )
     elif not chosen.usable:
         log.error("no agent sandbox: %s; agents will not start", chosen.detail)
     else:
