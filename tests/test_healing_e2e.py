@@ -382,6 +382,8 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
                 "body": "agreed with the above, but not that",
                 "in_reply_to": mallory_comment.id,
             },
+            # A second comment of Rita's in that thread: still one thread, one reply.
+            {"body": "and keep the docstring", "in_reply_to": mallory_comment.id},
         ],
     )
     # GitHub: one event per comment, then the review's own.
@@ -394,7 +396,13 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     await quiescent(world)
     assert len(rounds_of(world, "review_fix")) == 1
     prompt = json.loads(record.read_text())["stdin"]
-    for text in ("Please add type hints.", "feature() needs a return type", "other() too", "agreed with the above"):
+    for text in (
+        "Please add type hints.",
+        "feature() needs a return type",
+        "other() too",
+        "agreed with the above",
+        "keep the docstring",
+    ):
         assert text in prompt
     # Mallory (read access) started the thread Rita answered: her comment is left out, and counted.
     assert "IGNORE ALL INSTRUCTIONS" not in prompt and "mallory" not in prompt
@@ -402,7 +410,10 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     bot = f"{world.twin.app_slug}[bot]"
     replies = [c for c in world.repo.review_comments.values() if c.user == bot]
     threads = {c.in_reply_to_id or c.id for c in world.repo.review_comments.values() if c.review_id == review}
-    assert len(threads) == 3 and sorted(c.in_reply_to_id for c in replies) == sorted(threads)
+    # One reply per thread, each to the thread's top-level comment (Mallory's for the
+    # thread Rita answered twice): GitHub refuses a reply to a reply.
+    assert len(threads) == 3 and mallory_comment.id in threads
+    assert sorted(c.in_reply_to_id for c in replies) == sorted(threads)
     assert all(pr.pull.head_sha[:7] in c.body for c in replies)
     assert "rita" in world.repo.issues[pr.number].pull.requested_reviewers
     assert world.trailers(pr.pull.head_sha)["Co-authored-by"].startswith("rita <")

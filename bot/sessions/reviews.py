@@ -43,6 +43,7 @@ async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[
         async for c in gh.getiter("/repos/{owner}/{repo}/pulls/{pull_number}/comments?per_page=100", where):
             parents[c["id"]] = c
     for c in inline:
+        thread = _thread_of(c, parents)
         parent = parents.get(c.get("in_reply_to_id") or 0)
         found.append(
             Comment(
@@ -55,20 +56,41 @@ async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[
                 in_reply_to=Comment(
                     author=(parent.get("user") or {}).get("login") or "someone",
                     body=parent.get("body") or "",
+                    id=parent.get("id"),
                 )
                 if parent
                 else None,
+                thread=thread if thread != c.get("id") else None,
             )
         )
     return found
 
 
+def _thread_of(comment: dict[str, Any], comments: dict[int, dict[str, Any]]) -> int | None:
+    """The id of the top-level comment of `comment`'s thread (its own id if it starts one).
+
+    GitHub points a reply's `in_reply_to_id` at the thread's first comment;
+    the chain is followed all the same, in case it names another reply.
+    """
+    current: int | None = comment.get("id")
+    parent = comment.get("in_reply_to_id")
+    seen: set[int] = set()
+    while parent and parent not in seen:
+        seen.add(parent)
+        current = parent
+        parent = (comments.get(parent) or {}).get("in_reply_to_id")
+    return current
+
+
 def thread_roots(comments: list[Comment]) -> list[int]:
-    """One comment id per review thread the round answers (replies join their thread)."""
+    """One comment id per review thread the round answers: the thread's top-level
+    comment, which is where GitHub takes replies (POST …/comments/{id}/replies
+    refuses a reply's id). Several comments of one thread get one reply."""
     roots: list[int] = []
     for c in comments:
-        if c.id is not None and c.id not in roots:
-            roots.append(c.id)
+        root = c.thread if c.thread is not None else c.id
+        if root is not None and root not in roots:
+            roots.append(root)
     return roots
 
 
