@@ -419,6 +419,63 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     assert world.trailers(pr.pull.head_sha)["Co-authored-by"].startswith("rita <")
 
 
+async def test_a_second_review_while_the_first_waits_is_answered_in_the_same_round(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    for login in ("rita", "walt"):
+        world.twin.set_permission(REPO, login, "write")
+    record = world.tmp / "review-prompt.json"
+    world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 42\n"})
+    world.plan(
+        "review_fix",
+        {"record": str(record)},
+        {"write": "feature.py", "content": '"""Features."""\n\n\ndef feature() -> int:\n    return 42\n'},
+        {"print": "Added the annotation and the docstring."},
+    )
+    await world.start(REVIEW_QUIET_SECONDS=5)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    head = pr.pull.head_sha
+    # Rita's comment arrives first: its round waits the quiet period for the rest of her review.
+    rita = world.twin.add_review(
+        REPO, pr.number, "rita", "COMMENTED", "", comments=[{"path": "feature.py", "line": 1, "body": "annotate it"}]
+    )
+    (rita_comment,) = [c for c in world.repo.review_comments.values() if c.review_id == rita]
+    await world.settled(
+        await world.deliver(
+            "pull_request_review_comment",
+            review_comment_created(world.twin, REPO, pr.number, rita_comment.id, world.iid),
+        )
+    )
+    # Walt's review, meanwhile: it must not wipe out Rita's.
+    walt = world.twin.add_review(
+        REPO,
+        pr.number,
+        "walt",
+        "CHANGES_REQUESTED",
+        "Needs a module docstring.",
+        comments=[{"path": "feature.py", "line": 2, "body": "and say what it returns"}],
+    )
+    (walt_comment,) = [c for c in world.repo.review_comments.values() if c.review_id == walt]
+    await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, walt, world.iid))
+    await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the review round's push")
+    await quiescent(world)
+    # One round for both reviews, with both reviews' comments, replying in both threads.
+    (started,) = rounds_of(world, "review_fix")
+    assert [j["review_id"] for j in started["trigger"]["joined"]] == [walt]
+    assert [e["trigger"]["review_id"] for e in events_of(world, "round.joined")] == [walt]
+    assert events_of(world, "round.cancelled") == []
+    prompt = json.loads(record.read_text())["stdin"]
+    for text in ("annotate it", "Needs a module docstring.", "and say what it returns"):
+        assert text in prompt
+    bot = f"{world.twin.app_slug}[bot]"
+    replies = [c for c in world.repo.review_comments.values() if c.user == bot]
+    assert sorted(c.in_reply_to_id for c in replies) == sorted([rita_comment.id, walt_comment.id])
+    assert all(pr.pull.head_sha[:7] in c.body for c in replies)
+    assert sorted(world.repo.issues[pr.number].pull.requested_reviewers) == ["rita", "walt"]
+    (final,) = [r for r in world.check_runs(pr.pull.head_sha) if r.conclusion == "success"]
+    assert "reviews by @rita and @walt" in final.output["summary"]
+
+
 async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
     number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
     world.plan("task", WRITE_FEATURE)

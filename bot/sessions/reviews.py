@@ -12,6 +12,23 @@ from bot.store.sessions import SessionRow
 
 log = logging.getLogger("compound.sessions")
 
+# What a review round keeps of each review it answers (docs/healing.md).
+_ENTRY_FIELDS = ("event", "review_id", "reviewer", "state")
+
+
+def review_entries(trigger: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reviews a review round answers: its own, then each that joined it while
+    it was queued (`trigger["joined"]`, bot/store/sessions.py), once each."""
+    entries: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for entry in [trigger, *trigger.get("joined", [])]:
+        review_id = entry.get("review_id")
+        if not review_id or review_id in seen:
+            continue
+        seen.add(review_id)
+        entries.append({k: entry[k] for k in _ENTRY_FIELDS if k in entry})
+    return entries
+
 
 async def review_comments(gh: Any, session: SessionRow, review_id: int) -> list[Comment]:
     """The review's text and its inline comments, each with the thread comment it answers.
@@ -111,15 +128,16 @@ async def reply(gh: Any, session: SessionRow, comment_ids: list[int], body: str)
     return posted
 
 
-async def request_rereview(gh: Any, session: SessionRow, reviewer: str | None) -> None:
-    if not reviewer:
-        return
+async def request_rereview(gh: Any, session: SessionRow, reviewers: list[str]) -> None:
+    """Ask each reviewer the round answered for another review (one request each:
+    GitHub refuses the whole list for one reviewer who is no longer a collaborator)."""
     owner, name = session.owner_name
-    try:
-        await gh.post(
-            "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
-            {"owner": owner, "repo": name, "pull_number": session.pr_number},
-            data={"reviewers": [reviewer]},
-        )
-    except gidgethub.BadRequest as exc:  # e.g. the reviewer is no longer a collaborator
-        log.warning("could not request a review from %s: %s", reviewer, exc)
+    for reviewer in reviewers:
+        try:
+            await gh.post(
+                "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+                {"owner": owner, "repo": name, "pull_number": session.pr_number},
+                data={"reviewers": [reviewer]},
+            )
+        except gidgethub.BadRequest as exc:  # e.g. the reviewer is no longer a collaborator
+            log.warning("could not request a review from %s: %s", reviewer, exc)
