@@ -64,6 +64,9 @@ class Comment:
     diff_hunk: str = ""
     in_reply_to: Comment | None = None
     id: int | None = None
+    # The thread's top-level comment, the one replies go to (GitHub takes no
+    # reply to a reply); None for a comment that starts its thread.
+    thread: int | None = None
 
 
 @dataclass

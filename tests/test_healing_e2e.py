@@ -382,6 +382,8 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
                 "body": "agreed with the above, but not that",
                 "in_reply_to": mallory_comment.id,
             },
+            # A second comment of Rita's in that thread: still one thread, one reply.
+            {"body": "and keep the docstring", "in_reply_to": mallory_comment.id},
         ],
     )
     # GitHub: one event per comment, then the review's own.
@@ -394,7 +396,13 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     await quiescent(world)
     assert len(rounds_of(world, "review_fix")) == 1
     prompt = json.loads(record.read_text())["stdin"]
-    for text in ("Please add type hints.", "feature() needs a return type", "other() too", "agreed with the above"):
+    for text in (
+        "Please add type hints.",
+        "feature() needs a return type",
+        "other() too",
+        "agreed with the above",
+        "keep the docstring",
+    ):
         assert text in prompt
     # Mallory (read access) started the thread Rita answered: her comment is left out, and counted.
     assert "IGNORE ALL INSTRUCTIONS" not in prompt and "mallory" not in prompt
@@ -402,10 +410,70 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     bot = f"{world.twin.app_slug}[bot]"
     replies = [c for c in world.repo.review_comments.values() if c.user == bot]
     threads = {c.in_reply_to_id or c.id for c in world.repo.review_comments.values() if c.review_id == review}
-    assert len(threads) == 3 and sorted(c.in_reply_to_id for c in replies) == sorted(threads)
+    # One reply per thread, each to the thread's top-level comment (Mallory's for the
+    # thread Rita answered twice): GitHub refuses a reply to a reply.
+    assert len(threads) == 3 and mallory_comment.id in threads
+    assert sorted(c.in_reply_to_id for c in replies) == sorted(threads)
     assert all(pr.pull.head_sha[:7] in c.body for c in replies)
     assert "rita" in world.repo.issues[pr.number].pull.requested_reviewers
     assert world.trailers(pr.pull.head_sha)["Co-authored-by"].startswith("rita <")
+
+
+async def test_a_second_review_while_the_first_waits_is_answered_in_the_same_round(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    for login in ("rita", "walt"):
+        world.twin.set_permission(REPO, login, "write")
+    record = world.tmp / "review-prompt.json"
+    world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 42\n"})
+    world.plan(
+        "review_fix",
+        {"record": str(record)},
+        {"write": "feature.py", "content": '"""Features."""\n\n\ndef feature() -> int:\n    return 42\n'},
+        {"print": "Added the annotation and the docstring."},
+    )
+    await world.start(REVIEW_QUIET_SECONDS=5)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    head = pr.pull.head_sha
+    # Rita's comment arrives first: its round waits the quiet period for the rest of her review.
+    rita = world.twin.add_review(
+        REPO, pr.number, "rita", "COMMENTED", "", comments=[{"path": "feature.py", "line": 1, "body": "annotate it"}]
+    )
+    (rita_comment,) = [c for c in world.repo.review_comments.values() if c.review_id == rita]
+    await world.settled(
+        await world.deliver(
+            "pull_request_review_comment",
+            review_comment_created(world.twin, REPO, pr.number, rita_comment.id, world.iid),
+        )
+    )
+    # Walt's review, meanwhile: it must not wipe out Rita's.
+    walt = world.twin.add_review(
+        REPO,
+        pr.number,
+        "walt",
+        "CHANGES_REQUESTED",
+        "Needs a module docstring.",
+        comments=[{"path": "feature.py", "line": 2, "body": "and say what it returns"}],
+    )
+    (walt_comment,) = [c for c in world.repo.review_comments.values() if c.review_id == walt]
+    await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, walt, world.iid))
+    await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the review round's push")
+    await quiescent(world)
+    # One round for both reviews, with both reviews' comments, replying in both threads.
+    (started,) = rounds_of(world, "review_fix")
+    assert [j["review_id"] for j in started["trigger"]["joined"]] == [walt]
+    assert [e["trigger"]["review_id"] for e in events_of(world, "round.joined")] == [walt]
+    assert events_of(world, "round.cancelled") == []
+    prompt = json.loads(record.read_text())["stdin"]
+    for text in ("annotate it", "Needs a module docstring.", "and say what it returns"):
+        assert text in prompt
+    bot = f"{world.twin.app_slug}[bot]"
+    replies = [c for c in world.repo.review_comments.values() if c.user == bot]
+    assert sorted(c.in_reply_to_id for c in replies) == sorted([rita_comment.id, walt_comment.id])
+    assert all(pr.pull.head_sha[:7] in c.body for c in replies)
+    assert sorted(world.repo.issues[pr.number].pull.requested_reviewers) == ["rita", "walt"]
+    (final,) = [r for r in world.check_runs(pr.pull.head_sha) if r.conclusion == "success"]
+    assert "reviews by @rita and @walt" in final.output["summary"]
 
 
 async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):

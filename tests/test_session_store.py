@@ -174,6 +174,93 @@ async def test_a_newer_trigger_replaces_the_queued_one_of_its_kind(store: Store)
     assert statuses[review.id] == R_QUEUED and statuses[new_.id] == R_QUEUED
 
 
+def review(review_id: int, reviewer: str) -> dict:
+    return {"event": "pull_request_review", "review_id": review_id, "reviewer": reviewer, "state": "changes_requested"}
+
+
+async def test_a_second_review_joins_the_queued_review_round_rather_than_cancel_it(store: Store):
+    session = await awaiting_pr(store)
+    later, sooner = utcnow() + timedelta(seconds=60), utcnow() + timedelta(seconds=1)
+    first = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:1", trigger=review(1, "ann"), not_before=later, join=True
+    )
+    joined = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:2", trigger=review(2, "bob"), not_before=sooner, join=True
+    )
+    # One round, the first one, now answering both reviews; it starts as soon as either asks.
+    assert joined is not None and joined.id == first.id and joined.trigger_key == "review:1"
+    assert joined.status == R_QUEUED and abs((joined.not_before - sooner).total_seconds()) < 0.01
+    assert joined.trigger_data() == {**review(1, "ann"), "joined": [{**review(2, "bob"), "key": "review:2"}]}
+    # Review 2's other events (its comments, redeliveries) neither queue nor join again,
+    # and may still bring the round forward.
+    now = utcnow()
+    for _ in range(3):
+        assert (
+            await store.sessions.queue_automatic(
+                session.id,
+                kind="review_fix",
+                trigger_key="review:2",
+                trigger=review(2, "bob"),
+                not_before=now,
+                join=True,
+            )
+            is None
+        )
+    (only,) = [r for r in await store.sessions.rounds(session.id) if r.kind == "review_fix"]
+    assert only.status == R_QUEUED and len(only.trigger_data()["joined"]) == 1
+    assert abs((only.not_before - now).total_seconds()) < 0.01
+    # CI rounds still supersede: a newer head's round cancels the older one's.
+    old = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:old", trigger={})
+    await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:new", trigger={})
+    assert (await store.sessions.round(old.id)).status == R_CANCELLED
+
+
+async def test_a_review_while_the_review_round_runs_is_queued_after_it(store: Store):
+    session = await awaiting_pr(store)
+    first = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:1", trigger=review(1, "ann"), join=True
+    )
+    ((_, running),) = await store.sessions.claim("w", lease=30)
+    assert running.id == first.id and running.status == R_RUNNING
+    second = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:2", trigger=review(2, "bob"), join=True
+    )
+    assert second is not None and second.id != first.id and second.trigger_data() == review(2, "bob")
+    assert second.number == running.number + 1
+    # The running round is left as it was; a third review joins the second, queued one.
+    third = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:3", trigger=review(3, "cy"), join=True
+    )
+    assert third.id == second.id and [j["review_id"] for j in third.trigger_data()["joined"]] == [3]
+    assert "joined" not in (await store.sessions.round(first.id)).trigger_data()
+    assert (
+        await store.sessions.queue_automatic(
+            session.id, kind="review_fix", trigger_key="review:2", trigger=review(2, "bob"), join=True
+        )
+        is None
+    )
+    statuses = [(r.number, r.status) for r in await store.sessions.rounds(session.id) if r.kind == "review_fix"]
+    assert statuses == [(running.number, R_RUNNING), (second.number, R_QUEUED)]
+
+
+async def test_reviews_racing_to_join_each_join_once(store: Store):
+    session = await awaiting_pr(store)
+    first = await store.sessions.queue_automatic(
+        session.id, kind="review_fix", trigger_key="review:1", trigger=review(1, "ann"), join=True
+    )
+    results = await asyncio.gather(
+        *(
+            store.sessions.queue_automatic(
+                session.id, kind="review_fix", trigger_key=f"review:{n}", trigger=review(n, "bob"), join=True
+            )
+            for n in (2, 3, 2, 3, 2, 3)
+        )
+    )
+    assert sum(r is not None for r in results) == 2
+    (only,) = [r for r in await store.sessions.rounds(session.id) if r.kind == "review_fix"]
+    assert only.id == first.id and sorted(j["review_id"] for j in only.trigger_data()["joined"]) == [2, 3]
+
+
 async def test_a_waiting_round_is_not_claimed_until_its_time(store: Store):
     session = await awaiting_pr(store)
     later = utcnow() + timedelta(seconds=60)

@@ -281,6 +281,13 @@ async def test_reviews_requested_reviewers_and_labels(twin, api, iid):
         "POST", f"/repos/{REPO}/pulls/{number}/comments/{first}/replies", token, json={"body": "Fixed"}
     )
     assert status == 201 and reply["in_reply_to_id"] == first
+    # A reply to a reply: GitHub supports replies to a thread's top-level comment only.
+    well = next(c["id"] for c in comments if c["body"] == "Well?")
+    status, refused, _ = await api.call(
+        "POST", f"/repos/{REPO}/pulls/{number}/comments/{well}/replies", token, json={"body": "Fixed too"}
+    )
+    assert status == 422 and refused["message"] == "Validation Failed"
+    assert "Fixed too" not in [c.body for c in twin.state.repo("octo-org", "hello").review_comments.values()]
     _, own_review, _ = await api.call(
         "GET", f"/repos/{REPO}/pulls/{number}/reviews/{reply['pull_request_review_id']}", token
     )

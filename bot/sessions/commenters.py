@@ -53,16 +53,22 @@ class Commenters:
         """The comments the prompt may quote, and how many were left out.
 
         A review reply keeps the earlier comment it answers only if that one
-        may be quoted too; a dropped earlier comment counts as left out.
+        may be quoted too; a dropped earlier comment counts as left out, once
+        however many replies answer it.
         """
         kept: list[Comment] = []
         left_out = 0
+        dropped: set[int] = set()
         for c in comments:
             if not await self.may_quote(c.author):
                 left_out += 1
                 continue
-            if c.in_reply_to is not None and not await self.may_quote(c.in_reply_to.author):
+            earlier = c.in_reply_to
+            if earlier is not None and not await self.may_quote(earlier.author):
                 c = replace(c, in_reply_to=None)
-                left_out += 1
+                if earlier.id is None or earlier.id not in dropped:
+                    left_out += 1
+                if earlier.id is not None:
+                    dropped.add(earlier.id)
             kept.append(c)
         return kept, left_out

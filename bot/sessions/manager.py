@@ -350,6 +350,7 @@ class SessionManager:
         delay: float,
         requested_by: str | None = None,
         context: dict[str, Any] | None = None,
+        join: bool = False,
     ) -> RoundRow | None:
         round_ = await self.store.queue_automatic(
             session.id,
@@ -360,8 +361,12 @@ class SessionManager:
             requested_by=requested_by,
             context=context,
             model=session.model,
+            join=join,
         )
-        if round_ is not None:
+        if round_ is not None and round_.trigger_key != key:
+            # It joined the round already queued: that one handles both.
+            await self.events.record(session, "round.joined", round_, trigger=trigger, automatic=True)
+        elif round_ is not None:
             await self.events.record(session, "round.queued", round_, trigger=trigger, automatic=True)
         # Also when the round existed: its wait may have been brought forward.
         self._poke()
@@ -393,7 +398,12 @@ class SessionManager:
     async def review_feedback(
         self, session: SessionRow, *, review_id: int, reviewer: dict[str, Any], event: str, state: str = "commented"
     ) -> RoundRow | None:
-        """A review (or one of its comments) from someone with write access: one round per review."""
+        """A review (or one of its comments) from someone with write access: one round per review.
+
+        A review that arrives while another's round is still queued joins that
+        round (one round answers both, in both reviews' threads); while one
+        runs, it is queued to run next. No review is dropped for a later one.
+        """
         if session.status == ESCALATED:
             log.info("session %s is escalated: no review round by itself", session.id)
             return None
@@ -408,6 +418,7 @@ class SessionManager:
             delay=delay,
             requested_by=reviewer.get("login"),
             context={"requested_by_id": reviewer.get("id")},
+            join=True,
         )
 
     async def base_moved(self, session: SessionRow, *, base_sha: str) -> RoundRow | None:

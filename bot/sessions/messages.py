@@ -85,7 +85,9 @@ def _plan_details(plan: Any) -> str:
     if getattr(plan, "failures", None):
         return "\n\n### Failing checks\n\n" + ci_summary(plan.failures, plan.more_failures)
     if getattr(plan, "review_comments", None):
-        return f"\n\nReview by @{plan.reviewer}: {len(plan.review_comments)} comments to address."
+        by = ", ".join(f"@{r}" for r in plan.reviewers) or "a reviewer"
+        reviews = "Reviews" if len(plan.reviewers) > 1 else "Review"
+        return f"\n\n{reviews} by {by}: {len(plan.review_comments)} comments to address."
     return ""
 
 
@@ -298,9 +300,14 @@ def trigger_text(round_: RoundRow) -> str:
         how = "CI failed" if round_.automatic else f"`/agent fix-ci` by @{round_.requested_by}"
         return f"{how} on {head}: {failed}" if head else f"{how}: {failed}"
     if round_.kind == "review_fix":
-        who = trigger.get("reviewer") or round_.requested_by or "a reviewer"
+        reviewers = [trigger.get("reviewer") or round_.requested_by or "a reviewer"]
+        for joined in trigger.get("joined", []):  # reviews that joined the queued round
+            if joined.get("reviewer") and joined["reviewer"] not in reviewers:
+                reviewers.append(joined["reviewer"])
         count = trigger.get("comments")
-        return f"review by @{who}" + (f" ({count} comments)" if count else "")
+        reviews = "reviews" if trigger.get("joined") else "review"
+        by = " and ".join(f"@{r}" for r in reviewers)
+        return f"{reviews} by {by}" + (f" ({count} comments)" if count else "")
     if round_.kind == "rebase":
         base = trigger.get("base_branch") or "the base branch"
         return f"`{base}` moved to {(trigger.get('base_sha') or '')[:7]}"

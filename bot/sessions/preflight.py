@@ -18,7 +18,7 @@ from bot.config import RepoConfig
 from bot.prompts import CheckFailure, Comment
 from bot.sessions import messages
 from bot.sessions.ci import ci_state
-from bot.sessions.reviews import review_comments
+from bot.sessions.reviews import review_comments, review_entries
 from bot.settings import Settings
 from bot.store.base import utcnow
 from bot.store.sessions import ESCALATED, RoundRow, SessionRow, SessionStore
@@ -34,7 +34,7 @@ class Plan:
     failures: list[CheckFailure] = field(default_factory=list)
     more_failures: int = 0
     review_comments: list[Comment] = field(default_factory=list)
-    reviewer: str | None = None
+    reviewers: list[str] = field(default_factory=list)  # whose reviews the comments are
     base_branch: str | None = None
 
     @property
@@ -110,18 +110,28 @@ class Preflight:
         return Decision.run(Plan(failures=state.failures, more_failures=state.more))
 
     async def _review(self, gh: Any, session: SessionRow, round_: RoundRow, config: RepoConfig) -> Decision:
+        """Every review the round answers: its own and those that joined it while it was queued."""
         trigger = round_.trigger_data()
-        review_id = trigger.get("review_id")
-        comments = await review_comments(gh, session, review_id) if review_id else []
-        # A plain "commented" review (no inline comment) is conversation, not a change request.
-        if trigger.get("state") == "commented" and not any(c.path for c in comments):
-            comments = []
-        if not comments and review_id:
+        entries = review_entries(trigger)
+        comments: list[Comment] = []
+        reviewers: list[str] = []
+        for entry in entries:
+            got = await review_comments(gh, session, entry["review_id"])
+            # A plain "commented" review (no inline comment) is conversation, not a change request.
+            if entry.get("state") == "commented" and not any(c.path for c in got):
+                got = []
+            comments += got
+            reviewer = entry.get("reviewer")
+            if got and reviewer and reviewer not in reviewers:
+                reviewers.append(reviewer)
+        if not comments and entries:
             return Decision("cancel", "the review holds nothing to address")
         limit = self._over_budget(session, round_, config)
         if limit is not None:
             return Decision("escalate", messages.review_limit_reached(limit))
-        return Decision.run(Plan(review_comments=comments, reviewer=trigger.get("reviewer")))
+        if not reviewers and trigger.get("reviewer"):
+            reviewers.append(trigger["reviewer"])
+        return Decision.run(Plan(review_comments=comments, reviewers=reviewers))
 
     async def _rebase(self, gh: Any, session: SessionRow, round_: RoundRow) -> Decision:
         owner, name = session.owner_name

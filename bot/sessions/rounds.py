@@ -522,7 +522,7 @@ class RoundRunner:
         if round_.kind == "review_fix":
             roots = thread_roots(plan.review_comments)
             await reply(gh, session, roots, messages.review_reply(round_, head, result))
-            await request_rereview(gh, session, plan.reviewer)
+            await request_rereview(gh, session, plan.reviewers)
         summary = messages.check_summary(round_, result, figures, plan)
         title = messages.round_title(round_, f"{figures.files_changed} files changed")
         final = CheckRun(gh, session.repo, external_id=session.id)

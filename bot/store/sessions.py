@@ -190,6 +190,11 @@ class _Busy(Exception):
     """Rolls back a session insert the issue's escalated session overlaps."""
 
 
+def _joined_key(session_id: str, trigger_key: str) -> str:
+    """The `trigger_keys` row of a trigger queued with `join` (a review): one per session."""
+    return f"round:{session_id}:{trigger_key}"
+
+
 def new_session_id() -> str:
     return "s-" + uuid.uuid4().hex[:12]
 
@@ -374,16 +379,34 @@ class SessionStore:
         requested_by: str | None = None,
         context: dict[str, Any] | None = None,
         model: str | None = None,
+        join: bool = False,
     ) -> RoundRow | None:
         """Queue a round an event started, once per `trigger_key`; None if it was already.
 
-        At most one automatic round of a kind waits at a time: a queued one with
-        another key (a CI round for a head that has since moved) is cancelled
-        in favour of this one. A second event for the same key may only bring
-        the round's start forward (`not_before`), never queue another.
+        At most one automatic round of a kind waits at a time. Without `join`
+        (CI: a newer head supersedes an older one), a queued one with another
+        key is cancelled in favour of this one. With `join` (reviews: each one
+        must be answered), this trigger joins the queued round instead — it is
+        appended to that round's `trigger["joined"]` and one round handles
+        both — and with none queued (the one before is running, or was claimed
+        a moment ago) it is queued as a round of its own, to run after. The
+        answer is the new round, or the round this trigger joined (whose
+        `trigger_key` is then another). A second event for the same key may
+        only bring the round's start forward (`not_before`), never queue another.
         """
         if await self.bring_forward(session_id, trigger_key, not_before):
             return None
+        if join:
+            return await self._join_or_queue(
+                session_id,
+                kind=kind,
+                trigger_key=trigger_key,
+                trigger=trigger,
+                not_before=not_before,
+                requested_by=requested_by,
+                context=context,
+                model=model,
+            )
         now = utcnow()
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -412,6 +435,93 @@ class SessionStore:
         except IntegrityError:  # another delivery queued the same trigger a moment ago
             await self.bring_forward(session_id, trigger_key, not_before)
             return None
+
+    async def _join_or_queue(
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        trigger_key: str,
+        trigger: dict[str, Any],
+        not_before: datetime | None,
+        requested_by: str | None,
+        context: dict[str, Any] | None,
+        model: str | None,
+    ) -> RoundRow | None:
+        """`queue_automatic(join=True)`: into the queued round of the kind, or a round of its own.
+
+        The trigger is claimed first (`trigger_keys`, per session), in the
+        transaction that joins or queues it, so deliveries of one trigger
+        racing each other join or queue it once. The queued round is locked
+        (PostgreSQL) while its trigger is rewritten, and a claim that took it
+        first leaves it `running`, so this trigger then gets its own round.
+        """
+        now = utcnow()
+        try:
+            async with self.engine.begin() as conn:
+                await claim_key(conn, _joined_key(session_id, trigger_key))  # first: SQLite's writer lock too
+                queued = (
+                    await conn.execute(
+                        select(r.c.id, r.c.trigger, r.c.not_before)
+                        .where(
+                            r.c.session_id == session_id,
+                            r.c.kind == kind,
+                            r.c.status == R_QUEUED,
+                            r.c.automatic.is_(True),
+                        )
+                        .order_by(r.c.number)
+                        .limit(1)
+                        .with_for_update()
+                    )
+                ).first()
+                if queued is not None:
+                    data = json.loads(queued.trigger or "{}")
+                    data["joined"] = [*data.get("joined", []), {**trigger, "key": trigger_key}]
+                    values: dict[str, Any] = {"trigger": json.dumps(data)}
+                    if not_before is not None and (queued.not_before is None or aware(queued.not_before) > not_before):
+                        values["not_before"] = not_before
+                    await conn.execute(update(r).where(r.c.id == queued.id).values(**values))
+                    round_id: int = queued.id
+                else:
+                    round_id = await self._insert_in(
+                        conn,
+                        session_id,
+                        kind=kind,
+                        requested_by=requested_by,
+                        context=context,
+                        model=model,
+                        trigger=trigger,
+                        trigger_key=trigger_key,
+                        not_before=not_before,
+                        automatic=True,
+                        now=now,
+                    )
+        except AlreadyTriggered:  # joined or queued already (a redelivery, a sibling event)
+            await self._bring_forward_joined(session_id, kind, trigger_key, not_before)
+            return None
+        except IntegrityError:  # its own round, queued by a Compound from before `join`
+            await self.bring_forward(session_id, trigger_key, not_before)
+            return None
+        return await self.round(round_id)
+
+    async def _bring_forward_joined(self, session_id: str, kind: str, trigger_key: str, when: datetime | None) -> None:
+        """Start the queued round that `trigger_key` joined no later than `when`."""
+        if when is None:
+            return
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(r.c.id, r.c.trigger, r.c.not_before).where(
+                        r.c.session_id == session_id, r.c.kind == kind, r.c.status == R_QUEUED
+                    )
+                )
+            ).all()
+            for row in rows:
+                joined = json.loads(row.trigger or "{}").get("joined", [])
+                if any(j.get("key") == trigger_key for j in joined) and (
+                    row.not_before is None or aware(row.not_before) > when
+                ):
+                    await conn.execute(update(r).where(r.c.id == row.id).values(not_before=when))
 
     async def bring_forward(self, session_id: str, trigger_key: str, when: datetime | None) -> bool:
         """Start the round of `trigger_key` no later than `when`; False if there is no such round."""
@@ -453,35 +563,68 @@ class SessionStore:
         async with self.engine.begin() as conn:
             if once is not None:
                 await claim_key(conn, once)
-            number = (
-                await conn.execute(select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id))
-            ).scalar_one() + 1
-            result = await conn.execute(
-                insert(r)
-                .values(
-                    session_id=session_id,
-                    number=number,
-                    kind=kind,
-                    status=R_QUEUED,
-                    instructions=instructions,
-                    context=json.dumps(context or {}),
-                    requested_by=requested_by,
-                    model=model,
-                    created_at=now,
-                    trigger=json.dumps(trigger or {}),
-                    trigger_key=trigger_key,
-                    not_before=not_before,
-                    automatic=automatic,
-                    quota=quota,
-                )
-                .returning(r.c.id)
+            round_id = await self._insert_in(
+                conn,
+                session_id,
+                kind=kind,
+                requested_by=requested_by,
+                instructions=instructions,
+                context=context,
+                model=model,
+                trigger=trigger,
+                trigger_key=trigger_key,
+                not_before=not_before,
+                automatic=automatic,
+                quota=quota,
+                now=now,
             )
-            round_id = result.scalar_one()
-            if not automatic:  # an event's round shows as queued only once it is sure to run
-                await conn.execute(
-                    update(s).where(s.c.id == session_id).values(status=QUEUED, updated_at=now, error=None)
-                )
         return await self.round(round_id)
+
+    @staticmethod
+    async def _insert_in(
+        conn: AsyncConnection,
+        session_id: str,
+        *,
+        kind: str,
+        requested_by: str | None,
+        now: datetime,
+        instructions: str = "",
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+        trigger: dict[str, Any] | None = None,
+        trigger_key: str | None = None,
+        not_before: datetime | None = None,
+        automatic: bool = False,
+        quota: str | None = None,
+    ) -> int:
+        """The round's insert, in the caller's transaction; its id."""
+        number = (
+            await conn.execute(select(func.coalesce(func.max(r.c.number), 0)).where(r.c.session_id == session_id))
+        ).scalar_one() + 1
+        result = await conn.execute(
+            insert(r)
+            .values(
+                session_id=session_id,
+                number=number,
+                kind=kind,
+                status=R_QUEUED,
+                instructions=instructions,
+                context=json.dumps(context or {}),
+                requested_by=requested_by,
+                model=model,
+                created_at=now,
+                trigger=json.dumps(trigger or {}),
+                trigger_key=trigger_key,
+                not_before=not_before,
+                automatic=automatic,
+                quota=quota,
+            )
+            .returning(r.c.id)
+        )
+        round_id: int = result.scalar_one()
+        if not automatic:  # an event's round shows as queued only once it is sure to run
+            await conn.execute(update(s).where(s.c.id == session_id).values(status=QUEUED, updated_at=now, error=None))
+        return round_id
 
     # -- reading --------------------------------------------------------------
 

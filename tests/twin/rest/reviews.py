@@ -57,18 +57,31 @@ async def get_review_comment(call: Call) -> Reply:
 
 @operation("pulls/create-reply-for-review-comment")
 async def reply_to_review_comment(call: Call) -> Reply:
-    """A reply joins the thread and, as on GitHub, comes with its own COMMENTED review."""
+    """A reply joins the thread and, as on GitHub, comes with its own COMMENTED review.
+
+    As on GitHub, `comment_id` must be the thread's top-level comment: "Replies
+    to replies are not supported" (the operation's description), answered 422.
+    """
     repo = call.repo()
     pull = pull_of(call, repo)
     number = pull.number
     parent = repo.review_comments.get(call.int_param("comment_id"))
     if parent is None or parent.pull_number != number:
         raise not_found()
+    if parent.in_reply_to_id is not None:
+        raise unprocessable(
+            "Validation Failed",
+            {
+                "resource": "PullRequestReviewComment",
+                "code": "invalid",
+                "field": "in_reply_to",
+                "message": "Replies to replies are not supported; reply to the thread's top-level comment.",
+            },
+        )
     assert pull.pull is not None
     state = call.twin.state
     review = Review(state.next_id(), number, bot_login(call), "COMMENTED", "", pull.pull.head_sha)
     repo.reviews[review.id] = review
-    top = parent.in_reply_to_id or parent.id
     comment = ReviewComment(
         state.next_id(),
         number,
@@ -79,7 +92,7 @@ async def reply_to_review_comment(call: Call) -> Reply:
         parent.line,
         parent.side,
         review_id=review.id,
-        in_reply_to_id=top,
+        in_reply_to_id=parent.id,
         diff_hunk=parent.diff_hunk,
     )
     repo.review_comments[comment.id] = comment
