@@ -328,6 +328,36 @@ async def test_no_round_for_an_old_head_compounds_own_check_or_after_a_human_pus
     assert world.git("rev-parse", f"{pr.pull.head_sha}~1").strip() == human
 
 
+async def test_a_push_refused_because_someone_pushed_meanwhile_escalates(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    started = world.tmp / "started"
+    world.plan("task", WRITE_FEATURE)
+    world.plan(
+        "command",
+        {"append": str(started), "content": "x"},
+        # Time for the person's push below; the round pushes only after the agent ends.
+        {"sleep": 4},
+        {"append": "feature.py", "content": "\n\ndef other():\n    return 7\n"},
+    )
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.command(pr.number, "/agent also add other()")
+    await world.until(started.exists, what="the agent at work")
+    human = world.twin.commit(REPO, pr.pull.head_ref, {"notes.md": "mine\n"}, "a person's commit")
+    pr.pull.head_sha = human
+    (comment,) = await world.until(lambda: escalations(world, pr.number), what="the escalation")
+    await quiescent(world)
+    # Called in, with the reason; the person's commit stands (nothing forced over it).
+    assert "the branch moved while the round ran" in comment and "rejected" in comment
+    assert LABEL in world.repo.issues[pr.number].labels and LABEL in world.repo.issues[number].labels
+    (escalated,) = events_of(world, "session.escalated")
+    assert escalated["reason"].startswith("Compound could not push this round's commit")
+    assert world.git("rev-parse", f"refs/heads/{pr.pull.head_ref}").strip() == human
+    # The escalation comment stands in for a failure comment: no second one.
+    assert not [c for c in world.bot_comments(pr.number) if c.startswith("Compound could not push")]
+
+
 # -- review feedback -------------------------------------------------------------------
 
 

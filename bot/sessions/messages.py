@@ -215,7 +215,19 @@ def crashed(round_: RoundRow, exc: Exception) -> str:
 
 
 def git_failed(exc: Exception) -> str:
-    return f"Compound could not prepare or push the branch: {clip(str(exc), 2000, keep='head')}"
+    """Why a round's git work failed (the session is escalated with it)."""
+    detail = _fence(clip(str(exc), 2000, keep="head"))
+    command = str(getattr(exc, "command", ""))
+    if command.startswith("git push") and "rejected" in str(getattr(exc, "stderr", "")):
+        return (
+            "Compound could not push this round's commit: the branch moved while the round ran "
+            "(someone else pushed to it), and Compound never forces a push over another's commit. "
+            f"`/agent retry` runs the round again from the branch's new head.\n\n{detail}"
+        )
+    if command.startswith("git merge"):
+        why = "Git refused to merge the base branch into this branch, for a reason no agent can resolve"
+        return f"{why} (not a conflict).\n\n{detail}"
+    return f"Compound could not prepare or push the branch.\n\n{detail}"
 
 
 def refusal(login: str) -> str:

@@ -192,8 +192,8 @@ class RoundRunner:
             )
         except RoundFailed as exc:
             await self._fail(gh, session, round_, str(exc), check, status=FAILED)
-        except GitError as exc:
-            await self._fail(gh, session, round_, messages.git_failed(exc), check, status=FAILED)
+        except GitError as exc:  # a refused push or merge: no round gets past it alone, so a person is called
+            await self._fail(gh, session, round_, messages.git_failed(exc), check, status=FAILED, escalate=True)
         finally:
             watcher.cancel()
             self._stops.pop(session.id, None)
