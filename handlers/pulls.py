@@ -1,5 +1,6 @@
 """Session PRs: closing ends the session; a push by someone else makes Compound stand
-back; removing `agent:needs-human` resumes an escalated session."""
+back; removing `agent:needs-human` resumes an escalated session; a PR GitHub says
+no longer merges gets a rebase round."""
 
 from __future__ import annotations
 
@@ -58,3 +59,27 @@ async def on_pull_request_unlabeled(event: sansio.Event, gh: Any, ctx: Context) 
         return
     session = await ctx.store.sessions.for_pr(data["repository"]["full_name"], data["pull_request"]["number"])
     await ctx.sessions.unlabeled(gh, session, data["sender"])
+
+
+# Actions whose payload carries the PR's current mergeability (GitHub computes it
+# in the background; it is often still null in the event, and then says nothing).
+MERGEABILITY_ACTIONS = ("opened", "reopened", "synchronize", "edited", "ready_for_review", "labeled", "unlabeled")
+
+
+@router.register("pull_request")
+@needs_github
+async def on_pull_request_mergeability(event: sansio.Event, gh: Any, ctx: Context) -> None:
+    """`mergeable: false` / `mergeable_state: dirty` on a session PR: the base moved
+    under it (perhaps by a push whose event never came), so a rebase round, which
+    asks GitHub again before it touches anything. Once per base and head."""
+    data = event.data
+    pr = data["pull_request"]
+    if data.get("action") not in MERGEABILITY_ACTIONS:
+        return
+    if pr.get("mergeable") is not False and pr.get("mergeable_state") != "dirty":
+        return  # merges, or not computed yet: nothing to ask the store or GitHub
+    session = await ctx.store.sessions.for_pr(data["repository"]["full_name"], pr["number"])
+    base_sha = (pr.get("base") or {}).get("sha")
+    if session is None or session.outcome is not None or not base_sha:
+        return
+    await ctx.sessions.base_moved(session, base_sha=base_sha, event=f"pull_request.{data['action']}")

@@ -529,6 +529,74 @@ async def test_review_feedback_from_people_without_write_access_starts_nothing(w
     assert not [c for c in world.repo.review_comments.values() if c.user.endswith("[bot]")]
 
 
+async def test_a_review_past_the_prompts_limit_tells_the_threads_the_agent_never_saw(world: World):
+    from bot.prompts import MAX_REVIEW_COMMENTS
+
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    world.twin.set_permission(REPO, "rita", "write")
+    record = world.tmp / "long-review-prompt.json"
+    world.plan("task", WRITE_FEATURE)
+    world.plan("review_fix", {"record": str(record)}, {"write": "feature.py", "content": "VALUE = 43\n"})
+    await world.start(REVIEW_QUIET_SECONDS=0)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    head = pr.pull.head_sha
+    total = MAX_REVIEW_COMMENTS + 3
+    review = world.twin.add_review(
+        REPO,
+        pr.number,
+        "rita",
+        "CHANGES_REQUESTED",
+        "",
+        comments=[{"path": "feature.py", "line": 1, "body": f"nit number {i:03d}"} for i in range(total)],
+    )
+    await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, review, world.iid))
+    await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the review round's push")
+    await quiescent(world)
+    prompt = json.loads(record.read_text())["stdin"]
+    shown = [i for i in range(total) if f"nit number {i:03d}" in prompt]
+    assert shown == list(range(MAX_REVIEW_COMMENTS))
+    assert "3 more review comments of this review are not shown" in prompt
+    assert "later round" not in prompt  # no promise Compound does not keep
+    bot = f"{world.twin.app_slug}[bot]"
+    replies = {c.in_reply_to_id: c.body for c in world.repo.review_comments.values() if c.user == bot}
+    ours = sorted((c for c in world.repo.review_comments.values() if c.review_id == review), key=lambda c: c.id)
+    assert len(replies) == total  # one reply in every thread
+    for c in ours[:MAX_REVIEW_COMMENTS]:
+        assert "pushed" in replies[c.id] and pr.pull.head_sha in replies[c.id]
+    for c in ours[MAX_REVIEW_COMMENTS:]:
+        assert "did not hand this comment to the agent" in replies[c.id]
+        assert pr.pull.head_sha not in replies[c.id]
+
+
+async def test_compounds_own_review_comments_start_nothing_even_if_allowed_bots_names_it(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    bot = f"{world.twin.app_slug}[bot]"
+    world.twin.commit(REPO, "main", {".github/compound.yml": f"allowed_bots: ['{bot}']\n"}, "trust ourselves")
+    world.twin.set_permission(REPO, bot, "write")  # so that only the guard stands in the way
+    world.plan("task", WRITE_FEATURE)
+    world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
+    await world.start(REVIEW_QUIET_SECONDS=0)
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    review = world.twin.add_review(
+        REPO, pr.number, bot, "COMMENTED", "", comments=[{"path": "feature.py", "line": 1, "body": "note to self"}]
+    )
+    own = next(c for c in world.repo.review_comments.values() if c.review_id == review)
+    await world.settled(
+        await world.deliver(
+            "pull_request_review_comment", review_comment_created(world.twin, REPO, pr.number, own.id, world.iid)
+        )
+    )
+    await world.settled(
+        await world.deliver("pull_request_review", review_submitted(world.twin, REPO, pr.number, review, world.iid))
+    )
+    await quiescent(world)
+    assert rounds_of(world, "review_fix") == []
+    # Not even asked about: it is Compound.
+    assert not [c for c in world.twin.calls("repos/get-collaborator-permission-level") if world.twin.app_slug in c.path]
+
+
 # -- the base moved ----------------------------------------------------------------------
 
 
@@ -616,6 +684,54 @@ async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalat
     (comment,) = await world.until(lambda: escalations(world, pr.number), timeout=30, what="the escalation")
     assert "conflict markers" in comment and "`app.py`" in comment
     assert pr.pull.head_sha == merged
+
+
+async def test_a_pull_request_event_saying_dirty_starts_the_rebase_round_a_missed_push_did_not(world: World):
+    number = world.twin.add_issue(REPO, title="Change the greeting", user="alice")
+    world.plan("task", {"write": "app.py", "content": "print('hello')\n"})
+    world.plan("rebase", {"write": "app.py", "content": "print('hello, world')\n"})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    head = pr.pull.head_sha
+    # The base moves into a conflict, and its push event never reaches Compound
+    # (a missed delivery, an App that subscribed to `push` only later).
+    base = world.twin.commit(REPO, "main", {"app.py": "print('hi, world')\n"}, "main moved")
+    await quiescent(world)
+    labeled = pull_request_event(world.twin, REPO, pr.number, "labeled", "bob", world.iid, label="wip")
+    assert labeled["pull_request"]["mergeable"] is False  # the twin computes it, as GitHub
+    # A label on the PR: its event says `mergeable: false`, `mergeable_state: dirty`.
+    await world.deliver("pull_request", labeled)
+    await world.deliver("pull_request", labeled)  # redelivered: still one round
+    await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the merge's push")
+    merged = pr.pull.head_sha
+    assert world.git("log", "-1", "--format=%P", merged).split() == [head, base]
+    assert world.git("show", f"{merged}:app.py") == "print('hello, world')\n"
+    await quiescent(world)
+    (round_,) = rounds_of(world, "rebase")
+    assert round_["trigger"]["event"] == "pull_request.labeled"
+    assert round_["trigger"]["base_sha"] == base
+
+
+async def test_a_pull_request_that_still_merges_starts_no_rebase_round(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    world.plan("task", WRITE_FEATURE)
+    world.plan("rebase", {"write": "x.py", "content": "x = 1\n"})
+    await world.start()
+    await world.label(number)
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    world.twin.commit(REPO, "main", {"docs.md": "docs\n"}, "main moved, no conflict")
+    await quiescent(world)
+    calls = len(world.twin.requests)
+    labeled = pull_request_event(world.twin, REPO, pr.number, "labeled", "bob", world.iid, label="wip")
+    assert labeled["pull_request"]["mergeable"] is True
+    await world.settled(await world.deliver("pull_request", labeled))
+    await quiescent(world)
+    assert [e for e in events_of(world, "round.queued") if e.get("kind") == "rebase"] == []
+    assert rounds_of(world, "rebase") == []
+    assert len(world.twin.requests) == calls  # not even a question to GitHub
 
 
 # -- a 50 MB job log ----------------------------------------------------------------------

@@ -70,6 +70,8 @@ class SessionManager:
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
         """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""
         login = sender.get("login", "")
+        if self.is_compound(login):
+            return None  # never its own comments, reviews or labels, even if `allowed_bots` names it
         is_bot = sender.get("type") == "Bot" or login.endswith("[bot]")
         if is_bot and not config.allows_bot(login):
             return None
@@ -421,16 +423,17 @@ class SessionManager:
             join=True,
         )
 
-    async def base_moved(self, session: SessionRow, *, base_sha: str) -> RoundRow | None:
-        """The PR's base branch moved: a `rebase` round, which first asks GitHub
-        whether the PR still merges (and does nothing if it does)."""
+    async def base_moved(self, session: SessionRow, *, base_sha: str, event: str = "push") -> RoundRow | None:
+        """The PR's base branch moved (a push to it, or GitHub saying the PR no longer
+        merges): a `rebase` round, which first asks GitHub whether the PR still
+        merges (and does nothing if it does). Once per base and head."""
         if not self._may_heal(session, "rebase"):
             return None
         return await self._queue(
             session,
             kind="rebase",
             key=f"rebase:{base_sha}:{session.head_sha}",
-            trigger={"event": "push", "base_sha": base_sha, "base_branch": session.base_branch},
+            trigger={"event": event, "base_sha": base_sha, "base_branch": session.base_branch},
             delay=2.0,  # GitHub computes mergeability after the push, not with it
         )
 

@@ -399,6 +399,14 @@ def review_reply(round_: RoundRow, head: str, result: Any) -> str:
     return f"Compound's round {round_.number} pushed {head} for this review; please take another look.{quoted}"
 
 
+def review_not_shown(round_: RoundRow, limit: int) -> str:
+    return (
+        f"Compound's round {round_.number} did not hand this comment to the agent: one round carries"
+        f" at most {limit} review comments. Repeat it in a new review, or say what to do with"
+        " `/agent <instructions>` on the pull request."
+    )
+
+
 def review_reply_failed(round_: RoundRow, why: str) -> str:
     first = why.strip().splitlines()[0] if why.strip() else "the round failed"
     return f"Compound could not address this in round {round_.number}: {clip(first, 500, keep='head')}"

@@ -35,6 +35,9 @@ class Plan:
     more_failures: int = 0
     review_comments: list[Comment] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)  # whose reviews the comments are
+    # Review comments past the prompt's limit: the agent never saw them, so
+    # their threads are told so rather than thanked for a fix.
+    unshown_review_ids: set[int] = field(default_factory=set)
     base_branch: str | None = None
 
     @property

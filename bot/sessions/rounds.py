@@ -25,7 +25,7 @@ from bot.events import EventLog
 from bot.github.api import comment
 from bot.learning import RoundPlan
 from bot.learning.lessons import review_kinds
-from bot.prompts import Comment, PromptContext, Prompts
+from bot.prompts import MAX_REVIEW_COMMENTS, Comment, PromptContext, Prompts
 from bot.sessions import escalation, messages
 from bot.sessions.commenters import Commenters
 from bot.sessions.identity import co_author
@@ -284,6 +284,7 @@ class RoundRunner:
                 ]
             )
         review_comments, left_out_review = await commenters.screen(plan.review_comments)
+        plan.unshown_review_ids = {c.id for c in review_comments[MAX_REVIEW_COMMENTS:] if c.id is not None}
         prompt_context = PromptContext(
             kind=round_.kind,
             repo=session.repo,
@@ -520,8 +521,12 @@ class RoundRunner:
             session.pr_number, session.head_sha = pr_number, head
             await comment(gh, session.repo, session.issue_number, messages.pr_opened(session, pr))
         if round_.kind == "review_fix":
-            roots = thread_roots(plan.review_comments)
+            shown = [c for c in plan.review_comments if c.id not in plan.unshown_review_ids]
+            roots = thread_roots(shown)
             await reply(gh, session, roots, messages.review_reply(round_, head, result))
+            unshown = [c for c in plan.review_comments if c.id in plan.unshown_review_ids]
+            rest = [root for root in thread_roots(unshown) if root not in roots]
+            await reply(gh, session, rest, messages.review_not_shown(round_, MAX_REVIEW_COMMENTS))
             await request_rereview(gh, session, plan.reviewers)
         summary = messages.check_summary(round_, result, figures, plan)
         title = messages.round_title(round_, f"{figures.files_changed} files changed")
