@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bot.agents import AgentRequest, AgentRunner, get_backend
+from bot.agents.netproxy import allowed
 from bot.agents.orphans import MARK, RunRecords, reap_orphans
 from bot.agents.sandbox import Sandbox, harden_data_dir, probe
 
@@ -265,6 +266,7 @@ def fetch(name, url):
         seen[name] = type(exc).__name__
 fetch("allowed", f"http://localhost:{port}/hello")
 fetch("other_host", f"http://127.0.0.1:{port}/hello")
+fetch("other_port", f"http://localhost:{sys.argv[2]}/hello")
 try:
     socket.create_connection(("127.0.0.1", port), timeout=3).close()
     seen["direct"] = "connected"
@@ -286,20 +288,46 @@ async def test_with_an_allow_list_the_agent_reaches_only_those_hosts(tmp_path: P
     app = web.Application()
     app.router.add_get("/hello", hello)
     server = await aiohttp_server(app)
+    elsewhere = await aiohttp_server(app)  # the same host, a port the list does not open
     script = tmp_path / "tools" / "net_probe.py"
     script.parent.mkdir()
     script.write_text(NET_PROBE)
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    sandbox = probe("bwrap", paths=str(script.parent), allow="localhost")
-    assert sandbox.filtered and "limited to localhost" in sandbox.describe()
-    backend = get_backend("command", command=f"{PYTHON} {script} {server.port}")
+    sandbox = probe("bwrap", paths=str(script.parent), allow=f"localhost:{server.port}")
+    assert sandbox.filtered and f"limited to localhost:{server.port}" in sandbox.describe()
+    backend = get_backend("command", command=f"{PYTHON} {script} {server.port} {elsewhere.port}")
     result = await AgentRunner(sandbox=sandbox).run(
         backend, AgentRequest(workspace=workspace, prompt="x", session_id="s", task_kind="task", timeout=60)
     )
     assert result.exit_code == 0, result.log_tail
     seen = json.loads(result.log_tail.splitlines()[-1])
-    assert seen == {"allowed": "hello from the model API", "other_host": 403, "direct": "ConnectionRefusedError"}
+    assert seen == {
+        "allowed": "hello from the model API",
+        "other_host": 403,
+        "other_port": 403,
+        "direct": "ConnectionRefusedError",
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "domains", "expected"),
+    [
+        ("api.anthropic.com", 443, ("api.anthropic.com",), True),
+        ("registry.npmjs.org", 80, ("npmjs.org",), True),  # a subdomain, plain HTTP
+        ("api.anthropic.com", 22, ("api.anthropic.com",), False),  # a bare domain opens 443 and 80 only
+        ("api.anthropic.com", 8443, ("api.anthropic.com:8443",), True),
+        ("api.anthropic.com", 443, ("api.anthropic.com:8443",), False),
+        ("git.example.com", 22, ("*.example.com:*",), True),
+        ("example.com.evil.net", 443, ("example.com",), False),
+        ("notexample.com", 443, ("example.com",), False),
+        ("[::1]", 443, ("::1",), True),
+        ("::1", 8080, ("[::1]:8080",), True),
+        ("::1", 1, ("::1",), False),
+    ],
+)
+def test_the_allow_list_matches_hosts_and_ports(host, port, domains, expected):
+    assert allowed(host, port, domains) is expected
 
 
 def test_network_limits_under_none_are_said_not_to_apply(caplog):

@@ -3,7 +3,8 @@
 With an allow-list the sandbox has no network of its own. Inside it,
 `netbridge.py` forwards 127.0.0.1:PORT to this proxy's socket; the proxy
 opens a connection only to a host on the list (the domain itself or a
-subdomain of it) and refuses everything else with 403, so an injected agent
+subdomain of it), on ports 443 and 80 unless the entry names another
+(`host:8443`, or `host:*` for any), and refuses everything else with 403, so an injected agent
 cannot send the repository anywhere but where the operator allowed. It speaks
 `CONNECT host:port` (HTTPS and anything tunnelled) and plain `http://` requests.
 """
@@ -22,11 +23,33 @@ HEAD_LIMIT = 16 * 1024
 CONNECT_TIMEOUT = 30.0
 
 
-def allowed(host: str, domains: tuple[str, ...]) -> bool:
-    """Whether `host` is one of `domains` or under one (`*.example.com` means the same)."""
+# Ports a bare domain in AGENT_NETWORK_ALLOW opens: HTTPS, and HTTP for registries
+# that redirect. `host:port` opens another; `host:*` any.
+DEFAULT_PORTS = frozenset({443, 80})
+
+
+def _entry(domain: str) -> tuple[str, frozenset[int] | None]:
+    """`example.com` → (name, HTTPS and HTTP); `example.com:8443` → that port; `:*` → any (None)."""
+    domain = domain.strip()
+    name, sep, port = domain.rpartition(":")
+    bare_ipv6 = domain.count(":") > 1 and not domain.startswith("[")
+    if not sep or bare_ipv6 or not (port.isdigit() or port == "*"):
+        name, port = domain, ""
+    name = name.lower().rstrip(".").strip("[]").removeprefix("*.")
+    if port == "*":
+        return name, None
+    return name, frozenset({int(port)}) if port else DEFAULT_PORTS
+
+
+def allowed(host: str, port: int, domains: tuple[str, ...]) -> bool:
+    """Whether `host:port` is allowed: `host` one of `domains` or under one
+    (`*.example.com` means the same), on a port that entry opens."""
     host = host.lower().rstrip(".").strip("[]")
-    names = [d.lower().rstrip(".").removeprefix("*.") for d in domains]
-    return any(host == d or host.endswith("." + d) for d in names)
+    for domain in domains:
+        name, ports = _entry(domain)
+        if (host == name or host.endswith("." + name)) and (ports is None or port in ports):
+            return True
+    return False
 
 
 class EgressProxy:
@@ -83,9 +106,9 @@ class EgressProxy:
                 return await _answer(writer, 400, "only CONNECT and http:// requests go through this proxy")
             host, port = url.hostname, str(url.port or 80)
             forward = head
-        if not allowed(host, self.domains):
-            self.denied.add(host)
-            return await _answer(writer, 403, f"Compound: {host} is not in AGENT_NETWORK_ALLOW")
+        if not port.isdigit() or not allowed(host, int(port), self.domains):
+            self.denied.add(f"{host}:{port}")
+            return await _answer(writer, 403, f"Compound: {host}:{port} is not in AGENT_NETWORK_ALLOW")
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
