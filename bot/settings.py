@@ -14,6 +14,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# One AGENT_NETWORK_ALLOW entry: a domain (`*.` allowed), an IPv4 address or a
+# bare IPv6 one, optionally with `:port` or `:*` (IPv6 with a port in brackets).
+ALLOW_ENTRY = re.compile(
+    r"(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?(?::(?:\d{1,5}|\*))?"
+    r"|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*"
+    r"|\[[0-9A-Fa-f:.]+\](?::(?:\d{1,5}|\*))?"
+)
+
 
 def digest_interval(text: str) -> timedelta:
     """REPORT_DIGEST_INTERVAL: `daily`, `weekly`, or hours, days or weeks (`12h`, `1d`, `2w`), at least an hour."""
@@ -172,6 +180,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("agent_network_allow")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if entry and not ALLOW_ENTRY.fullmatch(entry):
+                raise ValueError(
+                    f"{entry!r} is not a domain (e.g. api.anthropic.com, *.npmjs.org),"
+                    " an address, or one of those with :port (1-65535) or :*"
+                )
+            port = entry.rpartition(":")[2] if entry.count(":") == 1 or entry.startswith("[") else ""
+            if port.isdigit() and not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r}: the port must be 1-65535")
+        return value
 
     @field_validator("report_digest_interval")
     @classmethod

@@ -55,6 +55,11 @@ BAD_SETTINGS = {
     ),
     "AGENT_BACKEND": ({"AGENT_BACKEND": "gpt-in-a-box", "WEBHOOK_SECRET": "s"}, "AGENT_BACKEND"),
     "command without AGENT_COMMAND": ({"AGENT_BACKEND": "command", "WEBHOOK_SECRET": "s"}, "AGENT_COMMAND"),
+    "AGENT_NETWORK_ALLOW": (
+        {"AGENT_NETWORK_ALLOW": "api.anthropic.com,https://evil.example/", "WEBHOOK_SECRET": "s"},
+        "AGENT_NETWORK_ALLOW",
+    ),
+    "AGENT_NETWORK_ALLOW port": ({"AGENT_NETWORK_ALLOW": "example.com:70000", "WEBHOOK_SECRET": "s"}, "1-65535"),
 }
 
 
