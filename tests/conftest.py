@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -91,6 +92,18 @@ def make_settings(tmp_path: Path, **env: object) -> Settings:
     }
     values.update(env)
     return load_settings(_env_file=None, **values)
+
+
+def twin_settings(tmp_path: Path, twin: Any, **env: object) -> Settings:
+    """Settings of a registered App whose GitHub is the twin (over plain HTTP)."""
+    return make_settings(
+        tmp_path,
+        APP_ID=twin.app_id,
+        PRIVATE_KEY=twin.private_key_pem,
+        GHE_HOST=twin.host,
+        GHE_PROTOCOL="http",
+        **env,
+    )
 
 
 FAST = DispatchPolicy(lease=2.0, max_attempts=3, backoff=0.05, sweep_interval=0.2)

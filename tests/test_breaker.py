@@ -13,7 +13,7 @@ from bot.github import GitHub, GitHubUnavailable, RetryPolicy
 from bot.github.breaker import CircuitBreaker
 from bot.metrics import Metrics
 from bot.service import Service
-from tests.conftest import FAST, WEBHOOK_SECRET, make_settings
+from tests.conftest import FAST, WEBHOOK_SECRET, twin_settings
 from tests.twin_events import issue_labeled
 
 REPO = "octo-org/app"
@@ -103,12 +103,9 @@ async def test_deliveries_wait_out_an_outage_unspent_and_all_run_when_github_is_
     iid = twin.add_installation(account="octo-org")
     twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
     numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(12)]
-    settings = make_settings(
+    settings = twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         DATABASE_URL=database_url,
         AGENT_BACKEND="command",
         AGENT_COMMAND="true",
@@ -170,12 +167,9 @@ async def test_when_github_answers_again_every_held_delivery_runs_at_once(tmp_pa
     iid = twin.add_installation(account="octo-org")
     twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
     numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(8)]
-    settings = make_settings(
+    settings = twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         AGENT_SANDBOX="none",
         GITHUB_BREAKER_THRESHOLD=3,
         GITHUB_BREAKER_COOLDOWN=3,

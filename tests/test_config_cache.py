@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.service import Service
-from tests.conftest import FAST, WEBHOOK_SECRET, make_settings, serving
+from tests.conftest import FAST, WEBHOOK_SECRET, serving, twin_settings
 from tests.twin_events import issue_labeled, push_event
 
 REPO = "octo-org/app"
@@ -24,12 +24,9 @@ async def test_a_repos_config_is_read_once_per_interval_and_again_after_a_push_t
     iid = twin.add_installation(account="octo-org")
     twin.add_repo(REPO, installation_id=iid, files={"README.md": "# app\n"})
     numbers = [twin.add_issue(REPO, title=f"issue {n}", body="", user="alice") for n in range(4)]
-    settings = make_settings(
+    settings = twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         DATABASE_URL=database_url,
         AGENT_BACKEND="command",
         AGENT_COMMAND="true",

@@ -90,19 +90,16 @@ async def test_every_published_example_reaches_its_handlers_with_an_app_configur
     """Issue #11 part 8: with an App configured every published example gets past the
     skip check to the handlers (those that start sessions too), and none fails."""
     from bot.dispatch import handler_name
-    from tests.conftest import FAST, make_settings, serving
+    from tests.conftest import FAST, serving, twin_settings
 
     iid = twin.add_installation(account="Codertocat", account_type="User")
     payloads = all_published(APP_EVENTS)
     for full_name in sorted({p["repository"]["full_name"] for _, _, p in payloads if p.get("repository")}):
         if twin.state.repo(*full_name.split("/")) is None:
             twin.add_repo(full_name, installation_id=iid, private=False)
-    settings = make_settings(
+    settings = twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         DATABASE_URL=database_url,
         AGENT_BACKEND="command",
         AGENT_COMMAND="true",

@@ -506,13 +506,19 @@ async def test_a_second_review_while_the_first_waits_is_answered_in_the_same_rou
     assert "reviews by @rita and @walt" in final.output["summary"]
 
 
-async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
-    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+async def pr_whose_review_round_would_write(world: World, number: int):
+    """The session's PR, with a review round planned that would push `x.py`: a
+    test that expects no review round sees one if it starts."""
     world.plan("task", WRITE_FEATURE)
     world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    return (await world.until(world.pulls, what="a pull request"))[0]
+
+
+async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    pr = await pr_whose_review_round_would_write(world, number)
     review = world.twin.add_review(
         REPO,
         pr.number,
@@ -574,11 +580,7 @@ async def test_compounds_own_review_comments_start_nothing_even_if_allowed_bots_
     bot = f"{world.twin.app_slug}[bot]"
     world.twin.commit(REPO, "main", {".github/compound.yml": f"allowed_bots: ['{bot}']\n"}, "trust ourselves")
     world.twin.set_permission(REPO, bot, "write")  # so that only the guard stands in the way
-    world.plan("task", WRITE_FEATURE)
-    world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
-    await world.start(REVIEW_QUIET_SECONDS=0)
-    await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await pr_whose_review_round_would_write(world, number)
     review = world.twin.add_review(
         REPO, pr.number, bot, "COMMENTED", "", comments=[{"path": "feature.py", "line": 1, "body": "note to self"}]
     )

@@ -15,7 +15,7 @@ import pytest
 
 from bot.github.client import RetryPolicy
 from bot.service import Service
-from tests.conftest import FAST, WEBHOOK_SECRET, _empty, make_settings, serving
+from tests.conftest import FAST, WEBHOOK_SECRET, _empty, serving, twin_settings
 from tests.twin.server import GitHubTwin
 from tests.twin_events import issue_labeled
 from tests.webhook_examples import example
@@ -71,12 +71,9 @@ async def world(tmp_path, database_url, twin) -> AsyncIterator[World]:
     other = twin.add_repo(OTHER, installation_id=iid)
     issue = twin.add_issue(REPO, title="a bug", body="", user="alice")
     other_issue = twin.add_issue(OTHER, title="another", body="", user="alice")
-    settings = make_settings(
+    settings = twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         DATABASE_URL=database_url,
         AGENT_BACKEND="command",
         AGENT_COMMAND="true",
