@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,11 +65,11 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
     iid = twin.add_installation(account="bench-org")
     repo = twin.add_repo(REPO, installation_id=iid, files={"README.md": "bench\n", "app.py": "x = 0\n"})
     twin.set_permission(REPO, "alice", "write")
-    markers = work / "markers"
-    markers.mkdir()
     log = job_log(work / "job.log", log_mib)
-    # The agent notes when it started, then changes a file so that the round pushes.
-    command = f'date +%s.%N >> "{markers}/$AGENT_TASK_KIND"; echo "x = $(date +%s%N)" > app.py'
+    # The agent notes in its worktree when it started (the sandbox lets it write
+    # nothing else), and so changes a file: the round pushes, and the time is
+    # read back from the pushed commit.
+    command = 'date +%s.%N > "started-$AGENT_TASK_KIND.txt"'
     env = base_env(
         APP_ID=twin.app_id,
         PRIVATE_KEY=twin.private_key_pem,
@@ -85,12 +86,19 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
     await service.start()
     url = service.url + "/api/github/webhooks"
 
-    def starts(kind: str) -> list[float]:
-        path = markers / kind
-        return [float(x) for x in path.read_text().split()] if path.exists() else []
-
     def pull():
         return next(i for i in repo.issues.values() if i.pull is not None)
+
+    async def started(kind: str, old_head: str) -> float:
+        """When the agent of the round that moved the PR off `old_head` started."""
+        await wait_for(lambda: pull().pull.head_sha != old_head, 60)
+        shown = subprocess.run(
+            ["git", "--git-dir", str(repo.bare_path), "show", f"{pull().pull.head_sha}:started-{kind}.txt"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(shown.stdout)
 
     def own_runs() -> int:
         return sum(1 for r in repo.check_runs.values() if r.name == "Compound" and r.status == "completed")
@@ -135,7 +143,6 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
                 secret=SECRET,
             )
             mark = len(twin.requests)
-            count = len(starts("ci_fix"))
             sent = time.time()
             await twin.deliver(
                 url,
@@ -143,8 +150,7 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
                 check_suite_completed(twin, REPO, suite.id, "github-actions[bot]", iid),
                 secret=SECRET,
             )
-            await wait_for(lambda count=count: len(starts("ci_fix")) == count + 1, 60)
-            latencies.append(starts("ci_fix")[-1] - sent)
+            latencies.append(await started("ci_fix", head) - sent)
             await wait_for(lambda done=done: own_runs() >= done + 2, 60)  # the new head's run, the old one superseded
             await asyncio.sleep(0.3)
             round_calls = [r for r in twin.requests[mark:] if r.operation_id != "apps/create-installation-access-token"]
@@ -153,12 +159,11 @@ async def run(samples: int, log_mib: float) -> dict[str, object]:
             # Peer: a follow-up round a person asks for, same service, same agent.
             done = own_runs()
             mark = len(twin.requests)
-            count = len(starts("command"))
+            head = pr.pull.head_sha
             payload = comment_created(twin, REPO, pr.number, f"/agent change it again ({i})", "alice", iid)
             sent = time.time()
             await twin.deliver(url, "issue_comment", payload, secret=SECRET)
-            await wait_for(lambda count=count: len(starts("command")) == count + 1, 60)
-            peer.append(starts("command")[-1] - sent)
+            peer.append(await started("command", head) - sent)
             await wait_for(lambda done=done: own_runs() >= done + 2, 60)
             await asyncio.sleep(0.3)
             peer_calls.append(len(twin.requests) - mark)
