@@ -9,8 +9,13 @@
    `AGENT_SANDBOX=none` and `auto` in one run: label delivered → the agent's
    first instruction, timed by the agent itself (it writes the time into its
    worktree, and the file reaches the PR).
+3. The hand-back: an agent that commits a change to --changed files with its
+   own git, then `Workspace.commit` as the round runs it. Under `bwrap` the
+   agent's git writes its objects beside its index (the mirror is read-only
+   to it) and Compound packs them into the mirror, verified; under `none`
+   (the peer) they are in the mirror already.
 
-    .venv/bin/python bench/sandbox.py [--runs 40] [--samples 8]
+    .venv/bin/python bench/sandbox.py [--runs 40] [--samples 8] [--changed 200] [--parts runner,label,hand-back]
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bot.agents import AgentRequest, AgentRunner, get_backend  # noqa: E402
 from bot.agents.sandbox import probe  # noqa: E402
+from bot.workspace import Workspaces  # noqa: E402
+from bot.workspace.worktree import CommitIdentity, Trailers  # noqa: E402
 from tests.service_process import ServiceProcess, base_env  # noqa: E402
 from tests.twin.server import GitHubTwin  # noqa: E402
 from tests.twin_events import issue_labeled  # noqa: E402
@@ -139,15 +146,78 @@ async def label_to_agent(samples: int) -> dict[str, object]:
     return {name: stats(values) for name, values in results.items() if isinstance(values, list)}
 
 
+async def hand_back(runs: int, changed: int) -> dict[str, object]:
+    """Commit after an agent that committed `changed` files itself: the objects' way into the mirror."""
+    work = Path(tempfile.mkdtemp(prefix="compound-bench-handback-"))
+    twin = GitHubTwin(work / "twin", validate_responses=False)
+    await twin.start()
+    try:
+        iid = twin.add_installation(account="bench-org")
+        files = {f"src/module_{i}.py": f"VALUE = {i}\n" for i in range(2000)}
+        twin.add_repo(REPO, installation_id=iid, files={"README.md": "bench\n", **files})
+        token = twin.mint_token(iid)
+        workspaces = Workspaces(work / "data", twin.git_url)
+        modes = {"none": probe("none"), "bwrap": probe("bwrap")}
+        agent = (
+            f'for i in $(seq 0 {changed - 1}); do echo "VALUE = $$-$i" > src/module_$i.py; done; '
+            "git add -A && git -c user.name=agent -c user.email=agent@example.com commit -q -m 'agent change'"
+        )
+        backend = get_backend("command", command=agent)
+        identity = CommitIdentity("compound[bot]", "1+compound[bot]@users.noreply.github.com")
+        times: dict[str, list[float]] = {name: [] for name in modes}
+        objects: dict[str, list[int]] = {name: [] for name in modes}
+        n = 0
+        for _ in range(runs):
+            for name, sandbox in modes.items():
+                n += 1
+                ws = await workspaces.open(REPO, f"s-hand-{n}", f"compound/issue-{n}", token)
+                request = AgentRequest(
+                    workspace=ws.path,
+                    prompt="x",
+                    session_id=f"s-hand-{n}",
+                    task_kind="task",
+                    git_common_dir=ws.mirror,
+                    git_dir=ws.git_dir,
+                )
+                await ws.hand_to_agent()
+                result = await AgentRunner(sandbox=sandbox).run(backend, request)
+                assert result.exit_code == 0, (name, result.log_tail)
+                loose = sum(1 for p in ws.agent_objects.rglob("*") if p.is_file()) if ws.agent_objects.exists() else 0
+                objects[name].append(loose)
+                started = time.perf_counter()
+                trailers = Trailers(model="bench", backend="command", session=f"s-hand-{n}")
+                head = await ws.commit("bench", identity, trailers, lambda path: False)
+                times[name].append(time.perf_counter() - started)
+                assert head is not None, name
+                await workspaces.close(ws)
+        base = statistics.median(times["none"])
+        return {
+            name: {
+                **stats(values),
+                "over_none_ms": round((statistics.median(values) - base) * 1000, 1),
+                "agent_objects_handed_back": statistics.median(objects[name]),
+            }
+            for name, values in times.items()
+        } | {"changed_files": changed, "worktree_files": 2001}
+    finally:
+        await twin.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--changed", type=int, default=200, help="files the hand-back agent changes")
+    parser.add_argument("--parts", default="runner,label,hand-back", help="which of the three to run")
     args = parser.parse_args()
-    out = {
-        "runner": asyncio.run(runner_costs(args.runs)),
-        "label_to_agent_started": asyncio.run(label_to_agent(args.samples)),
-    }
+    parts = set(args.parts.split(","))
+    out: dict[str, object] = {}
+    if "runner" in parts:
+        out["runner"] = asyncio.run(runner_costs(args.runs))
+    if "label" in parts:
+        out["label_to_agent_started"] = asyncio.run(label_to_agent(args.samples))
+    if "hand-back" in parts:
+        out["hand_back"] = asyncio.run(hand_back(max(5, args.runs // 4), args.changed))
     print(json.dumps(out, indent=2))
 
 
