@@ -128,7 +128,6 @@ async def test_bots_do_not_start_work_unless_allowed(world: World):
     await world.settled(
         await world.deliver("push", push_event(world.twin, REPO, "refs/heads/main", None, after, "alice", world.iid))
     )
-    world.twin.set_permission(REPO, "renovate[bot]", "write")
     await world.label(number, sender="renovate[bot]", label="agent")
     await opened(world, number)
 

@@ -68,13 +68,17 @@ class SessionManager:
             await comment(gh, repo, number, body)
 
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
-        """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""
+        """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently.
+
+        A bot `allowed_bots` lists is admitted as it is: bots are no
+        collaborators, so the permission endpoint would never say write.
+        """
         login = sender.get("login", "")
         if self.is_compound(login):
             return None  # never its own comments, reviews or labels, even if `allowed_bots` names it
         is_bot = sender.get("type") == "Bot" or login.endswith("[bot]")
-        if is_bot and not config.allows_bot(login):
-            return None
+        if is_bot:
+            return True if config.allows_bot(login) else None
         owner, name = repo.split("/", 1)
         return can_trigger(await permission(gh, owner, name, login))
 
