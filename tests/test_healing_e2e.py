@@ -513,7 +513,10 @@ async def pr_whose_review_round_would_write(world: World, number: int):
     world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    return (await world.until(world.pulls, what="a pull request"))[0]
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    # Only once the round has stored its PR does a review of it concern the session.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    return pr
 
 
 async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
@@ -546,6 +549,9 @@ async def test_a_review_past_the_prompts_limit_tells_the_threads_the_agent_never
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
+    # The PR is on the twin a moment before the round has stored it: until then
+    # the review would concern no session.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     head = pr.pull.head_sha
     total = MAX_REVIEW_COMMENTS + 3
     review = world.twin.add_review(
