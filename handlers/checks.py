@@ -18,6 +18,7 @@ from bot.checks import CHECK_NAME
 from bot.config import RepoConfig
 from bot.context import Context, needs_github, skip
 from bot.sessions.ci import is_failing, is_own_run
+from bot.sessions.manager import RERUN, RETRY_BUTTON
 
 router = routing.Router()
 log = logging.getLogger("compound.handlers.checks")
@@ -93,7 +94,7 @@ async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Conte
     if action == "stop":
         await ctx.sessions.stop(session)
     elif action == "retry":
-        await ctx.sessions.retry(session, event.data["sender"], gh)
+        await ctx.sessions.retry(session, event.data["sender"], gh, asked=RETRY_BUTTON)
 
 
 @router.register("check_run", action="rerequested")
@@ -101,4 +102,4 @@ async def on_check_run_requested_action(event: sansio.Event, gh: Any, ctx: Conte
 async def on_check_run_rerequested(event: sansio.Event, gh: Any, ctx: Context) -> None:
     session = await _own_session(event, gh, ctx)
     if session is not None:
-        await ctx.sessions.retry(session, event.data["sender"], gh)
+        await ctx.sessions.retry(session, event.data["sender"], gh, asked=RERUN)

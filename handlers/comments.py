@@ -89,7 +89,7 @@ async def _command(
             gh,
             repo,
             number,
-            f"Retrying round {retried.number - 1}'s work as round {retried.number}."
+            messages.retrying(retried, session.head_sha)
             if retried
             else "There is no failed or stopped round to retry here.",
         )

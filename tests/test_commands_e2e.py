@@ -56,6 +56,8 @@ async def test_stop_button_and_retry_button(world: World):
     pidfile.unlink()
     await world.deliver("check_run", check_run_action(world.twin, REPO, run.id, None, "alice", world.iid))
     await world.until(pidfile.exists, what="the retried round")
+    (again,) = [r for r in world.check_runs(head) if r.status == "in_progress"]
+    assert "Trigger: a re-run in the Checks tab by @alice, retrying round 2" in again.output["summary"]
     await world.command(pr.number, "/agent stop")
     await world.until(
         lambda: sum(r.conclusion == "cancelled" for r in world.check_runs(head)) == 2, what="second cancel"
@@ -128,7 +130,6 @@ async def test_bots_do_not_start_work_unless_allowed(world: World):
     await world.settled(
         await world.deliver("push", push_event(world.twin, REPO, "refs/heads/main", None, after, "alice", world.iid))
     )
-    world.twin.set_permission(REPO, "renovate[bot]", "write")
     await world.label(number, sender="renovate[bot]", label="agent")
     await opened(world, number)
 

@@ -191,9 +191,9 @@ async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
 ALWAYS_FAILS = [{"name": "pytest", "command": TESTS, "app": "github-actions"}]
 
 
-@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
-async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_one_more(world: World):
-    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+async def escalated_by_ci_that_always_fails(world: World, number: int, **env: object):
+    """The session's PR and its escalation comment: CI always fails, each CI round
+    pushes another `feature()`, until the rounds run out."""
     world.plan("task", {"write": "feature.py", "content": "def feature():\n    return 0\n"})
     world.plan(
         "ci_fix",
@@ -202,12 +202,19 @@ async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_o
             "plans": [[{"write": "feature.py", "content": f"def feature():\n    return {i}\n"}] for i in range(1, 10)],
         },
     )
-    await world.start(MAX_CI_ROUNDS=2)
+    await world.start(**env)
     with_ci(world, ALWAYS_FAILS)
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
     (comment,) = await world.until(lambda: escalations(world, pr.number), timeout=90, what="the escalation")
     await world.twin.ci.idle()
+    return pr, comment
+
+
+@pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
+async def test_ci_that_always_fails_escalates_after_the_limit_then_fix_ci_runs_one_more(world: World):
+    number = world.twin.add_issue(REPO, title="Add feature()", user="alice")
+    pr, comment = await escalated_by_ci_that_always_fails(world, number, MAX_CI_ROUNDS=2)
     assert len(rounds_of(world, "ci_fix")) == 2
     assert LABEL in world.repo.issues[pr.number].labels and LABEL in world.repo.issues[number].labels
     assert "after 2 CI fix rounds" in comment and "| test |" in comment
@@ -513,7 +520,10 @@ async def pr_whose_review_round_would_write(world: World, number: int):
     world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    return (await world.until(world.pulls, what="a pull request"))[0]
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    # Only once the round has stored its PR does a review of it concern the session.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    return pr
 
 
 async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
@@ -546,6 +556,9 @@ async def test_a_review_past_the_prompts_limit_tells_the_threads_the_agent_never
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
     pr = (await world.until(world.pulls, what="a pull request"))[0]
+    # The PR is on the twin a moment before the round has stored it: until then
+    # the review would concern no session.
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     head = pr.pull.head_sha
     total = MAX_REVIEW_COMMENTS + 3
     review = world.twin.add_review(

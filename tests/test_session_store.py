@@ -311,6 +311,7 @@ async def test_budget_and_runs_per_head(store: Store):
     await store.sessions.bump_budget(session.id, "ci_fix")
     await store.sessions.bump_budget(session.id, "ci_fix")
     await store.sessions.bump_budget(session.id, "review_fix")
+    await store.sessions.bump_budget(session.id, "rebase")  # counts against neither
     got = await store.sessions.get(session.id)
     assert (got.ci_rounds, got.review_rounds) == (2, 1)
     round_ = await store.sessions.queue_automatic(session.id, kind="ci_fix", trigger_key="ci:a", trigger={})

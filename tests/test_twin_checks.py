@@ -211,6 +211,25 @@ async def test_actions_runs_jobs_and_the_log_redirect(twin, api, iid, session, t
     assert twin.response_problems == []
 
 
+async def test_a_workflow_that_could_not_start_is_on_its_suite_and_run_only(twin, api, iid):
+    token = f"token {await api.token(iid)}"
+    sha = twin.commit(REPO, "fix", {"src/app.py": "x = 2\n"})
+    suite = twin.add_check_suite(REPO, sha, app="github-actions", conclusion="startup_failure")
+    _, runs, _ = await api.call("GET", f"/repos/{REPO}/commits/{sha}/check-runs", token)
+    assert runs["total_count"] == 0
+    _, suites, _ = await api.call("GET", f"/repos/{REPO}/commits/{sha}/check-suites", token)
+    (listed,) = suites["check_suites"]
+    assert (listed["id"], listed["status"], listed["conclusion"]) == (suite.id, "completed", "startup_failure")
+    assert listed["app"]["slug"] == "github-actions" and listed["latest_check_runs_count"] == 0
+    (run,) = [w for w in twin.state.repo("octo-org", "hello").workflow_runs.values() if w.suite_id == suite.id]
+    _, workflow, _ = await api.call("GET", f"/repos/{REPO}/actions/runs/{run.id}", token)
+    assert (workflow["status"], workflow["conclusion"], workflow["head_sha"]) == ("completed", "startup_failure", sha)
+    with pytest.raises(ValueError):  # a suite with runs concludes from them
+        twin.add_check_run(REPO, sha, "later", app="ci-app")
+        twin.add_check_suite(REPO, sha, app="ci-app")
+    assert twin.response_problems == []
+
+
 # --- mergeability -------------------------------------------------------------------
 
 

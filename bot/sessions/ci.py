@@ -1,8 +1,10 @@
 """What CI says about a session PR's head: settled or not, and every failure's details.
 
 One look costs few REST calls: the head's check runs (one page of 100), its
-combined commit status, then per failing check (at most `MAX_FAILURES`) its
-annotations when it has any and, for a GitHub Actions job, the job's log.
+combined commit status, its check suites (once it has settled: a suite that
+could not start, `startup_failure`, says so only there, with no check run),
+then per failing check (at most `MAX_FAILURES`) its annotations when it has
+any and, for a GitHub Actions job, the job's log.
 The log is streamed through `bot.ci.logs` (never held whole: job logs run to
 tens of MB), which keeps the error lines and their surroundings.
 """
@@ -66,11 +68,13 @@ async def ci_state(
     where = {"owner": owner, "repo": name, "ref": head}
     state = CiState(head)
     failing_runs: list[dict[str, Any]] = []
+    seen_suites: set[int] = set()  # suites with a check run: the runs say what failed
     async for run in gh.getiter(
         "/repos/{owner}/{repo}/commits/{ref}/check-runs?per_page=100", where, iterable_key="check_runs"
     ):
         if is_own_run(run, app_id):
             continue
+        seen_suites.add((run.get("check_suite") or {}).get("id") or 0)
         if run.get("status") != "completed":
             state.pending.append(run.get("name") or "?")
         elif is_failing(run.get("conclusion")):
@@ -84,10 +88,13 @@ async def ci_state(
             failing_statuses.append(status)
     if state.pending and settled_only:
         return state  # not settled: the details wait until it is
-    everything = len(failing_runs) + len(failing_statuses)
+    failing_suites = await _suites_without_runs(gh, where, app_id, seen_suites)
+    everything = len(failing_runs) + len(failing_suites) + len(failing_statuses)
     state.more = max(everything - MAX_FAILURES, 0)
     for run in failing_runs[:MAX_FAILURES]:
         state.failures.append(await _run_failure(gh, owner, name, run, details))
+    for suite in failing_suites[: max(MAX_FAILURES - len(state.failures), 0)]:
+        state.failures.append(_suite_failure(suite))
     for status in failing_statuses[: max(MAX_FAILURES - len(state.failures), 0)]:
         context = status.get("context") or "status"
         description = status.get("description") or ""
@@ -101,6 +108,40 @@ async def ci_state(
             )
         )
     return state
+
+
+async def _suites_without_runs(
+    gh: Any, where: dict[str, str], app_id: int | None, seen: set[int]
+) -> list[dict[str, Any]]:
+    """The head's completed, failing check suites that hold no check run.
+
+    A workflow that could not start (an invalid workflow file) ends its suite
+    and workflow run `startup_failure` and creates no job, so no check run
+    says so. A suite still queued or running is not waited for: every App
+    subscribed to `check_suite` gets one on each push, and many never run.
+    """
+    found: list[dict[str, Any]] = []
+    async for suite in gh.getiter(
+        "/repos/{owner}/{repo}/commits/{ref}/check-suites?per_page=100", where, iterable_key="check_suites"
+    ):
+        app = suite.get("app") or {}
+        if app_id is not None and app.get("id") == app_id:
+            continue  # Compound's own
+        if suite.get("id") in seen or suite.get("status") != "completed" or not is_failing(suite.get("conclusion")):
+            continue
+        found.append(suite)
+    return found
+
+
+def _suite_failure(suite: dict[str, Any]) -> CheckFailure:
+    app = (suite.get("app") or {}).get("name") or "CI"
+    conclusion = suite.get("conclusion") or "failure"
+    summary = f"The check suite of {app} ended `{conclusion}` without running any check"
+    if conclusion == "startup_failure":
+        summary += ": its workflow could not start, most often because the workflow file is invalid"
+    failure = CheckFailure(name=f"{app} (check suite)", conclusion=conclusion, summary=summary + ".")
+    failure.category = classify(failure.name, conclusion, [], summary)
+    return failure
 
 
 async def _run_failure(gh: Any, owner: str, name: str, run: dict[str, Any], details: bool) -> CheckFailure:

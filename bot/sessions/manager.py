@@ -30,6 +30,9 @@ log = logging.getLogger("compound.sessions")
 # A second trigger label this soon after the one that started the session
 # (`agent` and `agent:opus` added together) is the same request: no "already running".
 LABEL_BURST_SECONDS = 60.0
+# What a person's round says asked for it (its trigger's `asked`, shown in its check run).
+FIX_CI_COMMAND, RETRY_COMMAND = "`/agent fix-ci`", "`/agent retry`"
+RETRY_BUTTON, RERUN = "the Retry button", "a re-run in the Checks tab"
 
 __all__ = ["SessionManager", "comment", "react"]  # handlers post with these
 
@@ -68,13 +71,17 @@ class SessionManager:
             await comment(gh, repo, number, body)
 
     async def may_trigger(self, gh: Any, repo: str, sender: dict[str, Any], config: RepoConfig) -> bool | None:
-        """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently."""
+        """True: go; False: refuse politely; None: a bot nobody allowed, ignore silently.
+
+        A bot `allowed_bots` lists is admitted as it is: bots are no
+        collaborators, so the permission endpoint would never say write.
+        """
         login = sender.get("login", "")
         if self.is_compound(login):
             return None  # never its own comments, reviews or labels, even if `allowed_bots` names it
         is_bot = sender.get("type") == "Bot" or login.endswith("[bot]")
-        if is_bot and not config.allows_bot(login):
-            return None
+        if is_bot:
+            return True if config.allows_bot(login) else None
         owner, name = repo.split("/", 1)
         return can_trigger(await permission(gh, owner, name, login))
 
@@ -275,9 +282,14 @@ class SessionManager:
         *,
         once: str | None = None,
         bypass: bool = False,
+        asked: str = RETRY_COMMAND,
     ) -> RoundRow | None:
         """Queue the last failed or stopped round again; None if there is nothing to retry.
 
+        The new round's trigger names how it was asked for (`asked`: the command,
+        or the Retry button) and, under `retry_of`, the round it runs again; an
+        escalated session whose rounds all pushed gets one CI round instead,
+        with no `retry_of` (no round of it failed).
         `bypass`: a maintainer's `/agent retry`, which goes past the daily cap.
         """
         if once is not None and await self.triggers.seen(once):
@@ -295,14 +307,14 @@ class SessionManager:
             )
         quota = BYPASS if bypass else None
         if last is None:  # escalated after its fix rounds: one more look at CI
-            return await self.fix_ci(None, session, sender, once=once, quota=quota)
+            return await self.fix_ci(None, session, sender, once=once, quota=quota, asked=asked)
         return await self.follow_up(
             session,
             kind=last.kind,
             sender=sender,
             instructions=last.instructions,
             context=last.context_data(),
-            trigger=last.trigger_data(),
+            trigger={**last.trigger_data(), "asked": asked, "retry_of": last.number},
             once=once,
             quota=quota,
         )
@@ -451,8 +463,12 @@ class SessionManager:
         *,
         once: str | None = None,
         quota: str | None = None,
+        asked: str = FIX_CI_COMMAND,
     ) -> RoundRow:
-        """`/agent fix-ci`: one CI round on the current head, whatever the budget or escalation."""
+        """`/agent fix-ci`: one CI round on the current head, whatever the budget or escalation.
+
+        `asked`: what the round's trigger says asked for it (a retry comes here too).
+        """
         if once is not None and await self.triggers.seen(once):
             raise AlreadyTriggered(once)  # before resuming: a redelivery changes nothing
         if session.status == ESCALATED:
@@ -463,7 +479,7 @@ class SessionManager:
             session,
             kind="ci_fix",
             sender=sender,
-            trigger={"event": "command", "head": session.head_sha},
+            trigger={"event": "command", "head": session.head_sha, "asked": asked},
             once=once,
             quota=quota,
         )

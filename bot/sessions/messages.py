@@ -18,7 +18,7 @@ HELP = """\
 | `/agent <instructions>` | on an issue: start a task with these instructions; on Compound's PR: a follow-up round on its branch |
 | `/agent status` | where the session stands |
 | `/agent stop` | stop the running agent and cancel queued rounds |
-| `/agent retry` | run the last failed or stopped round again, or one waiting for the daily limit now |
+| `/agent retry` | run the last failed or stopped round again (escalated with every round pushed: one more CI round), or one waiting for the daily limit now |
 | `/agent model <alias>` | use another model (an alias from `models` in `.github/compound.yml`) from the next round on |
 | `/agent fix-ci` | one CI fix round on the PR's current head, even after Compound escalated |
 | `/agent lessons` | the lessons Compound has learned that are in scope here |
@@ -309,7 +309,7 @@ def trigger_text(round_: RoundRow) -> str:
         checks = trigger.get("checks") or []
         failed = ", ".join(f"{c['name']} ({c['category']})" for c in checks[:5]) or "failing CI"
         head = (trigger.get("head") or "")[:7]
-        how = "CI failed" if round_.automatic else f"`/agent fix-ci` by @{round_.requested_by}"
+        how = "CI failed" if round_.automatic else _asked(round_, trigger, "`/agent fix-ci`")
         return f"{how} on {head}: {failed}" if head else f"{how}: {failed}"
     if round_.kind == "review_fix":
         reviewers = [trigger.get("reviewer") or round_.requested_by or "a reviewer"]
@@ -324,7 +324,27 @@ def trigger_text(round_: RoundRow) -> str:
         base = trigger.get("base_branch") or "the base branch"
         return f"`{base}` moved to {(trigger.get('base_sha') or '')[:7]}"
     who = round_.requested_by
+    if trigger.get("retry_of"):
+        return _asked(round_, trigger, "a retry")
     return f"asked by @{who}" if who else round_.kind
+
+
+def _asked(round_: RoundRow, trigger: dict[str, Any], default: str) -> str:
+    """Who asked for a person's round, and how: `/agent fix-ci`, `/agent retry`, the Retry button."""
+    how = trigger.get("asked") or default
+    again = f", retrying round {trigger['retry_of']}" if trigger.get("retry_of") else ""
+    return f"{how} by @{round_.requested_by}{again}"
+
+
+def retrying(retried: RoundRow, head: str | None) -> str:
+    """The answer to `/agent retry`: the round it runs again, or the CI look it runs instead."""
+    of = retried.trigger_data().get("retry_of")
+    if of:
+        return f"Retrying round {of}'s work as round {retried.number}."
+    return (
+        f"No round of this session failed, so round {retried.number} looks at CI on "
+        f"{(head or '')[:7]} again, as `/agent fix-ci` would."
+    )
 
 
 def _round_result(round_: RoundRow) -> str:

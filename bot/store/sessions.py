@@ -52,6 +52,9 @@ R_QUEUED, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_CANCELLED = (
 )
 # `rounds.quota`: held over the daily cap; bypass: a maintainer's retry, past the cap.
 HELD, BYPASS = "held", "bypass"
+# The session column that counts a kind's event-started rounds against its limit
+# (MAX_CI_ROUNDS, MAX_REVIEW_ROUNDS); rebase rounds have none: once per base and head.
+BUDGETS = {"ci_fix": "ci_rounds", "review_fix": "review_rounds"}
 # Any constant works; the same in every Compound process (cf. bot/store/__init__.py).
 _CLAIM_LOCK = 0x0C0B1A
 
@@ -970,7 +973,11 @@ class SessionStore:
             return (await conn.execute(stmt)).scalar_one()
 
     async def bump_budget(self, session_id: str, kind: str) -> None:
-        column = s.c.ci_rounds if kind == "ci_fix" else s.c.review_rounds
+        """One more event-started round of a kind with a limit; a rebase round counts against none."""
+        budget = BUDGETS.get(kind)
+        if budget is None:
+            return
+        column = s.c[budget]
         async with self.engine.begin() as conn:
             await conn.execute(update(s).where(s.c.id == session_id).values({column: column + 1}))
 

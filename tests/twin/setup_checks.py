@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import checkstate, gitrepo
-from .state import CheckRun, CommitStatus, Repo
+from .state import ACTIONS_SLUG, CheckRun, CheckSuite, CommitStatus, Repo
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class CheckSetup:
-    """``add_check_run``, ``complete_check_run``, ``add_status``."""
+    """``add_check_run``, ``complete_check_run``, ``add_check_suite``, ``add_status``."""
 
     if TYPE_CHECKING:
         state: State
@@ -91,6 +91,34 @@ class CheckSetup:
         elif job is not None and job.log_path is None:
             checkstate.write_default_log(self, job, run.name, 0 if conclusion == "success" else 1)  # type: ignore[arg-type]
         return run
+
+    def add_check_suite(
+        self,
+        full_name: str,
+        head_sha: str,
+        *,
+        app: str = ACTIONS_SLUG,
+        conclusion: str = "startup_failure",
+    ) -> CheckSuite:
+        """A completed check suite of another App that holds no check run.
+
+        What GitHub shows when a workflow could not start (``startup_failure``,
+        an invalid workflow file): the conclusion is on the suite and, for
+        ``github-actions``, on its workflow run, never on a check run or job.
+        No webhook is sent.
+        """
+        if app == self.app_slug:
+            raise ValueError("the twin's own App creates its suites through its check runs")
+        repo = self._repo(full_name)
+        sha = self._commit_sha(repo, head_sha)
+        suite = checkstate.suite_for(self, repo, app, sha)  # type: ignore[arg-type]
+        if any(r.suite_id == suite.id for r in repo.check_runs.values()):
+            raise ValueError(f"{app} has check runs on {sha[:7]} already: their suite concludes from them")
+        suite.status, suite.conclusion = "completed", conclusion
+        if app == ACTIONS_SLUG:
+            workflow = checkstate.workflow_run_for(self, repo, suite)  # type: ignore[arg-type]
+            workflow.status, workflow.conclusion = suite.status, suite.conclusion
+        return suite
 
     def add_status(
         self,
