@@ -27,6 +27,7 @@ from bot.agents import AgentRequest, AgentRunner, get_backend
 from bot.agents.netproxy import allowed
 from bot.agents.orphans import MARK, RunRecords, reap_orphans
 from bot.agents.sandbox import Sandbox, harden_data_dir, probe
+from tests.conftest import agent_user_name
 
 HOSTILE = Path(__file__).parent / "agents" / "hostile_agent.py"
 PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
@@ -156,11 +157,14 @@ async def test_bwrap_shows_the_agent_its_worktree_and_nothing_else(host: Host):
     assert report["processes_seen"] <= 3  # its own, in a PID namespace of its own
 
 
-async def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
+def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
+    """On uvloop, as `compound serve` runs: its subprocesses take no user=/group=, setpriv drops the agent."""
+    import uvloop
+
     needs("user")
-    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap")
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
     harden_data_dir(host.data, sandbox.user)  # what the service does at start in user mode
-    report, _ = await run_hostile(host, sandbox)
+    report, _ = uvloop.run(run_hostile(host, sandbox))
     assert_reached_nothing(report, host)
     assert report["uid"] == sandbox.user.uid
     # The worktree is the service's again once the agent is done.
@@ -185,6 +189,15 @@ async def test_auto_never_falls_back_to_none():
         assert probe("auto", bwrap="/nonexistent/bwrap").mode == "user"
         # user mode cannot cut the network: auto refuses rather than run it open.
         assert not probe("auto", bwrap="/nonexistent/bwrap", network="off").usable
+
+
+def test_user_mode_needs_setpriv_to_drop_the_agent():
+    """The probe tries the very drop every agent gets; without setpriv there is no user mode."""
+    needs("user")
+    chosen = probe("user", bwrap="/nonexistent/bwrap", setpriv="/nonexistent/setpriv", user_name=agent_user_name())
+    assert not chosen.usable
+    assert "setpriv (util-linux)" in chosen.detail and "/nonexistent/setpriv not found" in chosen.detail
+    assert probe("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name()).mode == "user"
 
 
 async def test_no_sandbox_means_the_agent_never_starts(tmp_path: Path):

@@ -106,6 +106,7 @@ class Sandbox:
     allow: tuple[str, ...] = ()
     user: AgentUser | None = None  # set when the service runs as root
     bwrap: str = "bwrap"
+    setpriv: str = "setpriv"  # drops the agent to `user` (util-linux)
 
     @property
     def usable(self) -> bool:
@@ -171,8 +172,8 @@ class Sandbox:
             tmp = scratch / "tmp"
             tmp.mkdir(exist_ok=True)
             env = {**env, "HOME": str(home), "TMPDIR": str(tmp), "USER": self.user.name}
-            options = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
-            return Launch(argv, env, workspace, options)
+            # Not subprocess's user=/group=: uvloop, which `compound serve` runs on, refuses them.
+            return Launch([*self._drop_privileges(), *argv], env, workspace)
         env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
         if proxy is not None:
             env.update(_proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
@@ -260,10 +261,16 @@ class Sandbox:
             argv = [python, "-I", "-S", BRIDGE_IN_SANDBOX, str(proxy), str(PROXY_PORT), "--", *argv]
         if self.user is not None:
             # Mounts are made as root; the agent itself keeps no privilege.
-            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", shutil.which("setpriv") or "setpriv",
-                     f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
-                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]  # fmt: skip
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", *self._drop_privileges()]
         return [*args, "--", *argv]
+
+    def _drop_privileges(self) -> list[str]:
+        """setpriv's argv prefix that runs the rest as AGENT_USER: no groups, no capabilities, no way back."""
+        assert self.user is not None
+        return [
+            self.setpriv, f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+        ]  # fmt: skip
 
     def visible(self, path: str) -> bool:
         """Whether a file outside the worktree can be seen inside the sandbox."""
@@ -374,20 +381,24 @@ def agent_user(name: str) -> AgentUser | None:
     return AgentUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _bwrap_works(bwrap: str, user: AgentUser | None) -> str | None:
+def _bwrap_works(bwrap: str, user: AgentUser | None, setpriv: str) -> str | None:
     """None if a minimal sandbox starts here; else what went wrong."""
-    probe = Sandbox("bwrap", "probe", user=user, bwrap=bwrap)
+    probe = Sandbox("bwrap", "probe", user=user, bwrap=bwrap, setpriv=setpriv)
     with tempfile.TemporaryDirectory(prefix="compound-probe-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
         (Path(tmp) / "home").mkdir()
-        argv = probe._bwrap_argv(["true"], work, Path(tmp), Path(tmp) / "home", None)
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=20, env={"PATH": os.defpath})
-        except FileNotFoundError:
-            return f"{bwrap} not found"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return str(exc)
+        return _runs(probe._bwrap_argv(["true"], work, Path(tmp), Path(tmp) / "home", None))
+
+
+def _runs(argv: list[str]) -> str | None:
+    """None if `argv` runs and exits 0; else what went wrong, in one line."""
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=20, env={"PATH": os.defpath})
+    except FileNotFoundError:
+        return f"{argv[0]} not found"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
     if done.returncode != 0:
         return (
             done.stderr.decode(errors="replace").strip().splitlines()[-1:][0]
@@ -405,9 +416,10 @@ def probe(
     allow: str = "",
     user_name: str = "compound-agent",
     bwrap: str | None = None,
+    setpriv: str | None = None,
 ) -> Sandbox:
     """Find the sandbox for this host; log it. Never `none` unless asked for."""
-    chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap)
+    chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap, setpriv=setpriv)
     if chosen.mode == "none":
         log.warning("AGENT_SANDBOX=none: agents run UNISOLATED, with the service's files and network in reach")
         if network != "on" or allow.strip():
@@ -421,10 +433,13 @@ def probe(
     return chosen
 
 
-def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, bwrap: str | None) -> Sandbox:
+def _choose(
+    mode: str, *, paths: str, network: str, allow: str, user_name: str, bwrap: str | None, setpriv: str | None
+) -> Sandbox:
     extra = tuple(p for p in paths.split(":") if p)
     domains = tuple(d.strip().lower() for d in allow.split(",") if d.strip())
-    common: dict[str, Any] = {"paths": extra, "network": network, "allow": domains}
+    dropper = setpriv or shutil.which("setpriv") or "/usr/bin/setpriv"
+    common: dict[str, Any] = {"paths": extra, "network": network, "allow": domains, "setpriv": dropper}
     if mode == "none":
         return Sandbox("none", "AGENT_SANDBOX=none", **common)
     root = os.geteuid() == 0
@@ -434,12 +449,12 @@ def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, 
     tried = []
     if mode in ("auto", "bwrap"):
         binary = bwrap or shutil.which("bwrap") or "bwrap"
-        problem = _bwrap_works(binary, user)
+        problem = _bwrap_works(binary, user, dropper)
         if problem is None:
             return Sandbox("bwrap", f"probe: {binary} works", user=user, bwrap=binary, **common)
         tried.append(f"bubblewrap: {problem}")
     if mode in ("auto", "user"):
-        problem = _user_mode_problem(root, user, network, domains)
+        problem = _user_mode_problem(root, user, network, domains, dropper)
         if problem is None:
             assert user is not None
             return Sandbox("user", f"bubblewrap unavailable; agents run as {user.name}", user=user, **common)
@@ -447,13 +462,19 @@ def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, 
     return Sandbox(UNAVAILABLE, f"AGENT_SANDBOX={mode}: " + "; ".join(tried) + f". To fix: {FIX_HINT}", **common)
 
 
-def _user_mode_problem(root: bool, user: AgentUser | None, network: str, allow: tuple[str, ...]) -> str | None:
+def _user_mode_problem(
+    root: bool, user: AgentUser | None, network: str, allow: tuple[str, ...], setpriv: str
+) -> str | None:
     if not root:
         return "needs the service to run as root, to start agents as another user"
     if user is None or user.uid == 0:
         return "no unprivileged AGENT_USER to run agents as"
     if network != "on" or allow:
         return "cannot cut or limit the network (AGENT_NETWORK, AGENT_NETWORK_ALLOW) without namespaces"
+    # The very drop every agent gets: setpriv (util-linux) to AGENT_USER.
+    problem = _runs([*Sandbox("user", "probe", user=user, setpriv=setpriv)._drop_privileges(), "true"])
+    if problem is not None:
+        return f"cannot drop to {user.name} with setpriv (util-linux): {problem}"
     return None
 
 
