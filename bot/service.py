@@ -214,7 +214,8 @@ class Service:
         """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""
         import asyncio
 
-        from bot.agents.sandbox import harden_data_dir, probe
+        from bot.agents.lending import harden_data_dir
+        from bot.agents.sandbox import probe
 
         s = self.settings
         self.sandbox = await asyncio.to_thread(
@@ -226,7 +227,7 @@ class Service:
             user_name=s.agent_user,
         )
         if self.sandbox.mode == "user":
-            harden_data_dir(s.data_dir.resolve(), self.sandbox.user)
+            harden_data_dir(s.data_dir.resolve())
 
     def _start_sessions(self, app: dict[str, Any]) -> None:
         from bot.agents import AgentRunner
