@@ -607,6 +607,29 @@ async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
     assert await commit(again) is not None and not pwned.exists()
 
 
+@pytest.mark.parametrize("mode", ["none", "bwrap", "user"])
+async def test_links_the_agent_plants_in_its_git_dir_never_take_compounds_git_elsewhere(
+    setup: Setup, tmp_path: Path, mode: str
+) -> None:
+    """The worktree's git dir is the agent's to write in every mode (its own git needs it). A symlinked
+    `logs/HEAD` would have Compound's git append its reflog wherever the link points, as root under a
+    root service; a fifo for `ORIG_HEAD` or the index would hang it. Compound removes them first."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    ws = await setup.open()
+    traps = {
+        "symlink": {str(ws.git_dir / "logs" / "HEAD"): str(victim), str(ws.git_dir / "ORIG_HEAD"): str(victim)},
+        "fifo": [str(ws.git_dir / "index")],
+    }
+    report = await run_hostile_agent(setup, ws, mode, traps)
+    assert len(report["traps"]) == 3, report["log"]
+    sha = await asyncio.wait_for(commit(ws), 60)
+    assert sha is not None and await ws.push(setup.token) == sha
+    assert victim.read_text() == "untouched\n"
+    assert setup.remote("show", f"{sha}:feature.py") == "def feature():\n    return 42"
+    assert git(f"--git-dir={ws.mirror}", "show", f"{sha}:README.md") == "# app"
+
+
 def open_to_others(mirror: Path) -> list[str]:
     """Entries of a mirror (other than its worktrees' git dirs) that anyone but their owner may read or pass."""
     found = []

@@ -10,10 +10,11 @@ What to attack comes in the prompt, on a line `HOSTILE-TARGETS: {json}`:
 
     {"read": [paths], "list": [dirs], "write": [paths], "secrets": [strings],
      "pwned": path, "git": true, "commit": true,
-     "symlink": {link: target}, "hardlink": {link: target}, "chmod": {path: "0777"}}
+     "symlink": {link: target}, "hardlink": {link: target}, "fifo": [paths],
+     "chmod": {path: "0777"}}
 
 With "commit" it also commits its change with its own git, as coding agents do.
-"symlink", "hardlink" and "chmod" leave traps for Compound, which takes the
+"symlink", "hardlink", "fifo" and "chmod" leave traps for Compound, which takes the
 worktree (and its git dir) back after the run: links planted in them, modes
 that would let the next agent in.
 
@@ -118,6 +119,13 @@ def set_traps(want: dict) -> list[str]:
                 done.append(link)
             except OSError as exc:
                 print(f"{kind} {link}: {exc}", file=sys.stderr)
+    for path in want.get("fifo", []):
+        try:
+            Path(path).unlink(missing_ok=True)
+            os.mkfifo(path)
+            done.append(path)
+        except OSError as exc:
+            print(f"mkfifo {path}: {exc}", file=sys.stderr)
     for path, mode in want.get("chmod", {}).items():
         try:
             os.chmod(path, int(mode, 8))
