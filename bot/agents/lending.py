@@ -26,7 +26,7 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # Bits a file taken back never keeps: set-id, and write for anyone but its owner.
@@ -183,6 +183,25 @@ def harden_data_dir(data_dir: Path) -> None:
             _private_entries(owner)
         elif not owner.is_symlink():
             owner.chmod(stat.S_IMODE(owner.lstat().st_mode) & 0o700)
+
+
+def make_private(files: Iterable[Path | None], streams: Iterable[int] = ()) -> None:
+    """Those of `files` that exist, and the service's output `streams` when they are files (its log): 0600.
+
+    Only what the service's user owns (a file an operator shares on purpose
+    is theirs to keep open): `.env`, the credentials file setup wrote, the
+    App's private key.
+    """
+    me = os.geteuid()
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            if path is not None and not path.is_symlink() and path.is_file() and path.stat().st_uid == me:
+                path.chmod(stat.S_IMODE(path.stat().st_mode) & 0o600)
+    for fd in streams:
+        with contextlib.suppress(OSError):
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == me:
+                os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o600)
 
 
 def _private_entries(directory: Path, skip: list[Path] | None = None) -> None:
