@@ -108,10 +108,16 @@ def plant_git(pwned: str) -> list[str]:
 
 
 def set_traps(want: dict) -> list[str]:
-    """Links and modes left for Compound's own processes to trip over; those set."""
+    """Links and modes left for Compound's own processes to trip over; those set.
+
+    `{gitdir}` in a link's path stands for the worktree's git dir (its `.git` names it).
+    """
     done = []
+    dotgit = Path(".git")
+    gitdir = dotgit.read_text().split("gitdir:", 1)[1].strip() if dotgit.is_file() else ".git"
     for kind, make in (("symlink", os.symlink), ("hardlink", os.link)):
         for link, target in want.get(kind, {}).items():
+            link = link.replace("{gitdir}", gitdir)
             try:
                 Path(link).parent.mkdir(parents=True, exist_ok=True)
                 Path(link).unlink(missing_ok=True)
@@ -182,9 +188,9 @@ def main() -> int:
     Path("feature.py").write_text("def feature():\n    return 42\n")
     if want.get("commit"):
         report["commit"] = own_commit()
+    report["traps"] = set_traps(want)
     if want.get("git"):
         report["planted"] = plant_git(want["pwned"])
-    report["traps"] = set_traps(want)
     Path("hostile-report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     print(json.dumps(report, sort_keys=True), flush=True)
     return 0
