@@ -18,9 +18,10 @@ Modes:
   agent is then dropped to `AGENT_USER` (no capability left): a user
   namespace would map the agent back onto root, who owns every file.
 - ``user``: no namespaces (some containers forbid them); the service runs as
-  root and starts the agent as `AGENT_USER`, lending it the worktree for the
-  run. File modes are all that keeps it out of the rest, so `DATA_DIR` is
-  made traversable-only and its files private.
+  root and starts the agent as `AGENT_USER` (through setpriv), lending it the
+  worktree and opening it the mirror for the run (`lending.py`). File modes
+  are all that keeps it out of the rest, so `DATA_DIR` is made passable-only
+  and its files private, and the service's umask becomes 077.
 - ``none``: no isolation, only when the operator says so; loud at start and in
   every check run.
 - ``auto`` (the default): the first of bwrap and user that works on this host,
