@@ -711,3 +711,24 @@ async def test_an_object_the_agent_named_falsely_is_stored_under_its_true_name(s
     assert git(mirror, "cat-file", "-p", true_name) == "decoy"
     missing = subprocess.run(["git", mirror, "cat-file", "-e", false_name], capture_output=True)
     assert missing.returncode != 0
+
+
+async def test_the_mirror_stays_open_to_the_agent_while_another_of_its_worktrees_is_lent(setup: Setup) -> None:
+    """Two user-mode runs on one repository overlap: the first to end must not close the mirror on the other."""
+    from bot.agents.lending import harden_data_dir
+    from bot.agents.sandbox import probe
+    from tests.conftest import agent_user_name
+    from tests.test_sandbox import needs
+
+    needs("user")
+    sandbox = probe("user", user_name=agent_user_name())
+    harden_data_dir(setup.data)
+    first, second = await setup.open("s-1"), await setup.open("s-2", "compound/issue-9")
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+        async with sandbox.lent(first.path, Path(one), first.mirror, first.git_dir):
+            async with sandbox.lent(second.path, Path(two), second.mirror, second.git_dir):
+                assert str(first.mirror / "config") in open_to_others(first.mirror)
+            assert str(first.mirror / "config") in open_to_others(first.mirror)  # the first run still reads it
+            assert os.stat(second.git_dir).st_uid == os.geteuid()
+        assert open_to_others(first.mirror) == []
+    assert {os.stat(p).st_uid for p in (first.path, first.git_dir, first.path / "README.md")} == {os.geteuid()}

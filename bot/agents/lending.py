@@ -112,9 +112,14 @@ def open_mirror(mirror: Path, gid: int, *, traverse: bool) -> None:
 def close_mirror(mirror: Path, gid: int, lent_uid: int) -> bool:
     """Close the mirror to the agents' group, unless another of its worktrees is still lent; whether it closed."""
     try:
-        for entry in os.scandir(mirror / "worktrees"):
-            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == lent_uid:
-                return False
+        with os.scandir(mirror / "worktrees") as entries:
+            lent = [
+                e
+                for e in entries
+                if e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_uid == lent_uid
+            ]
+        if lent:
+            return False
     except FileNotFoundError:
         pass
     _set_mirror_modes(mirror, gid, group_bits=0)
