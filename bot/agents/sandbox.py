@@ -288,12 +288,12 @@ class Sandbox:
             yield
             return
         user, me_uid, me_gid = self.user, os.geteuid(), os.getegid()
-        await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
-        await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
         mirror = git_common_dir if git_dir is not None else None
-        if mirror is not None and git_dir is not None:
-            await asyncio.to_thread(self._open, mirror, git_dir, user)
-        try:
+        try:  # taken back however far the lending got
+            await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
+            await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
+            if mirror is not None and git_dir is not None:
+                await asyncio.to_thread(self._open, mirror, git_dir, user)
             yield
         finally:
             await asyncio.to_thread(lending.take_back, workspace, me_uid, me_gid)
