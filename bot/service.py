@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -214,7 +215,8 @@ class Service:
         """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""
         import asyncio
 
-        from bot.agents.sandbox import harden_data_dir, probe
+        from bot.agents.lending import harden_data_dir, make_private
+        from bot.agents.sandbox import probe
 
         s = self.settings
         self.sandbox = await asyncio.to_thread(
@@ -226,7 +228,11 @@ class Service:
             user_name=s.agent_user,
         )
         if self.sandbox.mode == "user":
-            harden_data_dir(s.data_dir.resolve(), self.sandbox.user)
+            # File modes are all that keeps the agent (another user) out: from
+            # here on nothing the service writes is anyone else's to read.
+            os.umask(0o077)
+            harden_data_dir(s.data_dir.resolve())
+            make_private([Path(".env"), s.credentials_file, s.private_key_path], streams=(1, 2))
 
     def _start_sessions(self, app: dict[str, Any]) -> None:
         from bot.agents import AgentRunner

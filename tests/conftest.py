@@ -145,3 +145,29 @@ async def webhook_url(service: Service) -> AsyncIterator[str]:
     """Where the started `service` takes deliveries, served as `compound serve` serves it."""
     async with serving(service) as listener:
         yield listener.url + service.settings.webhook_path
+
+
+def agent_user_name(name: str = "compound-agent") -> str:
+    """The unprivileged account user-mode tests run agents as (AGENT_USER).
+
+    Tests run as root here and in CI: the account is made (a system user with
+    its own group, no home) if missing, as the Docker image has it; `nobody`
+    if it cannot be made.
+    """
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        return name
+    for attempt in range(2):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            if attempt == 0:  # another test process may be making it too: look again either way
+                subprocess.run(
+                    ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                     "--shell", "/usr/sbin/nologin", name],
+                    capture_output=True,
+                )  # fmt: skip
+    return "nobody"

@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,9 +25,11 @@ from pathlib import Path
 import pytest
 
 from bot.agents import AgentRequest, AgentRunner, get_backend
+from bot.agents.lending import harden_data_dir
 from bot.agents.netproxy import allowed
 from bot.agents.orphans import MARK, RunRecords, reap_orphans
-from bot.agents.sandbox import Sandbox, harden_data_dir, probe
+from bot.agents.sandbox import Sandbox, probe
+from tests.conftest import agent_user_name
 
 HOSTILE = Path(__file__).parent / "agents" / "hostile_agent.py"
 PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
@@ -156,15 +159,47 @@ async def test_bwrap_shows_the_agent_its_worktree_and_nothing_else(host: Host):
     assert report["processes_seen"] <= 3  # its own, in a PID namespace of its own
 
 
-async def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
+def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
+    """On uvloop, as `compound serve` runs: its subprocesses take no user=/group=, setpriv drops the agent."""
+    import uvloop
+
     needs("user")
-    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap")
-    harden_data_dir(host.data, sandbox.user)  # what the service does at start in user mode
-    report, _ = await run_hostile(host, sandbox)
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    harden_data_dir(host.data)  # what the service does at start in user mode
+    report, _ = uvloop.run(run_hostile(host, sandbox))
     assert_reached_nothing(report, host)
     assert report["uid"] == sandbox.user.uid
     # The worktree is the service's again once the agent is done.
     assert {p.stat().st_uid for p in [host.workspace, *host.workspace.iterdir()]} == {os.geteuid()}
+
+
+def test_the_worktree_comes_back_with_no_link_from_outside_and_no_mode_that_lets_an_agent_in(host: Host):
+    """Taking the worktree back after a user-mode run: a hard link to a file outside would be committed
+    (and published) by Compound's `git add`, and a worktree left writable to all would let another
+    session's agent (the same AGENT_USER) in while Compound's git works in it."""
+    import uvloop
+
+    needs("user")
+    shared = host.base / "service" / "shared.txt"  # anyone may write it, so the agent may hard-link it
+    shared.write_text("SHARED\n")
+    shared.chmod(0o666)
+    ws = host.workspace
+    traps = {
+        "hardlink": {str(ws / "shared.txt"): str(shared)},
+        "symlink": {str(ws / "to-shared"): str(shared)},
+        "chmod": {str(ws): "0777", str(ws / "feature.py"): "6777"},
+    }
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    harden_data_dir(host.data)
+    report, _ = uvloop.run(run_hostile(host, sandbox, **traps))
+    assert sorted(report["traps"]) == sorted(
+        [str(ws / "shared.txt"), str(ws / "to-shared"), str(ws), str(ws / "feature.py")]
+    )
+    assert not (ws / "shared.txt").exists()  # the link is gone, what it pointed at untouched
+    assert shared.read_text() == "SHARED\n" and stat.S_IMODE(shared.stat().st_mode) == 0o666
+    assert (ws / "to-shared").is_symlink() and os.lstat(ws / "to-shared").st_uid == os.geteuid()
+    assert stat.S_IMODE(ws.stat().st_mode) & 0o022 == 0
+    assert stat.S_IMODE((ws / "feature.py").stat().st_mode) & (stat.S_ISUID | stat.S_ISGID | 0o022) == 0
 
 
 async def test_bwrap_with_the_network_off_has_only_loopback(host: Host):
@@ -185,6 +220,15 @@ async def test_auto_never_falls_back_to_none():
         assert probe("auto", bwrap="/nonexistent/bwrap").mode == "user"
         # user mode cannot cut the network: auto refuses rather than run it open.
         assert not probe("auto", bwrap="/nonexistent/bwrap", network="off").usable
+
+
+def test_user_mode_needs_setpriv_to_drop_the_agent():
+    """The probe tries the very drop every agent gets; without setpriv there is no user mode."""
+    needs("user")
+    chosen = probe("user", bwrap="/nonexistent/bwrap", setpriv="/nonexistent/setpriv", user_name=agent_user_name())
+    assert not chosen.usable
+    assert "setpriv (util-linux)" in chosen.detail and "/nonexistent/setpriv not found" in chosen.detail
+    assert probe("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name()).mode == "user"
 
 
 async def test_no_sandbox_means_the_agent_never_starts(tmp_path: Path):

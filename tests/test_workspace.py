@@ -6,8 +6,10 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +75,15 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(twin, tmp_path: Path) -> Setup:
+async def setup(twin) -> AsyncIterator[Setup]:
     iid = twin.add_installation(account="octo-org")
     repo = twin.add_repo("octo-org/app", installation_id=iid, default_branch="main", files=FILES)
-    data = tmp_path / "data"
-    return Setup(Workspaces(data, twin.git_url), twin.mint_token(iid), repo.bare_path, data, twin, iid)
+    # Passable by anyone (as DATA_DIR=/data is in the image), so an agent run as AGENT_USER reaches its worktree.
+    base = Path(tempfile.mkdtemp(prefix="compound-ws-"))
+    base.chmod(0o711)
+    data = base / "data"
+    yield Setup(Workspaces(data, twin.git_url), twin.mint_token(iid), repo.bare_path, data, twin, iid)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 async def commit(
@@ -540,40 +546,56 @@ async def test_bad_names_are_refused(setup: Setup) -> None:
 # --- git metadata the agent planted ----------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["none", "bwrap"])
+async def run_hostile_agent(setup: Setup, ws: Workspace, mode: str, targets: dict) -> dict:
+    """tests/agents/hostile_agent.py in `ws`, sandboxed by `mode` as a round runs it; its report."""
+    from bot.agents import AgentRequest, AgentRunner, get_backend
+    from bot.agents.lending import harden_data_dir
+    from bot.agents.sandbox import probe
+    from tests.conftest import agent_user_name
+    from tests.test_sandbox import HOSTILE, PYTHON, needs
+
+    needs(mode)
+    sandbox = probe(mode, paths=str(HOSTILE.parent), user_name=agent_user_name())
+    assert sandbox.mode == mode, sandbox.detail
+    if mode == "user":
+        harden_data_dir(setup.data)  # what the service does at start in user mode
+    await ws.hand_to_agent()
+    result = await AgentRunner(sandbox=sandbox).run(
+        get_backend("command", command=f"{PYTHON} {HOSTILE}"),
+        AgentRequest(
+            workspace=ws.path,
+            prompt="HOSTILE-TARGETS: " + json.dumps(targets) + "\n",
+            session_id=ws.session_id,
+            task_kind="task",
+            git_common_dir=ws.mirror,
+            git_dir=ws.git_dir,
+        ),
+    )
+    assert result.exit_code == 0, result.log_tail
+    report: dict = json.loads(result.log_tail.splitlines()[-1])
+    report["log"] = result.log_tail
+    return report
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap", "user"])
 async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
     setup: Setup, tmp_path: Path, mode: str
 ) -> None:
     """commondir, config, config.worktree, hooks, attributes and `.git` rewritten by a hostile agent.
 
     Under `none` the agent writes all of it, so this is Compound's git holding
-    on its own; under bwrap the same. Whatever it planted, the filter program
-    never runs, and its ordinary change is committed and pushed.
+    on its own; under bwrap and user the same. Whatever it planted, the filter
+    program never runs, and its ordinary change is committed and pushed.
     """
-    from bot.agents import AgentRequest, AgentRunner, get_backend
-    from bot.agents.sandbox import probe
-    from tests.test_sandbox import HOSTILE, PYTHON, needs
-
-    needs(mode)
     ws = await setup.open()
     pwned = tmp_path / "pwned"
-    prompt = f'HOSTILE-TARGETS: {{"git": true, "pwned": "{pwned}"}}\n'
-    backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
-    sandbox = probe(mode, paths=str(HOSTILE.parent))
-    result = await AgentRunner(sandbox=sandbox).run(
-        backend,
-        AgentRequest(
-            workspace=ws.path,
-            prompt=prompt,
-            session_id="s-1",
-            task_kind="task",
-            git_common_dir=ws.mirror,
-        ),
-    )
-    assert result.exit_code == 0, result.log_tail
-    planted = json.loads(result.log_tail.splitlines()[-1])["planted"]
+    planted = (await run_hostile_agent(setup, ws, mode, {"git": True, "pwned": str(pwned)}))["planted"]
     if mode == "none":  # the agent really did rewrite Compound's metadata
         assert any(p.endswith("commondir") for p in planted) and ".git" in planted
+    # The control: a plain `git add`, trusting what the agent left, runs its filter.
+    git("add", "--all", cwd=ws.path)
+    assert pwned.exists(), "the planted filter did not fire in plain git: this test would prove nothing"
+    pwned.unlink()
     sha = await commit(ws)
     head = await ws.push(setup.token)
     assert sha == head and not pwned.exists()
@@ -585,22 +607,50 @@ async def test_git_metadata_the_agent_plants_never_runs_in_compounds_git(
     assert await commit(again) is not None and not pwned.exists()
 
 
-@pytest.mark.parametrize("mode", ["none", "bwrap"])
+@pytest.mark.parametrize("mode", ["none", "bwrap", "user"])
+async def test_links_the_agent_plants_in_its_git_dir_never_take_compounds_git_elsewhere(
+    setup: Setup, tmp_path: Path, mode: str
+) -> None:
+    """The worktree's git dir is the agent's to write in every mode (its own git needs it). A symlinked
+    `logs/HEAD` would have Compound's git append its reflog wherever the link points, as root under a
+    root service; a fifo for `ORIG_HEAD` or the index would hang it. Compound removes them first."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    ws = await setup.open()
+    traps = {
+        "symlink": {str(ws.git_dir / "logs" / "HEAD"): str(victim), str(ws.git_dir / "ORIG_HEAD"): str(victim)},
+        "fifo": [str(ws.git_dir / "index")],
+    }
+    report = await run_hostile_agent(setup, ws, mode, traps)
+    assert len(report["traps"]) == 3, report["log"]
+    sha = await asyncio.wait_for(commit(ws), 60)
+    assert sha is not None and await ws.push(setup.token) == sha
+    assert victim.read_text() == "untouched\n"
+    assert setup.remote("show", f"{sha}:feature.py") == "def feature():\n    return 42"
+    assert git(f"--git-dir={ws.mirror}", "show", f"{sha}:README.md") == "# app"
+
+
+def open_to_others(mirror: Path) -> list[str]:
+    """Entries of a mirror (other than its worktrees' git dirs) that anyone but their owner may read or pass."""
+    found = []
+    for top, dirs, files in os.walk(mirror):
+        if Path(top) == mirror / "worktrees":
+            dirs[:] = []
+        found += [p for p in [top, *(os.path.join(top, f) for f in files)] if os.lstat(p).st_mode & 0o077]
+    return found
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap", "user"])
 async def test_an_agent_cannot_touch_the_mirror_another_session_shares(setup: Setup, mode: str) -> None:
     """Sessions of one repository share its mirror. A hostile agent in one of them tries to plant
     config, attributes, hooks, alternates and objects there, and to move the other session's branch
-    and worktree: under bwrap every write fails, its own `git commit` still works, and Compound
-    takes that commit in. Under `none` the same writes land, so the test sees what bwrap stops."""
-    from bot.agents import AgentRequest, AgentRunner, get_backend
-    from bot.agents.sandbox import probe
-    from tests.test_sandbox import HOSTILE, PYTHON, needs
-
-    needs(mode)
+    and worktree: under bwrap and user every write fails, its own `git commit` still works, and
+    Compound takes that commit in. Under `none` the same writes land, so the test sees what the
+    sandbox stops."""
     other = await setup.open("s-2", "compound/issue-9")
     (other.path / "other.py").write_text("other\n")
     other_head = await commit(other)
     ws = await setup.open()
-    await ws.hand_to_agent()
     mirror = ws.mirror
     targets = [
         mirror / "config",
@@ -615,29 +665,17 @@ async def test_an_agent_cannot_touch_the_mirror_another_session_shares(setup: Se
         other.path / "other.py",
     ]
     before = {t: t.read_bytes() if t.exists() else None for t in targets}
-    prompt = "HOSTILE-TARGETS: " + json.dumps({"write": [str(t) for t in targets], "commit": True}) + "\n"
-    backend = get_backend("command", command=f"{PYTHON} {HOSTILE}")
-    result = await AgentRunner(sandbox=probe(mode, paths=str(HOSTILE.parent))).run(
-        backend,
-        AgentRequest(
-            workspace=ws.path,
-            prompt=prompt,
-            session_id="s-1",
-            task_kind="task",
-            git_common_dir=mirror,
-            git_dir=ws.git_dir,
-        ),
-    )
-    assert result.exit_code == 0, result.log_tail
-    report = json.loads(result.log_tail.splitlines()[-1])
-    if mode == "none":  # unsandboxed, it reaches all of it: what bwrap must stop
+    report = await run_hostile_agent(setup, ws, mode, {"write": [str(t) for t in targets], "commit": True})
+    if mode == "none":  # unsandboxed, it reaches all of it: what the sandbox must stop
         assert sorted(report["wrote"]) == sorted(str(t) for t in targets)
         return
     assert report["wrote"] == []
     assert {t: t.read_bytes() if t.exists() else None for t in targets} == before
+    if mode == "user":  # lent for the run only: the mirror closed again, the git dir the service's
+        assert open_to_others(mirror) == [] and os.stat(ws.git_dir).st_uid == os.geteuid()
     # Its own git works: the commit is its worktree's, its objects outside the mirror until Compound takes them.
     own = report["commit"]
-    assert own and (ws.agent_objects / own[:2] / own[2:]).is_file(), result.log_tail
+    assert own and (ws.agent_objects / own[:2] / own[2:]).is_file(), report["log"]
     assert not (mirror / "objects" / own[:2] / own[2:]).exists()
     sha = await commit(ws)
     assert sha is not None and not ws.agent_objects.exists()
@@ -673,3 +711,24 @@ async def test_an_object_the_agent_named_falsely_is_stored_under_its_true_name(s
     assert git(mirror, "cat-file", "-p", true_name) == "decoy"
     missing = subprocess.run(["git", mirror, "cat-file", "-e", false_name], capture_output=True)
     assert missing.returncode != 0
+
+
+async def test_the_mirror_stays_open_to_the_agent_while_another_of_its_worktrees_is_lent(setup: Setup) -> None:
+    """Two user-mode runs on one repository overlap: the first to end must not close the mirror on the other."""
+    from bot.agents.lending import harden_data_dir
+    from bot.agents.sandbox import probe
+    from tests.conftest import agent_user_name
+    from tests.test_sandbox import needs
+
+    needs("user")
+    sandbox = probe("user", user_name=agent_user_name())
+    harden_data_dir(setup.data)
+    first, second = await setup.open("s-1"), await setup.open("s-2", "compound/issue-9")
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+        async with sandbox.lent(first.path, Path(one), first.mirror, first.git_dir):
+            async with sandbox.lent(second.path, Path(two), second.mirror, second.git_dir):
+                assert str(first.mirror / "config") in open_to_others(first.mirror)
+            assert str(first.mirror / "config") in open_to_others(first.mirror)  # the first run still reads it
+            assert os.stat(second.git_dir).st_uid == os.geteuid()
+        assert open_to_others(first.mirror) == []
+    assert {os.stat(p).st_uid for p in (first.path, first.git_dir, first.path / "README.md")} == {os.geteuid()}

@@ -18,9 +18,10 @@ Modes:
   agent is then dropped to `AGENT_USER` (no capability left): a user
   namespace would map the agent back onto root, who owns every file.
 - ``user``: no namespaces (some containers forbid them); the service runs as
-  root and starts the agent as `AGENT_USER`, lending it the worktree for the
-  run. File modes are all that keeps it out of the rest, so `DATA_DIR` is
-  made traversable-only and its files private.
+  root and starts the agent as `AGENT_USER` (through setpriv), lending it the
+  worktree and opening it the mirror for the run (`lending.py`). File modes
+  are all that keeps it out of the rest, so `DATA_DIR` is made passable-only
+  and its files private, and the service's umask becomes 077.
 - ``none``: no isolation, only when the operator says so; loud at start and in
   every check run.
 - ``auto`` (the default): the first of bwrap and user that works on this host,
@@ -29,20 +30,21 @@ Modes:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import pwd
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.agents import lending
 from bot.agents.base import AGENT_OBJECTS
 
 log = logging.getLogger("compound.agents")
@@ -106,6 +108,7 @@ class Sandbox:
     allow: tuple[str, ...] = ()
     user: AgentUser | None = None  # set when the service runs as root
     bwrap: str = "bwrap"
+    setpriv: str = "setpriv"  # drops the agent to `user` (util-linux)
 
     @property
     def usable(self) -> bool:
@@ -171,23 +174,13 @@ class Sandbox:
             tmp = scratch / "tmp"
             tmp.mkdir(exist_ok=True)
             env = {**env, "HOME": str(home), "TMPDIR": str(tmp), "USER": self.user.name}
-            options = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
-            return Launch(argv, env, workspace, options)
+            env.update(_agent_git(home, git_common_dir, git_dir))
+            # Not subprocess's user=/group=: uvloop, which `compound serve` runs on, refuses them.
+            return Launch([*self._drop_privileges(), *argv], env, workspace)
         env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
         if proxy is not None:
             env.update(_proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
-        # The worktree and mirror belong to the service's user, not the agent's:
-        # its own git is told to trust them (inside, nothing else is in reach).
-        with (home / ".gitconfig").open("a") as gitconfig:
-            gitconfig.write("[safe]\n\tdirectory = *\n")
-        if git_common_dir is not None and git_dir is not None:
-            # The mirror is read-only in here (other sessions share it): the
-            # agent's git writes its objects next to its index instead.
-            objects = git_dir / AGENT_OBJECTS
-            objects.mkdir(exist_ok=True)
-            env.update(
-                GIT_OBJECT_DIRECTORY=str(objects), GIT_ALTERNATE_OBJECT_DIRECTORIES=str(git_common_dir / "objects")
-            )
+        env.update(_agent_git(home, git_common_dir, git_dir))
         argv = self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy, git_dir)
         return Launch(argv, env, workspace)
 
@@ -260,10 +253,16 @@ class Sandbox:
             argv = [python, "-I", "-S", BRIDGE_IN_SANDBOX, str(proxy), str(PROXY_PORT), "--", *argv]
         if self.user is not None:
             # Mounts are made as root; the agent itself keeps no privilege.
-            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", shutil.which("setpriv") or "setpriv",
-                     f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
-                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]  # fmt: skip
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", *self._drop_privileges()]
         return [*args, "--", *argv]
+
+    def _drop_privileges(self) -> list[str]:
+        """setpriv's argv prefix that runs the rest as AGENT_USER: no groups, no capabilities, no way back."""
+        assert self.user is not None
+        return [
+            self.setpriv, f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+        ]  # fmt: skip
 
     def visible(self, path: str) -> bool:
         """Whether a file outside the worktree can be seen inside the sandbox."""
@@ -275,32 +274,64 @@ class Sandbox:
 
     # -- ownership, when the agent runs as another user -------------------------
 
-    @contextlib.contextmanager
-    def lent(self, workspace: Path, scratch: Path, git_common_dir: Path | None) -> Iterator[None]:
-        """Let AGENT_USER write the worktree (and the run's scratch) while the agent runs.
+    @contextlib.asynccontextmanager
+    async def lent(
+        self, workspace: Path, scratch: Path, git_common_dir: Path | None, git_dir: Path | None
+    ) -> AsyncIterator[None]:
+        """Let AGENT_USER write the worktree, its git dir and the run's scratch, and read the mirror, for one run.
 
-        The worktree goes back to the service's user afterwards, so another
-        session's agent can never write it. The mirror is shared through
-        AGENT_USER's group instead (sessions of one repository share it), in
-        bwrap mode only: in user mode the agent cannot reach the mirror at all.
+        The worktree and its git dir go back to the service's user afterwards
+        (`lending.take_back`), so no later agent can write them, and the mirror
+        is closed again once no worktree of it is lent (bot/agents/lending.py).
         """
         if self.user is None or self.mode not in ("bwrap", "user"):
             yield
             return
-        me_uid, me_gid = os.geteuid(), os.getegid()
-        _chown_tree(scratch, self.user.uid, self.user.gid)
-        _chown_tree(workspace, self.user.uid, self.user.gid)
-        if git_common_dir is not None and self.mode == "bwrap":
-            _share_with_group(git_common_dir, self.user.gid)
-        try:
+        user, me_uid, me_gid = self.user, os.geteuid(), os.getegid()
+        mirror = git_common_dir if git_dir is not None else None
+        try:  # taken back however far the lending got
+            await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
+            await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
+            if mirror is not None and git_dir is not None:
+                await asyncio.to_thread(self._open, mirror, git_dir, user)
             yield
         finally:
-            _chown_tree(workspace, me_uid, me_gid)
-            _chown_tree(scratch, me_uid, me_gid)
+            await asyncio.to_thread(lending.take_back, workspace, me_uid, me_gid)
+            if mirror is not None and git_dir is not None:
+                await asyncio.to_thread(self._close, mirror, git_dir, user)
+
+    def _open(self, mirror: Path, git_dir: Path, user: AgentUser) -> None:
+        with lending.mirror_lock(mirror):
+            lending.lend(git_dir, user.uid, user.gid)
+            # Under bubblewrap the mirror is mounted at its path; in user mode the way there must be passable.
+            lending.open_mirror(mirror, user.gid, traverse=self.mode == "user")
+
+    def _close(self, mirror: Path, git_dir: Path, user: AgentUser) -> None:
+        lending.take_back(git_dir, os.geteuid(), os.getegid())
+        with lending.mirror_lock(mirror):
+            if not lending.close_mirror(mirror, os.getegid(), user.uid):
+                log.debug("mirror %s stays open: another of its worktrees is lent", mirror)
 
 
 class SandboxUnavailable(Exception):
     """No sandbox works on this host; agents do not start."""
+
+
+def _agent_git(home: Path, git_common_dir: Path | None, git_dir: Path | None) -> dict[str, str]:
+    """What the agent's own git needs in a sandbox: trust, and a place of its own for objects.
+
+    The worktree and mirror belong to the service's user, not the agent's, so
+    its git is told to trust them (nothing else it could trust is in reach).
+    The mirror is read-only to it (other sessions share it): its git writes
+    objects next to its index instead, which Compound takes in afterwards.
+    """
+    with (home / ".gitconfig").open("a") as gitconfig:
+        gitconfig.write("[safe]\n\tdirectory = *\n")
+    if git_common_dir is None or git_dir is None:
+        return {}
+    objects = git_dir / AGENT_OBJECTS
+    objects.mkdir(exist_ok=True)
+    return {"GIT_OBJECT_DIRECTORY": str(objects), "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_common_dir / "objects")}
 
 
 def _proxy_env(proxy: str) -> dict[str, str]:
@@ -331,35 +362,6 @@ def _copy_home_files(home: Path, backend: str) -> None:
             target.chmod(0o600)
 
 
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """chown -R without following symlinks (the agent may plant some)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.lchown(root, uid, gid)
-    for parent, dirs, files in os.walk(root):
-        for name in dirs + files:
-            with contextlib.suppress(FileNotFoundError):
-                os.lchown(os.path.join(parent, name), uid, gid)
-
-
-def _share_with_group(root: Path, gid: int) -> None:
-    """Group-own a mirror and let the group write it; set-gid directories keep it so."""
-    for parent, dirs, files in os.walk(root):
-        entries = [(parent, True)] if parent == str(root) else []
-        entries += [(os.path.join(parent, d), True) for d in dirs] + [(os.path.join(parent, f), False) for f in files]
-        for path, is_dir in entries:
-            try:
-                info = os.lstat(path)
-                if stat.S_ISLNK(info.st_mode):
-                    continue
-                if info.st_gid != gid:
-                    os.lchown(path, -1, gid)
-                wanted = info.st_mode | stat.S_IRGRP | stat.S_IWGRP | (stat.S_IXGRP | stat.S_ISGID if is_dir else 0)
-                if wanted != info.st_mode:
-                    os.chmod(path, stat.S_IMODE(wanted))
-            except FileNotFoundError:
-                continue
-
-
 # -- the probe -------------------------------------------------------------------
 
 
@@ -374,20 +376,24 @@ def agent_user(name: str) -> AgentUser | None:
     return AgentUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _bwrap_works(bwrap: str, user: AgentUser | None) -> str | None:
+def _bwrap_works(bwrap: str, user: AgentUser | None, setpriv: str) -> str | None:
     """None if a minimal sandbox starts here; else what went wrong."""
-    probe = Sandbox("bwrap", "probe", user=user, bwrap=bwrap)
+    probe = Sandbox("bwrap", "probe", user=user, bwrap=bwrap, setpriv=setpriv)
     with tempfile.TemporaryDirectory(prefix="compound-probe-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
         (Path(tmp) / "home").mkdir()
-        argv = probe._bwrap_argv(["true"], work, Path(tmp), Path(tmp) / "home", None)
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=20, env={"PATH": os.defpath})
-        except FileNotFoundError:
-            return f"{bwrap} not found"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return str(exc)
+        return _runs(probe._bwrap_argv(["true"], work, Path(tmp), Path(tmp) / "home", None))
+
+
+def _runs(argv: list[str]) -> str | None:
+    """None if `argv` runs and exits 0; else what went wrong, in one line."""
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=20, env={"PATH": os.defpath})
+    except FileNotFoundError:
+        return f"{argv[0]} not found"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
     if done.returncode != 0:
         return (
             done.stderr.decode(errors="replace").strip().splitlines()[-1:][0]
@@ -405,9 +411,10 @@ def probe(
     allow: str = "",
     user_name: str = "compound-agent",
     bwrap: str | None = None,
+    setpriv: str | None = None,
 ) -> Sandbox:
     """Find the sandbox for this host; log it. Never `none` unless asked for."""
-    chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap)
+    chosen = _choose(mode, paths=paths, network=network, allow=allow, user_name=user_name, bwrap=bwrap, setpriv=setpriv)
     if chosen.mode == "none":
         log.warning("AGENT_SANDBOX=none: agents run UNISOLATED, with the service's files and network in reach")
         if network != "on" or allow.strip():
@@ -421,10 +428,13 @@ def probe(
     return chosen
 
 
-def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, bwrap: str | None) -> Sandbox:
+def _choose(
+    mode: str, *, paths: str, network: str, allow: str, user_name: str, bwrap: str | None, setpriv: str | None
+) -> Sandbox:
     extra = tuple(p for p in paths.split(":") if p)
     domains = tuple(d.strip().lower() for d in allow.split(",") if d.strip())
-    common: dict[str, Any] = {"paths": extra, "network": network, "allow": domains}
+    dropper = setpriv or shutil.which("setpriv") or "/usr/bin/setpriv"
+    common: dict[str, Any] = {"paths": extra, "network": network, "allow": domains, "setpriv": dropper}
     if mode == "none":
         return Sandbox("none", "AGENT_SANDBOX=none", **common)
     root = os.geteuid() == 0
@@ -434,12 +444,12 @@ def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, 
     tried = []
     if mode in ("auto", "bwrap"):
         binary = bwrap or shutil.which("bwrap") or "bwrap"
-        problem = _bwrap_works(binary, user)
+        problem = _bwrap_works(binary, user, dropper)
         if problem is None:
             return Sandbox("bwrap", f"probe: {binary} works", user=user, bwrap=binary, **common)
         tried.append(f"bubblewrap: {problem}")
     if mode in ("auto", "user"):
-        problem = _user_mode_problem(root, user, network, domains)
+        problem = _user_mode_problem(root, user, network, domains, dropper)
         if problem is None:
             assert user is not None
             return Sandbox("user", f"bubblewrap unavailable; agents run as {user.name}", user=user, **common)
@@ -447,32 +457,17 @@ def _choose(mode: str, *, paths: str, network: str, allow: str, user_name: str, 
     return Sandbox(UNAVAILABLE, f"AGENT_SANDBOX={mode}: " + "; ".join(tried) + f". To fix: {FIX_HINT}", **common)
 
 
-def _user_mode_problem(root: bool, user: AgentUser | None, network: str, allow: tuple[str, ...]) -> str | None:
+def _user_mode_problem(
+    root: bool, user: AgentUser | None, network: str, allow: tuple[str, ...], setpriv: str
+) -> str | None:
     if not root:
         return "needs the service to run as root, to start agents as another user"
     if user is None or user.uid == 0:
         return "no unprivileged AGENT_USER to run agents as"
     if network != "on" or allow:
         return "cannot cut or limit the network (AGENT_NETWORK, AGENT_NETWORK_ALLOW) without namespaces"
+    # The very drop every agent gets: setpriv (util-linux) to AGENT_USER.
+    problem = _runs([*Sandbox("user", "probe", user=user, setpriv=setpriv)._drop_privileges(), "true"])
+    if problem is not None:
+        return f"cannot drop to {user.name} with setpriv (util-linux): {problem}"
     return None
-
-
-def harden_data_dir(data_dir: Path, user: AgentUser | None) -> None:
-    """In user mode: DATA_DIR can be walked through (to the worktree), not read.
-
-    Everything in it but the directories on the way to a worktree becomes
-    private to the service's user.
-    """
-    if user is None:
-        return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for path in (data_dir, data_dir / "workspaces"):
-        path.mkdir(exist_ok=True)
-        path.chmod(0o711)
-    for entry in data_dir.iterdir():
-        if entry.name == "workspaces" or entry.is_symlink():
-            continue
-        entry.chmod(stat.S_IMODE(entry.lstat().st_mode) & 0o700)
-    for entry in (data_dir / "workspaces").iterdir():
-        if not entry.is_symlink():
-            entry.chmod(0o700)

@@ -74,14 +74,13 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 # the token or commits: an agent can reach the mirror through its worktree's
 # `.git` link, and must not be able to point a remote, proxy, URL rewrite,
 # include, hook, filter, diff or merge driver at Compound's own git.
-# `sharedRepository`: under a root service the sandboxed agent writes the
-# mirror through its group (bot/agents/sandbox.py).
+# No `sharedRepository`: an agent running as another user only ever reads the
+# mirror, while it is lent one of its worktrees (bot/agents/lending.py).
 MIRROR_CONFIG = """\
 [core]
 \trepositoryformatversion = 0
 \tfilemode = true
 \tbare = true
-\tsharedRepository = group
 [gc]
 \tautoDetach = false
 """

@@ -88,9 +88,12 @@ class Workspaces:
         lock = self._locks.setdefault(str(mirror), asyncio.Lock())
         async with lock:
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            with open(mirror.parent / f".{mirror.name}.lock", "a+b") as held:
+            held = os.open(mirror.parent / f".{mirror.name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
                 await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
                 yield
+            finally:
+                os.close(held)
 
     async def _sync(self, repo: str, token: str, also: tuple[str, ...] = ()) -> Path:
         mirror = self.mirror_path(repo)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,18 @@ def _is_marker(line: bytes) -> bool:
 
 def _paths(out: bytes) -> list[str]:
     return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
+
+
+def _only_files_and_directories(root: Path) -> None:
+    """Remove every symlink, fifo, socket and device under `root`, never following a link."""
+    for _, dirs, files, fd in os.fwalk(root):
+        for name in dirs + files:  # a symlink to a directory is listed in `dirs`, and not walked into
+            try:
+                kind = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                if not (stat.S_ISDIR(kind) or stat.S_ISREG(kind)):
+                    os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
 
 
 @dataclass
@@ -127,11 +140,15 @@ class Workspace:
         the agent can write both (its own git needs them). So before every
         command of Compound's that commits or pushes: the mirror's fixed config,
         no alternates, and in the worktree's git dir the right `commondir` and
-        `gitdir` and no `config.worktree`. `GIT_COMMON_DIR` is set as well.
+        `gitdir`, no `config.worktree`, and nothing but plain files and
+        directories (a symlinked `logs/HEAD` would have Compound's git append
+        its reflog wherever it points; a fifo would hang it). `GIT_COMMON_DIR`
+        is set as well.
         """
         write_mirror_config(self.mirror)
         if self.git_dir.is_symlink() or not self.git_dir.is_dir():
             raise GitError("git worktree metadata", 1, f"{self.git_dir} was replaced; not trusting it")
+        _only_files_and_directories(self.git_dir)
         put_file(self.git_dir / "commondir", "../..\n")
         put_file(self.git_dir / "gitdir", f"{self.path / '.git'}\n")
         (self.git_dir / "config.worktree").unlink(missing_ok=True)

@@ -9,9 +9,14 @@ run its own program inside Compound's later git commands.
 What to attack comes in the prompt, on a line `HOSTILE-TARGETS: {json}`:
 
     {"read": [paths], "list": [dirs], "write": [paths], "secrets": [strings],
-     "pwned": path, "git": true, "commit": true}
+     "pwned": path, "git": true, "commit": true,
+     "symlink": {link: target}, "hardlink": {link: target}, "fifo": [paths],
+     "chmod": {path: "0777"}}
 
 With "commit" it also commits its change with its own git, as coding agents do.
+"symlink", "hardlink", "fifo" and "chmod" leave traps for Compound, which takes the
+worktree (and its git dir) back after the run: links planted in them, modes
+that would let the next agent in.
 
 It reports what it reached to `hostile-report.json` in the worktree (so the
 report rides along in the pull request) and as its last line of output.
@@ -102,6 +107,40 @@ def plant_git(pwned: str) -> list[str]:
     return planted
 
 
+def set_traps(want: dict) -> list[str]:
+    """Links and modes left for Compound's own processes to trip over; those set.
+
+    `{gitdir}` in a link's path stands for the worktree's git dir (its `.git` names it).
+    """
+    done = []
+    dotgit = Path(".git")
+    gitdir = dotgit.read_text().split("gitdir:", 1)[1].strip() if dotgit.is_file() else ".git"
+    for kind, make in (("symlink", os.symlink), ("hardlink", os.link)):
+        for link, target in want.get(kind, {}).items():
+            link = link.replace("{gitdir}", gitdir)
+            try:
+                Path(link).parent.mkdir(parents=True, exist_ok=True)
+                Path(link).unlink(missing_ok=True)
+                make(target, link)
+                done.append(link)
+            except OSError as exc:
+                print(f"{kind} {link}: {exc}", file=sys.stderr)
+    for path in want.get("fifo", []):
+        try:
+            Path(path).unlink(missing_ok=True)
+            os.mkfifo(path)
+            done.append(path)
+        except OSError as exc:
+            print(f"mkfifo {path}: {exc}", file=sys.stderr)
+    for path, mode in want.get("chmod", {}).items():
+        try:
+            os.chmod(path, int(mode, 8))
+            done.append(path)
+        except OSError as exc:
+            print(f"chmod {path}: {exc}", file=sys.stderr)
+    return done
+
+
 def own_commit() -> str | None:
     """`git add` and `git commit` as an agent runs them; the new HEAD, or None with git's complaint."""
     me = ["-c", "user.name=agent", "-c", "user.email=agent@example.com"]
@@ -149,6 +188,7 @@ def main() -> int:
     Path("feature.py").write_text("def feature():\n    return 42\n")
     if want.get("commit"):
         report["commit"] = own_commit()
+    report["traps"] = set_traps(want)
     if want.get("git"):
         report["planted"] = plant_git(want["pwned"])
     Path("hostile-report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
