@@ -2,8 +2,9 @@
 
 Each test builds what a real host holds — DATA_DIR with the database, another
 repository's mirror and another session's worktree, the service's `.env` and
-log, the operator's HOME, a process holding the App key and one holding a
-push token — and runs `tests/agents/hostile_agent.py` through the runner, as
+log, the operator's HOME, a process holding the App key and another
+session's push (Compound's own git, started with the environment a push
+gets, stalled on a remote that never answers) — and runs `tests/agents/hostile_agent.py` through the runner, as
 every round does. Under `bwrap` and `user` it reaches none of it and still
 does its work; under `none` (the control) it reaches all of it, which proves
 the attack would work without the sandbox.
@@ -15,6 +16,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from bot.agents.lending import harden_data_dir
 from bot.agents.netproxy import allowed
 from bot.agents.orphans import MARK, RunRecords, reap_orphans
 from bot.agents.sandbox import Sandbox, probe
+from bot.workspace.git import Git, auth_header
 from tests.conftest import agent_user_name
 
 HOSTILE = Path(__file__).parent / "agents" / "hostile_agent.py"
@@ -45,6 +48,9 @@ SECRETS = {
     "mirror": "SECRET-OTHER-REPO",
     "worktree": "SECRET-OTHER-SESSION",
 }
+
+# What a push's environment holds: the token, as the header git sends.
+PUSH_HEADER = auth_header(SECRETS["token"])
 
 
 @dataclass
@@ -65,7 +71,7 @@ class Host:
                 str(self.base / "home"),
             ],
             "write": [str(self.data / "planted"), str(self.base / "service" / "planted"), "/etc/planted"],
-            "secrets": [SECRETS["key"], SECRETS["token"]],
+            "secrets": [SECRETS["key"], PUSH_HEADER],
         }
 
 
@@ -100,14 +106,25 @@ def host():
     workspace = data / "workspaces" / "s-mine"
     workspace.mkdir(parents=True)
     (workspace / "README.md").write_text("# app\n")
+    # A remote that takes the connection and never answers: a push stalled mid-way.
+    stalled = socket.create_server(("127.0.0.1", 0))
+    remote = f"http://127.0.0.1:{stalled.getsockname()[1]}/octo-org/other.git"
     decoys = [
         subprocess.Popen(["sleep", "120"], env={"PATH": os.defpath, "PRIVATE_KEY": SECRETS["key"]}),
-        subprocess.Popen(["sleep", "120"], env={"PATH": os.defpath, "GIT_CONFIG_VALUE_0": SECRETS["token"]}),
+        # Another session's push: Compound's own git, started as Workspace.push
+        # starts it (the token in its environment), waiting on the remote.
+        subprocess.Popen(
+            ["git", "ls-remote", remote],
+            env=Git(base / "git-home", timeout=120).environment(token=SECRETS["token"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     yield Host(base, data, workspace, files, decoys)
     for decoy in decoys:
         decoy.kill()
         decoy.wait()
+    stalled.close()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -147,7 +164,7 @@ async def test_without_a_sandbox_the_hostile_agent_reaches_everything(host: Host
     """The control: the attack is real, so the tests below mean something."""
     report, _ = await run_hostile(host, probe("none"))
     assert set(report["read"]) == {str(p) for p in host.files.values()}
-    assert set(report["secrets_seen"]) == {SECRETS["key"], SECRETS["token"]}
+    assert set(report["secrets_seen"]) == {SECRETS["key"], PUSH_HEADER}
     assert str(host.data / "planted") in report["wrote"]
 
 
