@@ -12,6 +12,7 @@ the attack would work without the sandbox.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -21,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +190,48 @@ def test_user_mode_keeps_the_agent_out_by_file_modes(host: Host):
     assert report["uid"] == sandbox.user.uid
     # The worktree is the service's again once the agent is done.
     assert {p.stat().st_uid for p in [host.workspace, *host.workspace.iterdir()]} == {os.geteuid()}
+
+
+@pytest.mark.parametrize("services", ["one service", "two workers"])
+async def test_user_mode_agents_run_one_at_a_time_so_none_reads_anothers_worktree(host: Host, services: str):
+    """Two sessions at once under `user`: both agents are AGENT_USER, so only taking turns keeps them apart.
+
+    "two workers": two sandboxes, as two processes sharing DATA_DIR have, so
+    only the lock file stands between them.
+    """
+    needs("user")
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    other = (
+        sandbox
+        if services == "one service"
+        else sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    )
+    data = host.data
+    harden_data_dir(data)  # as the service does at start in user mode
+    victim, attacker = data / "workspaces" / "s-victim", data / "workspaces" / "s-attacker"
+    for workspace in (victim, attacker):
+        workspace.mkdir(mode=0o700)
+    secret = victim / "work-in-progress.txt"
+    victim_agent = get_backend("command", command=f"echo UNPUBLISHED-WORK > {secret}; sleep 1.5")
+    # Tries for 3 s to read what the other session's agent is writing.
+    attacker_agent = get_backend(
+        "command",
+        command=f"for i in $(seq 30); do cat {secret} 2>/dev/null && exit 0; sleep 0.1; done; echo found-nothing",
+    )
+
+    def request(workspace: Path) -> AgentRequest:
+        return AgentRequest(workspace=workspace, prompt="x", session_id=workspace.name, task_kind="task", timeout=30)
+
+    first = asyncio.create_task(AgentRunner(sandbox=sandbox).run(victim_agent, request(victim)))
+    await asyncio.sleep(0.3)  # the victim's agent is at work
+    started = time.monotonic()
+    second = await AgentRunner(sandbox=other).run(attacker_agent, request(attacker))
+    done = await first
+    assert done.exit_code == 0 and second.exit_code == 0, (done.log_tail, second.log_tail)
+    assert "UNPUBLISHED-WORK" not in second.log_tail
+    assert "found-nothing" in second.log_tail
+    assert time.monotonic() - started >= 1.0  # it waited for the victim's run to end
+    assert secret.stat().st_uid == os.geteuid()  # and the worktree was the service's again
 
 
 def test_the_worktree_comes_back_with_no_link_from_outside_and_no_mode_that_lets_an_agent_in(host: Host):

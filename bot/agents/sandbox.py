@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pwd
@@ -71,6 +72,9 @@ HOME_FILES: Mapping[str, tuple[str, ...]] = {
     "command": (),
 }
 
+# How often a `user`-mode run waiting for the host's one agent slot looks again.
+USER_LOCK_POLL = 0.2
+
 FIX_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) on a host or container that allows "
     "namespaces, or run Compound as root so it can start agents as AGENT_USER (AGENT_SANDBOX=user); "
@@ -108,6 +112,7 @@ class Sandbox:
     allow: tuple[str, ...] = ()
     user: AgentUser | None = None  # set when the service runs as root
     bwrap: str = "bwrap"
+    _user_slot: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False, compare=False)
     setpriv: str = "setpriv"  # drops the agent to `user` (util-linux)
 
     @property
@@ -120,7 +125,8 @@ class Sandbox:
             who = f", as {self.user.name}" if self.user else ""
             return f"bwrap (own mount, PID, IPC and UTS namespaces{who}; network {self._network()})"
         if self.mode == "user":
-            return f"user (runs as {self.user.name if self.user else '?'}, no namespaces; network on)"
+            who = self.user.name if self.user else "?"
+            return f"user (runs as {who}, one agent at a time, no namespaces; network on)"
         if self.mode == "none":
             return "none — the agent runs unisolated, with the service's rights (AGENT_SANDBOX=none)"
         return f"unavailable — {self.detail}"
@@ -289,16 +295,49 @@ class Sandbox:
             return
         user, me_uid, me_gid = self.user, os.geteuid(), os.getegid()
         mirror = git_common_dir if git_dir is not None else None
-        try:  # taken back however far the lending got
-            await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
-            await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
-            if mirror is not None and git_dir is not None:
-                await asyncio.to_thread(self._open, mirror, git_dir, user)
+        async with self._one_at_a_time(workspace.parent):
+            try:  # taken back however far the lending got
+                await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
+                await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
+                if mirror is not None and git_dir is not None:
+                    await asyncio.to_thread(self._open, mirror, git_dir, user)
+                yield
+            finally:
+                await asyncio.to_thread(lending.take_back, workspace, me_uid, me_gid)
+                if mirror is not None and git_dir is not None:
+                    await asyncio.to_thread(self._close, mirror, git_dir, user)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, workspaces: Path) -> AsyncIterator[None]:
+        """In `user` mode, one lent worktree at a time on this host.
+
+        Without namespaces, two agents running as the one AGENT_USER could
+        read each other's worktrees and mirrors, signal or ptrace each other.
+        So under `user` an agent waits for the one before it: in this process
+        by a lock, across the service's processes (workers sharing DATA_DIR)
+        by a lock file in the workspaces directory, where no agent can write.
+        Under bubblewrap each agent sees only its own mounts and PIDs, and
+        runs run side by side.
+        """
+        if self.mode != "user":
             yield
-        finally:
-            await asyncio.to_thread(lending.take_back, workspace, me_uid, me_gid)
-            if mirror is not None and git_dir is not None:
-                await asyncio.to_thread(self._close, mirror, git_dir, user)
+            return
+        async with self._user_slot:
+            lock = os.open(workspaces / ".agent-user.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                waited = False
+                while True:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if not waited:
+                            log.info("waiting for another agent: AGENT_SANDBOX=user runs one at a time")
+                            waited = True
+                        await asyncio.sleep(USER_LOCK_POLL)
+                yield
+            finally:
+                os.close(lock)
 
     def _open(self, mirror: Path, git_dir: Path, user: AgentUser) -> None:
         with lending.mirror_lock(mirror):
