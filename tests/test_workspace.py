@@ -714,14 +714,20 @@ async def test_an_object_the_agent_named_falsely_is_stored_under_its_true_name(s
 
 
 async def test_the_mirror_stays_open_to_the_agent_while_another_of_its_worktrees_is_lent(setup: Setup) -> None:
-    """Two user-mode runs on one repository overlap: the first to end must not close the mirror on the other."""
+    """Two runs on one repository overlap: the first to end must not close the mirror on the other.
+
+    Under a root service bubblewrap lends too, and its runs overlap (`user`
+    mode's take turns: tests/test_sandbox.py).
+    """
     from bot.agents.lending import harden_data_dir
     from bot.agents.sandbox import probe
     from tests.conftest import agent_user_name
     from tests.test_sandbox import needs
 
-    needs("user")
-    sandbox = probe("user", user_name=agent_user_name())
+    needs("bwrap")
+    needs("user")  # the service as root, so bubblewrap lends the worktree to AGENT_USER
+    sandbox = probe("bwrap", user_name=agent_user_name())
+    assert sandbox.mode == "bwrap" and sandbox.user is not None, sandbox.detail
     harden_data_dir(setup.data)
     first, second = await setup.open("s-1"), await setup.open("s-2", "compound/issue-9")
     with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
