@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.agents.netproxy import allow_entry
+
 # One AGENT_NETWORK_ALLOW entry: a domain (`*.` allowed), an IPv4 address or a
 # bare IPv6 one, optionally with `:port` or `:*` (IPv6 with a port in brackets).
 ALLOW_ENTRY = re.compile(
@@ -190,8 +192,8 @@ class Settings(BaseSettings):
                     f"{entry!r} is not a domain (e.g. api.anthropic.com, *.npmjs.org),"
                     " an address, or one of those with :port (1-65535) or :*"
                 )
-            port = entry.rpartition(":")[2] if entry.count(":") == 1 or entry.startswith("[") else ""
-            if port.isdigit() and not 1 <= int(port) <= 65535:
+            ports = allow_entry(entry)[1] if entry else None  # what the egress proxy will read it as
+            if ports is not None and not all(1 <= port <= 65535 for port in ports):
                 raise ValueError(f"{entry!r}: the port must be 1-65535")
         return value
 

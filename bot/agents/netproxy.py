@@ -28,7 +28,7 @@ CONNECT_TIMEOUT = 30.0
 DEFAULT_PORTS = frozenset({443, 80})
 
 
-def _entry(domain: str) -> tuple[str, frozenset[int] | None]:
+def allow_entry(domain: str) -> tuple[str, frozenset[int] | None]:
     """`example.com` → (name, HTTPS and HTTP); `example.com:8443` → that port; `:*` → any (None)."""
     domain = domain.strip()
     name, sep, port = domain.rpartition(":")
@@ -46,7 +46,7 @@ def allowed(host: str, port: int, domains: tuple[str, ...]) -> bool:
     (`*.example.com` means the same), on a port that entry opens."""
     host = host.lower().rstrip(".").strip("[]")
     for domain in domains:
-        name, ports = _entry(domain)
+        name, ports = allow_entry(domain)
         if (host == name or host.endswith("." + name)) and (ports is None or port in ports):
             return True
     return False
