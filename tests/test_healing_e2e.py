@@ -108,6 +108,18 @@ def events_of(world: World, type_: str) -> list[dict]:
     return [e for e in lines if e["type"] == type_]
 
 
+async def stored_pr(world: World):
+    """The session's PR once its first round has stored it.
+
+    The PR is on the twin a moment before the round has written it and its
+    head to the store; a review or CI event delivered in that gap concerns no
+    session yet (a loaded machine hits it).
+    """
+    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to store its PR")
+    return pr
+
+
 @pytest.mark.timeout(300)  # many CI rounds, or the real CLI: minutes on a loaded machine
 async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
     number = world.twin.add_issue(REPO, title="Add feature()", body="feature() returns 42.", user="alice")
@@ -146,7 +158,7 @@ async def test_the_story_three_failing_ci_rounds_fixed_then_green(world: World):
     await world.start()
     with_ci(world)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     await world.until(
         lambda: (
             world.twin.ci.results.get(pr.pull.head_sha)
@@ -205,7 +217,7 @@ async def escalated_by_ci_that_always_fails(world: World, number: int, **env: ob
     await world.start(**env)
     with_ci(world, ALWAYS_FAILS)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     (comment,) = await world.until(lambda: escalations(world, pr.number), timeout=90, what="the escalation")
     await world.twin.ci.idle()
     return pr, comment
@@ -255,7 +267,7 @@ async def test_redelivered_events_and_a_suite_completing_check_by_check_make_one
     world.plan("ci_fix", {"record": str(record)}, {"write": "feature.py", "content": "def feature():\n    return 42\n"})
     await world.start(CI_QUIET_SECONDS=1)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
     names = ["build", "lint", "unit", "integration", "docs"]
     runs = [
@@ -299,7 +311,7 @@ async def test_no_round_for_an_old_head_compounds_own_check_or_after_a_human_pus
     world.plan("ci_fix", {"write": "feature.py", "content": "def feature():\n    return 42\n"})
     await world.start(CI_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     first = pr.pull.head_sha
     # Compound's own check run, failed (say its round failed): never a trigger.
     (own,) = await world.until(lambda: world.check_runs(first), what="Compound's check run")
@@ -348,7 +360,7 @@ async def test_a_push_refused_because_someone_pushed_meanwhile_escalates(world: 
     )
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     await world.command(pr.number, "/agent also add other()")
     await world.until(started.exists, what="the agent at work")
     human = world.twin.commit(REPO, pr.pull.head_ref, {"notes.md": "mine\n"}, "a person's commit")
@@ -386,7 +398,7 @@ async def test_a_review_of_several_comments_is_one_round_with_one_reply_per_thre
     )
     await world.start(REVIEW_QUIET_SECONDS=1)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
     # Mallory (read access) comments first; Rita's review answers her in that thread.
     early = world.twin.add_review(
@@ -470,7 +482,7 @@ async def test_a_second_review_while_the_first_waits_is_answered_in_the_same_rou
     )
     await world.start(REVIEW_QUIET_SECONDS=5)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
     # Rita's comment arrives first: its round waits the quiet period for the rest of her review.
     rita = world.twin.add_review(
@@ -520,10 +532,7 @@ async def pr_whose_review_round_would_write(world: World, number: int):
     world.plan("review_fix", {"write": "x.py", "content": "x = 1\n"})
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
-    # Only once the round has stored its PR does a review of it concern the session.
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
-    return pr
+    return await stored_pr(world)
 
 
 async def test_review_feedback_from_people_without_write_access_starts_nothing(world: World):
@@ -555,10 +564,7 @@ async def test_a_review_past_the_prompts_limit_tells_the_threads_the_agent_never
     world.plan("review_fix", {"record": str(record)}, {"write": "feature.py", "content": "VALUE = 43\n"})
     await world.start(REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
-    # The PR is on the twin a moment before the round has stored it: until then
-    # the review would concern no session.
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
     total = MAX_REVIEW_COMMENTS + 3
     review = world.twin.add_review(
@@ -628,9 +634,8 @@ async def test_a_base_that_moved_is_merged_by_git_when_it_can(world: World):
     world.plan("rebase", {"write": str(marker), "content": "yes"})
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     # A push to a branch no session PR targets costs no API call.
     await quiescent(world)
     calls = len(world.twin.requests)
@@ -681,9 +686,8 @@ async def test_a_conflict_the_agent_resolves_is_merged_and_one_it_leaves_escalat
     )
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     # Only once the round has stored its PR does a push to the base concern it.
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     head = pr.pull.head_sha
     base = await base_moves(world, {"app.py": "print('hi, world')\n"})
     await world.until(lambda: pr.pull.head_sha != head, timeout=30, what="the merge's push")
@@ -707,8 +711,7 @@ async def test_a_pull_request_event_saying_dirty_starts_the_rebase_round_a_misse
     world.plan("rebase", {"write": "app.py", "content": "print('hello, world')\n"})
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    pr = await stored_pr(world)
     head = pr.pull.head_sha
     # The base moves into a conflict, and its push event never reaches Compound
     # (a missed delivery, an App that subscribed to `push` only later).
@@ -735,8 +738,7 @@ async def test_a_pull_request_that_still_merges_starts_no_rebase_round(world: Wo
     world.plan("rebase", {"write": "x.py", "content": "x = 1\n"})
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
-    await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
+    pr = await stored_pr(world)
     world.twin.commit(REPO, "main", {"docs.md": "docs\n"}, "main moved, no conflict")
     await quiescent(world)
     calls = len(world.twin.requests)
@@ -779,7 +781,7 @@ async def test_a_50_mb_job_log_is_read_in_bounded_memory(world: World):
         f.write(f"{ts}##[error]Process completed with exit code 1.\n")
     await world.start()
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     await quiescent(world)  # the first round finished: its memory is not the log's
     before = peak_rss_mib(world.service.proc.pid)
     run = world.twin.add_check_run(
@@ -815,7 +817,7 @@ async def test_a_failing_commit_status_starts_a_round_and_removing_the_label_res
     world.plan("ci_fix", {"record": str(record)}, {"append": "feature.py", "content": "# still 41\n"})
     await world.start(MAX_CI_ROUNDS=1, CI_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
 
     async def ci_fails(head: str) -> None:
         world.twin.add_status(REPO, head, "ci/jenkins", "failure", "2 tests failed", "https://ci.example/job/7")

@@ -17,6 +17,7 @@ from tests.test_healing_e2e import (
     events_of,
     pr_whose_review_round_would_write,
     rounds_of,
+    stored_pr,
 )
 from tests.test_sessions_e2e import REPO, WRITE_FEATURE, World, world  # noqa: F401
 from tests.twin_events import check_run_event, check_suite_completed, review_submitted
@@ -34,7 +35,7 @@ async def pr_with_a_ci_round_planned(world: World, record=None, **env: object):
     world.plan("ci_fix", *([{"record": str(record)}] if record else []), FIX)
     await world.start(CI_QUIET_SECONDS=0, **env)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     # Only once the round has stored the PR's head does CI on it concern the session.
     await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     return pr
@@ -161,7 +162,7 @@ async def test_review_rounds_stop_at_the_limit_and_a_rebase_round_uses_none_of_i
     world.plan("review_fix", {"append": "feature.py", "content": "# reviewed\n"})
     await world.start(MAX_REVIEW_ROUNDS=1, REVIEW_QUIET_SECONDS=0)
     await world.label(number)
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     # The base moves and the PR must be up to date: a rebase round, merged by git.
     world.twin.require_up_to_date(REPO, "main")
@@ -235,7 +236,7 @@ async def test_a_bot_allowed_bots_lists_starts_work_and_an_unlisted_one_does_not
     await world.start(REVIEW_QUIET_SECONDS=0)
     # Listed, and (as bots are) no collaborator: its label starts the session.
     await world.label(number, sender="dependabot[bot]")
-    pr = (await world.until(world.pulls, what="a pull request"))[0]
+    pr = await stored_pr(world)
     await world.until(lambda: events_of(world, "round.pushed"), what="the first round to finish")
     assert not [c for c in world.bot_comments(number) if "permission" in c]
     head = pr.pull.head_sha

@@ -234,6 +234,38 @@ async def test_user_mode_agents_run_one_at_a_time_so_none_reads_anothers_worktre
     assert secret.stat().st_uid == os.geteuid()  # and the worktree was the service's again
 
 
+async def test_under_user_mode_nothing_the_agent_left_running_outlives_its_run(host: Host):
+    """A double-forked process escapes the tree the runner watches; under `user` it is killed by its uid."""
+    needs("user")
+    sandbox = sandbox_for("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    harden_data_dir(host.data)
+    host.workspace.chmod(0o700)
+    escaped = host.workspace / "escaped.txt"
+    # The grandchild waits until the run is over, then would write (and could read what the next run is lent).
+    agent = get_backend(
+        "command",
+        command=f"(setsid sh -c 'sleep 1; echo still-here > {escaped}; sleep 60' </dev/null >/dev/null 2>&1 &)",
+    )
+    request = AgentRequest(workspace=host.workspace, prompt="x", session_id="s-mine", task_kind="task", timeout=30)
+    result = await AgentRunner(sandbox=sandbox).run(agent, request)
+    assert result.exit_code == 0, result.log_tail
+    await asyncio.sleep(1.5)
+    assert not escaped.exists()
+    assert _processes_of(sandbox.user.uid) == []
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+            except FileNotFoundError:
+                pass
+    return found
+
+
 def test_the_worktree_comes_back_with_no_link_from_outside_and_no_mode_that_lets_an_agent_in(host: Host):
     """Taking the worktree back after a user-mode run: a hard link to a file outside would be committed
     (and published) by Compound's `git add`, and a worktree left writable to all would let another

@@ -37,9 +37,12 @@ import logging
 import os
 import pwd
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +306,8 @@ class Sandbox:
                     await asyncio.to_thread(self._open, mirror, git_dir, user)
                 yield
             finally:
+                if self.mode == "user":  # the one agent of this host is done: whatever runs as it escaped the run
+                    await asyncio.to_thread(kill_leftovers, user.uid)
                 await asyncio.to_thread(lending.take_back, workspace, me_uid, me_gid)
                 if mirror is not None and git_dir is not None:
                     await asyncio.to_thread(self._close, mirror, git_dir, user)
@@ -314,8 +319,9 @@ class Sandbox:
         Without namespaces, two agents running as the one AGENT_USER could
         read each other's worktrees and mirrors, signal or ptrace each other.
         So under `user` an agent waits for the one before it: in this process
-        by a lock, across the service's processes (workers sharing DATA_DIR)
-        by a lock file in the workspaces directory, where no agent can write.
+        by a lock, across processes (workers, other services on the host) by
+        a lock file in /run/compound, where no agent can write (the
+        workspaces directory where /run is not the service's to use).
         Under bubblewrap each agent sees only its own mounts and PIDs, and
         runs run side by side.
         """
@@ -323,7 +329,7 @@ class Sandbox:
             yield
             return
         async with self._user_slot:
-            lock = os.open(workspaces / ".agent-user.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            lock = os.open(_user_lock(self.user, workspaces), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 waited = False
                 while True:
@@ -350,6 +356,78 @@ class Sandbox:
         with lending.mirror_lock(mirror):
             if not lending.close_mirror(mirror, os.getegid(), user.uid):
                 log.debug("mirror %s stays open: another of its worktrees is lent", mirror)
+
+
+# Where `user`-mode runs of the whole host (or container) take turns: /run is
+# the host's, as the PID namespace that kill_leftovers looks at is.
+USER_LOCK_DIR = Path("/run/compound")
+
+
+def _user_lock(user: AgentUser | None, fallback: Path) -> Path:
+    """The lock file for AGENT_USER's one run at a time: host-wide, in a directory only the service's user writes."""
+    name = f"agent-{user.uid if user else 'none'}.lock"
+    try:
+        USER_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        info = USER_LOCK_DIR.lstat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            return USER_LOCK_DIR / name
+        log.warning("%s is not the service's own directory; agents take turns per DATA_DIR only", USER_LOCK_DIR)
+    except OSError:
+        pass
+    return fallback / f".{name}"
+
+
+def kill_leftovers(uid: int, passes: int = 20) -> list[int]:
+    """Kill every process of `uid` in this PID namespace; the pids killed.
+
+    Only under `user`, between runs: agents take turns (one lent worktree at
+    a time on the host), so any process still running as AGENT_USER is one
+    the last run's agent left behind, double-forked out of the tree the
+    runner watched. Processes in other PID namespaces (another service's
+    bubblewrap agents, which may run as the same uid) are not ours to kill.
+    A process forking while it is killed is caught on a later pass.
+    """
+    try:
+        mine = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return []
+    killed: list[int] = []
+    for _ in range(passes):
+        found = [pid for pid in _pids_of(uid) if _pid_namespace(pid) == mine]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.01)
+    if killed:
+        log.warning("killed %d process(es) an agent left running as uid %d", len(set(killed)), uid)
+    return sorted(set(killed))
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{name}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                if str(uid) in line.split()[1:]:  # real, effective, saved or filesystem uid
+                    pids.append(int(name))
+                break
+    return pids
+
+
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
 
 
 class SandboxUnavailable(Exception):
