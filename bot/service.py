@@ -215,7 +215,7 @@ class Service:
         """Find what isolates agents on this host (docs/sandbox.md), before any round runs."""
         import asyncio
 
-        from bot.agents.lending import harden_data_dir, make_private
+        from bot.agents.lending import make_private
         from bot.agents.sandbox import probe
 
         s = self.settings
@@ -231,7 +231,7 @@ class Service:
             # File modes are all that keeps the agent (another user) out: from
             # here on nothing the service writes is anyone else's to read.
             os.umask(0o077)
-            harden_data_dir(s.data_dir.resolve())
+            await asyncio.to_thread(self.sandbox.reclaim, s.data_dir.resolve())  # and harden_data_dir
             make_private([Path(".env"), s.credentials_file, s.private_key_path], streams=(1, 2))
 
     def _start_sessions(self, app: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -738,3 +739,45 @@ async def test_the_mirror_stays_open_to_the_agent_while_another_of_its_worktrees
             assert os.stat(second.git_dir).st_uid == os.geteuid()
         assert open_to_others(first.mirror) == []
     assert {os.stat(p).st_uid for p in (first.path, first.git_dir, first.path / "README.md")} == {os.geteuid()}
+
+
+@pytest.mark.parametrize("turn", ["free", "taken by a run under way"])
+async def test_at_start_user_mode_takes_back_what_a_service_that_died_left_lent(setup: Setup, turn: str) -> None:
+    """A kill -9 mid-run leaves the worktree the agent's and the mirror open to its group: reclaimed at start.
+
+    Unless a run is under way on the host (another worker holds the turn):
+    then what is lent is that run's, and nothing is touched.
+    """
+    import fcntl
+
+    from bot.agents import lending
+    from bot.agents.sandbox import USER_LOCK_DIR, probe
+    from tests.conftest import agent_user_name
+    from tests.test_sandbox import needs
+
+    needs("user")
+    sandbox = probe("user", bwrap="/nonexistent/bwrap", user_name=agent_user_name())
+    assert sandbox.mode == "user" and sandbox.user is not None, sandbox.detail
+    user = sandbox.user
+    ws = await setup.open("s-crashed")
+    # What the lending had done when the service died.
+    lending.lend(ws.path, user.uid, user.gid)
+    lending.lend(ws.git_dir, user.uid, user.gid)
+    lending.open_mirror(ws.mirror, user.gid, traverse=True)
+    holder = os.open(USER_LOCK_DIR / f"agent-{user.uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if turn != "free":
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        reclaimed = sandbox.reclaim(setup.data)
+    finally:
+        os.close(holder)
+    owners = {os.stat(p).st_uid for p in (ws.path, ws.git_dir, ws.path / "README.md")}
+    if turn == "free":
+        assert sorted(reclaimed) == sorted([ws.path, ws.git_dir])
+        assert owners == {os.geteuid()}
+        assert open_to_others(ws.mirror) == []
+        assert stat.S_IMODE(os.stat(ws.path).st_mode) & 0o077 == 0
+    else:
+        assert reclaimed == []
+        assert owners == {user.uid}  # the run under way keeps its worktree…
+        assert str(ws.mirror / "config") in open_to_others(ws.mirror)  # …and its mirror

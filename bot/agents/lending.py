@@ -167,13 +167,15 @@ def _set_modes(fd: int, info: os.stat_result, gid: int, group_bits: int) -> None
 # -- at start, in user mode ----------------------------------------------------------
 
 
-def harden_data_dir(data_dir: Path) -> None:
+def harden_data_dir(data_dir: Path, *, entries: bool = True) -> None:
     """In user mode: DATA_DIR can be passed through (to a worktree, to a lent mirror), not read.
 
     DATA_DIR, `workspaces/`, `mirrors/` and its owners' directories become
     passable only (0711); every mirror and worktree, and everything else in
     DATA_DIR (the database, `events.jsonl`, lock files), private to the
     service's user. Whatever an earlier run under another umask left open.
+    `entries=False`: not the mirrors and worktrees (a run of another worker
+    is using one of them).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     passable = [data_dir / "workspaces", data_dir / "mirrors"]
@@ -181,6 +183,8 @@ def harden_data_dir(data_dir: Path) -> None:
         path.mkdir(exist_ok=True)
         path.chmod(0o711)
     _private_entries(data_dir, skip=passable)
+    if not entries:
+        return
     _private_entries(data_dir / "workspaces")
     for owner in (data_dir / "mirrors").iterdir():
         if owner.is_dir() and not owner.is_symlink():
@@ -188,6 +192,23 @@ def harden_data_dir(data_dir: Path) -> None:
             _private_entries(owner)
         elif not owner.is_symlink():
             owner.chmod(stat.S_IMODE(owner.lstat().st_mode) & 0o700)
+
+
+def lent_leftovers(data_dir: Path, uid: int) -> list[Path]:
+    """Worktrees and worktree git dirs still owned by the agent's `uid`: lent when a service died.
+
+    Only meaningful while no run is lent anywhere (the caller holds the
+    host's turn): then each of these is a crash's leftover.
+    """
+    found = []
+    candidates = list((data_dir / "workspaces").glob("*"))
+    candidates += list((data_dir / "mirrors").glob("*/*/worktrees/*"))
+    for path in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            info = path.lstat()
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
+                found.append(path)
+    return found
 
 
 def make_private(files: Iterable[Path | None], streams: Iterable[int] = ()) -> None:

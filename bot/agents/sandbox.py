@@ -312,6 +312,42 @@ class Sandbox:
                 if mirror is not None and git_dir is not None:
                     await asyncio.to_thread(self._close, mirror, git_dir, user)
 
+    def reclaim(self, data_dir: Path) -> list[Path]:
+        """At start under `user`: take back what a service that died left lent; what was taken back.
+
+        A crash (kill -9, OOM) in the middle of a run leaves its worktree and
+        git dir owned by AGENT_USER and its mirror open to the agents' group,
+        where a later agent (of another repository, even) could read them. If
+        no run is lent anywhere on the host (the turn is free), all of that is
+        a leftover: taken back, and every mirror closed. If a run is under way
+        (another worker), nothing of the workspaces or mirrors is touched.
+        """
+        if self.mode != "user" or self.user is None:
+            return []
+        data_dir.mkdir(parents=True, exist_ok=True)
+        workspaces = data_dir / "workspaces"
+        workspaces.mkdir(exist_ok=True)
+        lock = os.open(_user_lock(self.user, workspaces), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("an agent run is under way on this host: lent worktrees are left to it")
+                lending.harden_data_dir(data_dir, entries=False)
+                return []
+            leftovers = lending.lent_leftovers(data_dir, self.user.uid)
+            for path in leftovers:
+                lending.take_back(path, os.geteuid(), os.getegid())
+            for mirror in (data_dir / "mirrors").glob("*/*"):
+                if mirror.is_dir() and not mirror.is_symlink():
+                    lending.close_mirror(mirror, os.getegid(), self.user.uid)
+            lending.harden_data_dir(data_dir)
+            if leftovers:
+                log.warning("took back %d lent worktree(s) a service that died left", len(leftovers))
+            return leftovers
+        finally:
+            os.close(lock)
+
     @contextlib.asynccontextmanager
     async def _one_at_a_time(self, workspaces: Path) -> AsyncIterator[None]:
         """In `user` mode, one lent worktree at a time on this host.
