@@ -50,6 +50,8 @@ HEAD_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its hea
 BODY_TIMEOUT = 30.0  # seconds from a request's first byte to the end of its body
 BODY_BUDGET = 64 * 1024 * 1024  # bytes of unverified bodies in flight, all connections together
 READ_PAUSE = 1 << 20  # stop reading while answering once this much is waiting
+# After a refusal (408, 413, 503), how long the connection drains before it closes.
+LINGER_SECONDS = 1.0
 _HANDED_OVER = (b"transfer-encoding", b"expect", b"upgrade")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 # A delivery's head: (request length, head length, headers, keep-alive, HTTP/1.0).
@@ -175,6 +177,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.paused = False
         self.eof = False
+        self.lingering = False  # refused and answered: reading only to drop what arrives
         self.last = 0.0  # loop time of the last bytes in or answer out
         self.started: float | None = None  # loop time of the first byte of the request arriving
         self.reserved = 0  # bytes of front.in_flight this connection's body holds
@@ -214,7 +217,19 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(self.front.response(status, answer, False, False))
-            transport.close()
+            if not transport.can_write_eof():
+                transport.close()
+                return
+            # A lingering close: closing with the client's bytes still coming
+            # makes the kernel answer them with a reset, which can destroy the
+            # answer before the client reads it. So the write side is shut and
+            # what still arrives is discarded, for LINGER_SECONDS at most.
+            self.lingering = True
+            transport.write_eof()
+            if self.paused:
+                self.paused = False
+                transport.resume_reading()
+            self._loop.call_later(LINGER_SECONDS, transport.close)
 
     def _release(self) -> None:
         self.front.in_flight -= self.reserved
@@ -232,6 +247,8 @@ class _Connection(asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # refused: what still arrives is dropped
         self.last = self._loop.time()
         if self.started is None and not self.busy:
             self.started = self.last
@@ -263,7 +280,7 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # Keep the write side open for an answer in progress; a request cut short is dropped.
         self.eof = True
-        return self.busy
+        return self.busy and not self.lingering
 
     # -- httptools callbacks ---------------------------------------------------
 
