@@ -14,7 +14,7 @@ from bot.learning.digest import Digest, last_period, marker, title
 from bot.metrics import Metrics
 from bot.service import Service
 from bot.store.learning import Outcome
-from tests.conftest import make_settings
+from tests.conftest import make_settings, twin_settings
 
 DIGEST_REPO = "octo/reports"
 WORK_REPO = "octo/app"
@@ -44,12 +44,9 @@ def ended(n: int, at: datetime, *, first_try: bool) -> Outcome:
 
 
 def settings_for(tmp_path, twin, database_url, **env):
-    return make_settings(
+    return twin_settings(
         tmp_path,
-        APP_ID=twin.app_id,
-        PRIVATE_KEY=twin.private_key_pem,
-        GHE_HOST=twin.host,
-        GHE_PROTOCOL="http",
+        twin,
         DATABASE_URL=database_url,
         AGENT_BACKEND="command",
         AGENT_COMMAND="true",
