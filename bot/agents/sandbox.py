@@ -327,11 +327,9 @@ class Sandbox:
         data_dir.mkdir(parents=True, exist_ok=True)
         workspaces = data_dir / "workspaces"
         workspaces.mkdir(exist_ok=True)
-        lock = os.open(_user_lock(self.user, workspaces), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = _open_turn(self.user, workspaces)
         try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _take_turn(lock):
                 log.info("an agent run is under way on this host: lent worktrees are left to it")
                 lending.harden_data_dir(data_dir, entries=False)
                 return []
@@ -365,17 +363,11 @@ class Sandbox:
             yield
             return
         async with self._user_slot:
-            lock = os.open(_user_lock(self.user, workspaces), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            lock = _open_turn(self.user, workspaces)
             try:
-                waited = False
-                while True:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if not waited:
-                            log.info("waiting for another agent: AGENT_SANDBOX=user runs one at a time")
-                            waited = True
+                if not _take_turn(lock):
+                    log.info("waiting for another agent: AGENT_SANDBOX=user runs one at a time")
+                    while not _take_turn(lock):
                         await asyncio.sleep(USER_LOCK_POLL)
                 yield
             finally:
@@ -399,18 +391,30 @@ class Sandbox:
 USER_LOCK_DIR = Path("/run/compound")
 
 
-def _user_lock(user: AgentUser | None, fallback: Path) -> Path:
-    """The lock file for AGENT_USER's one run at a time: host-wide, in a directory only the service's user writes."""
+def _open_turn(user: AgentUser | None, fallback: Path) -> int:
+    """The lock file of AGENT_USER's one run at a time, opened: host-wide, in a directory only the service's user
+    writes (`fallback`, the workspaces directory, where /run is not that)."""
     name = f"agent-{user.uid if user else 'none'}.lock"
+    path = fallback / f".{name}"
     try:
         USER_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
         info = USER_LOCK_DIR.lstat()
         if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
-            return USER_LOCK_DIR / name
-        log.warning("%s is not the service's own directory; agents take turns per DATA_DIR only", USER_LOCK_DIR)
+            path = USER_LOCK_DIR / name
+        else:
+            log.warning("%s is not the service's own directory; agents take turns per DATA_DIR only", USER_LOCK_DIR)
     except OSError:
         pass
-    return fallback / f".{name}"
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _take_turn(lock: int) -> bool:
+    """Whether the turn was free and is now this process's (never waits: the event loop must not)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def kill_leftovers(uid: int, passes: int = 20) -> list[int]:
