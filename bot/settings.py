@@ -14,8 +14,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.agents.netproxy import allow_entry
-
 # One AGENT_NETWORK_ALLOW entry: a domain (`*.` allowed), an IPv4 address or a
 # bare IPv6 one, optionally with `:port` or `:*` (IPv6 with a port in brackets).
 ALLOW_ENTRY = re.compile(
@@ -186,13 +184,15 @@ class Settings(BaseSettings):
     @field_validator("agent_network_allow")
     @classmethod
     def _allow_list(cls, value: str) -> str:
-        for entry in (e.strip() for e in value.split(",")):
-            if entry and not ALLOW_ENTRY.fullmatch(entry):
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            if not ALLOW_ENTRY.fullmatch(entry):
                 raise ValueError(
                     f"{entry!r} is not a domain (e.g. api.anthropic.com, *.npmjs.org),"
                     " an address, or one of those with :port (1-65535) or :*"
                 )
-            ports = allow_entry(entry)[1] if entry else None  # what the egress proxy will read it as
+            from bot.agents.netproxy import allow_entry  # here: importing bot.agents costs every command ~7 ms
+
+            ports = allow_entry(entry)[1]  # what the egress proxy will read it as
             if ports is not None and not all(1 <= port <= 65535 for port in ports):
                 raise ValueError(f"{entry!r}: the port must be 1-65535")
         return value
