@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import shlex
 import shutil
 import socket
@@ -22,6 +23,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from bot.agents.sandbox import Sandbox, probe
 from bot.workspace.git import Git, auth_header
 from tests.conftest import agent_user_name
 
+ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "agents" / "hostile_agent.py"
 PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
 IN_CI = bool(os.environ.get("CI"))
@@ -254,14 +257,41 @@ async def test_under_user_mode_nothing_the_agent_left_running_outlives_its_run(h
     assert _processes_of(sandbox.user.uid) == []
 
 
+def test_where_the_service_is_init_the_killed_leftovers_leave_no_zombies():
+    """In a container without an init, `compound serve` is PID 1: an agent's
+    double-forked process is re-parented to it, and nobody else would wait for
+    it once killed. A subreaper stands in for PID 1 here."""
+    needs("user")
+    uid = pwd.getpwnam(agent_user_name()).pw_uid
+    script = textwrap.dedent(
+        f"""
+        import ctypes, os, subprocess, sys, time
+        from bot.agents.sandbox import kill_leftovers
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
+        subprocess.run(["setpriv", "--reuid={uid}", "--regid={uid}", "--clear-groups", "sh", "-c",
+                        "(setsid sleep 60 </dev/null >/dev/null 2>&1 &)"], check=True)
+        time.sleep(0.2)
+        killed = kill_leftovers({uid})
+        mine = [p for p in os.listdir("/proc") if p.isdigit() and
+                open(f"/proc/{{p}}/stat").read().rsplit(")", 1)[1].split()[:2] == ["Z", str(os.getpid())]]
+        print(len(killed), len(mine))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0"]  # the orphan was killed, and waited for
+
+
 def _processes_of(uid: int) -> list[int]:
+    """Processes of `uid` still alive. A killed one whose parent is an init
+    that never reaps (as in some CI containers) stays a zombie: it runs nothing."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid:
+                if entry.stat().st_uid == uid and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     found.append(int(entry.name))
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 pass
     return found
 

@@ -443,10 +443,37 @@ def kill_leftovers(uid: int, passes: int = 20) -> list[int]:
         time.sleep(0.01)
     if killed:
         log.warning("killed %d process(es) an agent left running as uid %d", len(set(killed)), uid)
+        _reap(set(killed))
     return sorted(set(killed))
 
 
+def _reap(pids: set[int], attempts: int = 50) -> None:
+    """Wait for the killed processes that became our children.
+
+    A double-forked process is re-parented to the nearest subreaper: in a
+    container without an init that is `compound serve` itself (PID 1), and
+    nothing else would ever wait for it, so each run would leave zombies.
+    Only pids we just killed are waited for, never the event loop's own
+    subprocesses. The rest belong to some other init.
+    """
+    pending = set(pids)
+    for _ in range(attempts):
+        for pid in list(pending):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child: another init reaps it
+                pending.discard(pid)
+                continue
+            if done:
+                pending.discard(pid)
+        if not pending:
+            return
+        time.sleep(0.01)
+
+
 def _pids_of(uid: int) -> list[int]:
+    """Live processes of `uid`: a zombie (killed, not yet reaped by whatever
+    init the host has, which in some containers never reaps) runs nothing."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -455,11 +482,11 @@ def _pids_of(uid: int) -> list[int]:
             status = Path(f"/proc/{name}/status").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("Uid:"):
-                if str(uid) in line.split()[1:]:  # real, effective, saved or filesystem uid
-                    pids.append(int(name))
-                break
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("State", "").split()[:1] in (["Z"], ["X"]):
+            continue
+        if str(uid) in fields.get("Uid", "").split():  # real, effective, saved or filesystem uid
+            pids.append(int(name))
     return pids
 
 
