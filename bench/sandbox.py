@@ -10,7 +10,8 @@
    first instruction, timed by the agent itself (it writes the time into its
    worktree, and the file reaches the PR).
 3. The hand-back: an agent that commits a change to --changed files with its
-   own git, then `Workspace.commit` as the round runs it. Under `bwrap` the
+   own git, then `Workspace.commit` as the round runs it; and, under `bwrap`,
+   the index settled after the worktree is lent (before the agent starts). Under `bwrap` the
    agent's git writes its objects beside its index (the mirror is read-only
    to it) and Compound packs them into the mirror, verified; under `none`
    (the peer) they are in the mirror already.
@@ -166,11 +167,18 @@ async def hand_back(runs: int, changed: int) -> dict[str, object]:
         identity = CommitIdentity("compound[bot]", "1+compound[bot]@users.noreply.github.com")
         times: dict[str, list[float]] = {name: [] for name in modes}
         objects: dict[str, list[int]] = {name: [] for name in modes}
+        settling: dict[str, list[float]] = {name: [] for name in modes}
         n = 0
         for _ in range(runs):
             for name, sandbox in modes.items():
                 n += 1
                 ws = await workspaces.open(REPO, f"s-hand-{n}", f"compound/issue-{n}", token)
+
+                async def settle(ws=ws, name=name) -> None:  # as a round settles the lent worktree's index
+                    began = time.perf_counter()
+                    await ws.settle_index()
+                    settling[name].append(time.perf_counter() - began)
+
                 request = AgentRequest(
                     workspace=ws.path,
                     prompt="x",
@@ -178,6 +186,7 @@ async def hand_back(runs: int, changed: int) -> dict[str, object]:
                     task_kind="task",
                     git_common_dir=ws.mirror,
                     git_dir=ws.git_dir,
+                    settle=settle,
                 )
                 await ws.hand_to_agent()
                 result = await AgentRunner(sandbox=sandbox).run(backend, request)
@@ -196,6 +205,8 @@ async def hand_back(runs: int, changed: int) -> dict[str, object]:
                 **stats(values),
                 "over_none_ms": round((statistics.median(values) - base) * 1000, 1),
                 "agent_objects_handed_back": statistics.median(objects[name]),
+                # Paid before the agent starts, where the worktree is lent (none lends nothing).
+                "settle_ms": stats(settling[name]) if settling[name] else None,
             }
             for name, values in times.items()
         } | {"changed_files": changed, "worktree_files": 2001}

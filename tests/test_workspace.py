@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -570,6 +571,7 @@ async def run_hostile_agent(setup: Setup, ws: Workspace, mode: str, targets: dic
             task_kind="task",
             git_common_dir=ws.mirror,
             git_dir=ws.git_dir,
+            settle=ws.settle_index,
         ),
     )
     assert result.exit_code == 0, result.log_tail
@@ -629,6 +631,104 @@ async def test_links_the_agent_plants_in_its_git_dir_never_take_compounds_git_el
     assert victim.read_text() == "untouched\n"
     assert setup.remote("show", f"{sha}:feature.py") == "def feature():\n    return 42"
     assert git(f"--git-dir={ws.mirror}", "show", f"{sha}:README.md") == "# app"
+
+
+async def run_agent(ws: Workspace, mode: str, command: str, settle: bool = True, timeout: float = 60) -> None:
+    """A plain agent `command` in `ws`, sandboxed by `mode` as a round runs it (the index settled once lent)."""
+    from bot.agents import AgentRequest, AgentRunner, get_backend
+    from bot.agents.sandbox import probe
+    from tests.conftest import agent_user_name
+
+    sandbox = probe(mode.removesuffix("-own-uid"), user_name=agent_user_name())
+    assert sandbox.mode == mode.removesuffix("-own-uid"), sandbox.detail
+    if mode.endswith("-own-uid"):  # as under a service not run as root: the agent is its uid outside
+        sandbox = dataclasses.replace(sandbox, user=None)
+    request = AgentRequest(
+        workspace=ws.path,
+        prompt="x",
+        session_id=ws.session_id,
+        task_kind="task",
+        git_common_dir=ws.mirror,
+        git_dir=ws.git_dir,
+        settle=ws.settle_index if settle else None,
+    )
+    result = await asyncio.wait_for(
+        AgentRunner(sandbox=sandbox).run(get_backend("command", command=command), request), timeout
+    )
+    assert result.exit_code == 0, result.log_tail
+
+
+MODULES = 150
+CHANGE_ONE = (
+    "echo 'VALUE = -1' > module_7.py && git add -A && "
+    "git -c user.name=agent -c user.email=agent@example.com commit -q -m 'Change one module'"
+)
+
+
+async def open_with_modules(setup: Setup, mode: str) -> Workspace:
+    """A worktree of MODULES files, committed by Compound a moment ago (so each is racily clean)."""
+    from bot.agents.lending import harden_data_dir
+    from tests.test_sandbox import needs
+
+    needs(mode.removesuffix("-own-uid"))
+    if mode == "user":
+        harden_data_dir(setup.data)
+    ws = await setup.open()
+    for i in range(MODULES):
+        (ws.path / f"module_{i}.py").write_text(f"VALUE = {i}\n")
+    assert await commit(ws, "Add the modules") is not None
+    await ws.hand_to_agent()
+    return ws
+
+
+async def handed_back_one_module(ws: Workspace) -> list[Path]:
+    """What the agent's git wrote beside its index for CHANGE_ONE; then its commit, taken in and checked."""
+    written = [p for p in ws.agent_objects.rglob("*") if p.is_file()]
+    sha = await commit(ws)
+    assert sha is not None
+    assert git(f"--git-dir={ws.mirror}", "show", f"{sha}:module_7.py") == "VALUE = -1"
+    assert git(f"--git-dir={ws.mirror}", "show", f"{sha}:module_8.py") == "VALUE = 8"
+    return written
+
+
+@pytest.mark.parametrize(
+    ("mode", "settle"),
+    [("bwrap", True), ("bwrap", False), ("user", True), ("user", False), ("bwrap-own-uid", True)],
+    ids=["bwrap", "bwrap-control", "user", "user-control", "bwrap-own-uid"],
+)
+async def test_an_agent_that_changes_one_file_hands_back_only_that_change(
+    setup: Setup, mode: str, settle: bool
+) -> None:
+    """Lending the worktree changes every file's owner and ctime, and Compound's own commit a moment
+    before left every file racily clean: unsettled, the agent's `git add -A` hashes the whole checkout
+    again and, the mirror read-only to it, writes every blob again for Compound to pack back. Under
+    bubblewrap run by a service that is not root nothing is lent, but the mirror is as read-only, and
+    the agent sees every owner through its user namespace (its git goes by mtime and size alone)."""
+    ws = await open_with_modules(setup, mode)
+    await run_agent(ws, mode, CHANGE_ONE, settle=settle)
+    written = await handed_back_one_module(ws)
+    if settle:
+        assert len(written) == 3, written  # the blob, the root tree, the commit
+    else:  # the control: what lending costs a round unsettled
+        assert len(written) > MODULES
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "user"])
+async def test_the_index_settled_for_a_second_try_is_not_the_first_tries_trap(
+    setup: Setup, tmp_path: Path, mode: str
+) -> None:
+    """A round's second try is lent the worktree its first try left, and Compound's git settles the
+    index in a git dir that agent wrote. Its `index`, planted as a link to a fifo (which under `user`
+    it can make in /tmp), would hang Compound's git until its timeout; the link goes first. (A fifo
+    planted as the index itself goes with the take-back.)"""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    ws = await open_with_modules(setup, mode)
+    report = await run_hostile_agent(setup, ws, mode, {"symlink": {str(ws.git_dir / "index"): str(fifo)}})
+    assert len(report["traps"]) == 1, report["log"]
+    await run_agent(ws, mode, CHANGE_ONE, timeout=20)  # the second try, settled well within its time
+    written = await handed_back_one_module(ws)
+    assert len(written) > MODULES  # the planted index is gone, so every module is new to the agent's git
 
 
 def open_to_others(mirror: Path) -> list[str]:

@@ -35,6 +35,10 @@ class AgentRequest:
     git_dir: Path | None = None
     # Called with each output line (stdout and stderr) as it arrives.
     on_output: Callable[[str], Awaitable[None] | None] | None = None
+    # Called once the worktree is lent to the agent's user (its owner and every
+    # file's ctime changed) and before its git dir is: Compound's git brings the
+    # index's stat data up to date (Workspace.settle_index).
+    settle: Callable[[], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if self.task_kind not in TASK_KINDS:

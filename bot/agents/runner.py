@@ -90,7 +90,9 @@ class AgentRunner:
                 proxy=proxy,
             )
             try:
-                async with self.sandbox.lent(request.workspace, scratch, request.git_common_dir, request.git_dir):
+                async with self.sandbox.lent(
+                    request.workspace, scratch, request.git_common_dir, request.git_dir, settle=request.settle
+                ):
                     if proxy is None:
                         return await self._start(run, launch, prompt_on_stdin, started, stop, argv[0], found)
                     async with EgressProxy(proxy, self.sandbox.allow):

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +189,7 @@ class Sandbox:
         env = {**env, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "USER": "agent"}
         if proxy is not None:
             env.update(_proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
-        env.update(_agent_git(home, git_common_dir, git_dir))
+        env.update(_agent_git(home, git_common_dir, git_dir, mapped=self.user is None))
         argv = self._bwrap_argv(argv, workspace, scratch, home, git_common_dir, proxy, git_dir)
         return Launch(argv, env, workspace)
 
@@ -285,15 +285,29 @@ class Sandbox:
 
     @contextlib.asynccontextmanager
     async def lent(
-        self, workspace: Path, scratch: Path, git_common_dir: Path | None, git_dir: Path | None
+        self,
+        workspace: Path,
+        scratch: Path,
+        git_common_dir: Path | None,
+        git_dir: Path | None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[None]:
         """Let AGENT_USER write the worktree, its git dir and the run's scratch, and read the mirror, for one run.
 
         The worktree and its git dir go back to the service's user afterwards
         (`lending.take_back`), so no later agent can write them, and the mirror
         is closed again once no worktree of it is lent (bot/agents/lending.py).
+        `settle` runs between the two lendings, while the git dir is still the
+        service's: the chown changed every file's ctime and owner, which the
+        agent's git would otherwise take for a change to every file. Under
+        bubblewrap with nothing to lend it runs as well.
         """
         if self.user is None or self.mode not in ("bwrap", "user"):
+            if self.mode == "bwrap" and settle is not None:
+                # Nothing to lend (the agent is the service's own uid outside its
+                # namespace), but the mirror is as read-only to it: racily clean
+                # files of a fresh checkout would be written again all the same.
+                await settle()
             yield
             return
         user, me_uid, me_gid = self.user, os.geteuid(), os.getegid()
@@ -302,6 +316,8 @@ class Sandbox:
             try:  # taken back however far the lending got
                 await asyncio.to_thread(lending.lend, scratch, user.uid, user.gid)
                 await asyncio.to_thread(lending.lend, workspace, user.uid, user.gid)
+                if settle is not None:
+                    await settle()
                 if mirror is not None and git_dir is not None:
                     await asyncio.to_thread(self._open, mirror, git_dir, user)
                 yield
@@ -501,16 +517,23 @@ class SandboxUnavailable(Exception):
     """No sandbox works on this host; agents do not start."""
 
 
-def _agent_git(home: Path, git_common_dir: Path | None, git_dir: Path | None) -> dict[str, str]:
+def _agent_git(home: Path, git_common_dir: Path | None, git_dir: Path | None, mapped: bool = False) -> dict[str, str]:
     """What the agent's own git needs in a sandbox: trust, and a place of its own for objects.
 
     The worktree and mirror belong to the service's user, not the agent's, so
     its git is told to trust them (nothing else it could trust is in reach).
     The mirror is read-only to it (other sessions share it): its git writes
     objects next to its index instead, which Compound takes in afterwards.
+    `mapped`: the agent sees owners through a user namespace (bubblewrap under
+    a service that is not root), so every file's owner differs from the one
+    the index records (the service's uid, outside); git's stat check goes by
+    modification time and size alone for it, or it would hash (and write)
+    every file again. Compound's own git still checks everything.
     """
     with (home / ".gitconfig").open("a") as gitconfig:
         gitconfig.write("[safe]\n\tdirectory = *\n")
+        if mapped:
+            gitconfig.write("[core]\n\tcheckStat = minimal\n")
     if git_common_dir is None or git_dir is None:
         return {}
     objects = git_dir / AGENT_OBJECTS

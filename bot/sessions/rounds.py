@@ -375,6 +375,7 @@ class RoundRunner:
             git_common_dir=workspace.mirror,
             git_dir=workspace.git_dir,
             on_output=check.progress if check is not None else None,
+            settle=workspace.settle_index,
         )
         await workspace.hand_to_agent()
         attempts = self.settings.agent_attempts

@@ -17,16 +17,21 @@ commits are ignored and its working tree is taken as it stands.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.agents.base import AGENT_OBJECTS
 from bot.workspace.git import Git, GitError, put_file, write_mirror_config
+
+log = logging.getLogger("compound.workspace")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,28 @@ def _only_files_and_directories(root: Path) -> None:
                 continue
 
 
+# How recent a file's modification may be and still be taken for racily
+# clean by git (whose stat comparison goes by whole seconds): twice that, to be sure.
+RACY_NS = 2_000_000_000
+
+
+def _backdate(root: Path, since_ns: int) -> None:
+    """Move the modification time of every regular file under `root` (not its
+    `.git`) changed after `since_ns` back by RACY_NS; never following a link."""
+    for _, dirs, files, fd in os.fwalk(root):
+        if ".git" in dirs:
+            dirs.remove(".git")
+        for name in files:
+            if name == ".git":  # a worktree's link to its git dir
+                continue
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime_ns > since_ns:
+                    os.utime(name, ns=(info.st_atime_ns, info.st_mtime_ns - RACY_NS), dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+
+
 @dataclass
 class Workspace:
     """A session's worktree on its local branch, started at ``base_sha``."""
@@ -110,6 +137,31 @@ class Workspace:
         self.agent_objects.mkdir(exist_ok=True)
         head = await self._out("rev-parse", "--verify", "HEAD^{commit}")
         await self._run("update-ref", "--no-deref", "-m", "compound: agent run", "HEAD", head)
+
+    async def settle_index(self) -> None:
+        """The index's stat data brought up to date with the worktree, by content.
+
+        Called once the worktree was lent to the agent's user and before its
+        git dir is (bot/agents/sandbox.py). The chown changed every file's
+        owner and ctime, so the agent's `git add` would hash every file of the
+        checkout again, and, the mirror being read-only to it, write each blob
+        again beside its index: a copy of the repository's blobs per round,
+        which Compound then packs back into the mirror. A file checked out
+        less than a second before the index was written is "racily clean"
+        (git cannot tell a change in that second from none) and is rehashed
+        the same way, so those get their modification time moved two seconds
+        back first: nothing but Compound has written them since, and the
+        refresh compares every changed-looking file by content, so a real
+        change is never taken for none. Between two tries of one round the
+        last try's agent may have written the git dir, so its metadata is
+        repaired first, as before any other git command of Compound's.
+        """
+        try:
+            self._repair_metadata()
+            await asyncio.to_thread(_backdate, self.path, time.time_ns() - RACY_NS)
+            await self._run("update-index", "-q", "--unmerged", "--ignore-submodules", "--refresh")
+        except (GitError, OSError) as exc:  # only the cost of the round rises: its commit repairs what it must
+            log.warning("the index of %s could not be settled for the agent (%s)", self.session_id, exc)
 
     async def _take_back(self) -> None:
         """Metadata repaired, and the objects the agent's git wrote taken into the mirror.
