@@ -281,3 +281,49 @@ def test_an_sqlite_too_old_for_the_writer_is_a_clear_setting_error(monkeypatch, 
         SettingsError, match=r"DATABASE_URL: SQLite 3\.35\.0 or newer is needed and this Python has 3\.31\.1"
     ):
         Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+
+
+async def test_a_new_database_another_process_is_writing_is_switched_to_wal_once_it_is_free(tmp_path):
+    """`compound serve` and `compound worker` started together on a new database file: one of them
+    switching it to WAL met the other's write lock, SQLite answered "database is locked" at once
+    (it skips its busy handler there), and that process exited with "cannot reach the database"."""
+    import subprocess
+    import sys
+
+    from bot.store import check_reachable
+
+    path = tmp_path / "compound.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE early (x)")  # a database not yet in WAL, as a first start leaves it
+    setup.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys, time\n"
+            f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE'); db.execute('INSERT INTO early VALUES (1)')\n"
+            "print('holding', flush=True); time.sleep(0.5); db.execute('COMMIT')\n"
+        )],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        # The control: the switch, as SQLite answers it while the other process writes.
+        plain = sqlite3.connect(path, timeout=5, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            plain.execute("PRAGMA journal_mode=WAL")
+        plain.close()
+        url = f"sqlite+aiosqlite:///{path}"
+        await check_reachable(url)
+        store = Store.connect(url)
+        try:
+            await store.migrate()
+            async with store.engine.connect() as conn:
+                assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+                assert (await conn.execute(text("SELECT count(*) FROM early"))).scalar() == 1
+        finally:
+            await store.close()
+    finally:
+        holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()

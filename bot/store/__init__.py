@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside the writer; FULL makes every commit durable
     # (group commit in the intake keeps that affordable).
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    _sqlite_wal(cur)
+    cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+# Between two tries of switching a database another process is writing to WAL.
+WAL_RETRY_SECONDS = 0.05
+
+
+def _sqlite_wal(cur: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting for another process that holds the database.
+
+    SQLite answers "database is locked" at once, without its busy handler,
+    when the switch meets another connection's write lock (waiting could
+    deadlock): `compound serve` and `compound worker` started together on a
+    new database file did, and the second one exited with "cannot reach the
+    database". So the switch is tried again until SQLITE_BUSY_MS has passed.
+    It sleeps on the event loop's thread, which only a start-up contending for
+    a database still being created ever pays for.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's own OperationalError, adapted by SQLAlchemy or not
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(WAL_RETRY_SECONDS)
 
 
 __all__ = ["Store", "utcnow"]
