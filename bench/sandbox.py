@@ -9,14 +9,17 @@
    `AGENT_SANDBOX=none` and `auto` in one run: label delivered → the agent's
    first instruction, timed by the agent itself (it writes the time into its
    worktree, and the file reaches the PR).
-3. The hand-back: an agent that commits a change to --changed files with its
-   own git, then `Workspace.commit` as the round runs it; and, under `bwrap`,
-   the index settled after the worktree is lent (before the agent starts). Under `bwrap` the
-   agent's git writes its objects beside its index (the mirror is read-only
-   to it) and Compound packs them into the mirror, verified; under `none`
-   (the peer) they are in the mirror already.
+3. The hand-back: an agent that commits a change to --changed files (of
+   --files) with its own git, then `Workspace.commit` as the round runs it,
+   and under `bwrap` the index settled once the worktree is lent (before the
+   agent starts), timed apart. Under `bwrap` the agent's git writes its
+   objects beside its index (the mirror is read-only to it) and Compound
+   packs them into the mirror, verified; under `none` (the peer) they are in
+   the mirror already; "bwrap, unsettled" is `bwrap` as it ran before the
+   index was settled.
 
-    .venv/bin/python bench/sandbox.py [--runs 40] [--samples 8] [--changed 200] [--parts runner,label,hand-back]
+    .venv/bin/python bench/sandbox.py [--runs 40] [--samples 8] [--changed 200] [--files 2000]
+        [--parts runner,label,hand-back]
 """
 
 from __future__ import annotations
@@ -147,20 +150,21 @@ async def label_to_agent(samples: int) -> dict[str, object]:
     return {name: stats(values) for name, values in results.items() if isinstance(values, list)}
 
 
-async def hand_back(runs: int, changed: int) -> dict[str, object]:
+async def hand_back(runs: int, changed: int, size: int = 2000) -> dict[str, object]:
     """Commit after an agent that committed `changed` files itself: the objects' way into the mirror."""
     work = Path(tempfile.mkdtemp(prefix="compound-bench-handback-"))
     twin = GitHubTwin(work / "twin", validate_responses=False)
     await twin.start()
     try:
         iid = twin.add_installation(account="bench-org")
-        files = {f"src/module_{i}.py": f"VALUE = {i}\n" for i in range(2000)}
+        files = {f"src/pkg_{i % 100}/module_{i}.py": f"VALUE = {i}\n" for i in range(size)}
         twin.add_repo(REPO, installation_id=iid, files={"README.md": "bench\n", **files})
         token = twin.mint_token(iid)
         workspaces = Workspaces(work / "data", twin.git_url)
-        modes = {"none": probe("none"), "bwrap": probe("bwrap")}
+        # "bwrap, unsettled": as rounds ran before the index was settled (the peer for that change).
+        modes = {"none": probe("none"), "bwrap": probe("bwrap"), "bwrap, unsettled": probe("bwrap")}
         agent = (
-            f'for i in $(seq 0 {changed - 1}); do echo "VALUE = $$-$i" > src/module_$i.py; done; '
+            f'for i in $(seq 0 {changed - 1}); do echo "VALUE = $$-$i" > src/pkg_$((i % 100))/module_$i.py; done; '
             "git add -A && git -c user.name=agent -c user.email=agent@example.com commit -q -m 'agent change'"
         )
         backend = get_backend("command", command=agent)
@@ -186,7 +190,7 @@ async def hand_back(runs: int, changed: int) -> dict[str, object]:
                     task_kind="task",
                     git_common_dir=ws.mirror,
                     git_dir=ws.git_dir,
-                    settle=settle,
+                    settle=None if name.endswith("unsettled") else settle,
                 )
                 await ws.hand_to_agent()
                 result = await AgentRunner(sandbox=sandbox).run(backend, request)
@@ -209,7 +213,7 @@ async def hand_back(runs: int, changed: int) -> dict[str, object]:
                 "settle_ms": stats(settling[name]) if settling[name] else None,
             }
             for name, values in times.items()
-        } | {"changed_files": changed, "worktree_files": 2001}
+        } | {"changed_files": changed, "worktree_files": size + 1}
     finally:
         await twin.stop()
 
@@ -219,6 +223,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--changed", type=int, default=200, help="files the hand-back agent changes")
+    parser.add_argument("--files", type=int, default=2000, help="files in the hand-back's repository (and README.md)")
     parser.add_argument("--parts", default="runner,label,hand-back", help="which of the three to run")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -228,7 +233,7 @@ def main() -> None:
     if "label" in parts:
         out["label_to_agent_started"] = asyncio.run(label_to_agent(args.samples))
     if "hand-back" in parts:
-        out["hand_back"] = asyncio.run(hand_back(max(5, args.runs // 4), args.changed))
+        out["hand_back"] = asyncio.run(hand_back(max(5, args.runs // 4), args.changed, args.files))
     print(json.dumps(out, indent=2))
 
 
