@@ -279,6 +279,33 @@ async def test_nothing_outlives_a_finished_agent(tmp_path: Path, workspace: Path
     assert await wait_gone(int(pidfile.read_text()))
 
 
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polled"])
+async def test_the_end_of_an_agent_wakes_the_runner_rather_than_a_poll(monkeypatch, pidfd: bool) -> None:
+    """The runner learned of an agent's end by looking every 50 ms, which added up to that to every
+    run (and made the sandbox benchmark count ticks). The kernel says it through a pidfd now: the
+    loop sleeps no more while the agent runs. Where there is no pidfd, it still polls, and still ends."""
+    from bot.agents import runner
+
+    naps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def counted(delay: float, *args: Any) -> Any:
+        naps.append(delay)
+        return await real_sleep(delay, *args)
+
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open")
+    process = await asyncio.create_subprocess_exec("sleep", "0.6")
+    monkeypatch.setattr(runner.asyncio, "sleep", counted)
+    assert await asyncio.wait_for(runner._exit_of(process), 10) == 0
+    monkeypatch.undo()
+    if pidfd:
+        assert sum(naps) < 0.2, naps  # only the moment between the end and the child watcher's status
+    else:
+        assert sum(naps) >= 0.5 and max(naps) == 0.05, naps
+    await process.wait()
+
+
 # --- output -------------------------------------------------------------------------------
 
 

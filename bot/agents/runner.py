@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +308,7 @@ async def _end_all(
     tree.scan()
     tree.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
+    delay = 0.002  # an agent that has exited is usually gone at once: look again soon, then every 50 ms
     while time.monotonic() < deadline:
         # A dying agent may still start something: look often, to catch it
         # while its parent is alive (an orphan is no longer in the tree).
@@ -315,7 +318,8 @@ async def _end_all(
             tree.signal(signal.SIGTERM)
         if process.returncode is not None and readers.done() and not tree.alive():
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
     # Unconditionally: a process that ignored SIGTERM, or started late, is killed.
     tree.scan()
     tree.signal(signal.SIGKILL)
@@ -334,8 +338,39 @@ async def _exit_of(process: asyncio.subprocess.Process) -> int:
     """The leader's exit status, as soon as it exits.
 
     Not `process.wait()`: asyncio answers that only once every pipe is closed,
-    and a background grandchild can hold them open forever.
+    and a background grandchild can hold them open forever. The kernel says
+    when the process ends through a pidfd, so the event loop is woken then
+    (not by a poll that added up to 50 ms to every run); the status itself
+    comes from the loop's child watcher a moment later. Where there is no
+    pidfd (not Linux, or the process is gone already) the status is polled.
     """
-    while process.returncode is None:
-        await asyncio.sleep(0.05)
+    if process.returncode is None:
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        if pidfd is not None:
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+
+            def readable() -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            loop.add_reader(pidfd, readable)
+            try:
+                await ended
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+    await _poll(lambda: process.returncode is not None)
+    assert process.returncode is not None
     return process.returncode
+
+
+async def _poll(done: Callable[[], bool], first: float = 0.002, most: float = 0.05) -> None:
+    """Wait until `done()`, looking often at first and less often the longer it takes."""
+    delay = first
+    while not done():
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, most)
