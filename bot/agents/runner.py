@@ -18,7 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +308,7 @@ async def _end_all(
     tree.scan()
     tree.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    delay = 0.002  # an agent that has exited is usually gone at once: look again soon, then every 50 ms
+    delays = _delays()  # an agent that has exited is usually gone at once: look again soon, then every 50 ms
     while time.monotonic() < deadline:
         # A dying agent may still start something: look often, to catch it
         # while its parent is alive (an orphan is no longer in the tree).
@@ -318,8 +318,7 @@ async def _end_all(
             tree.signal(signal.SIGTERM)
         if process.returncode is not None and readers.done() and not tree.alive():
             break
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        await asyncio.sleep(next(delays))
     # Unconditionally: a process that ignored SIGTERM, or started late, is killed.
     tree.scan()
     tree.signal(signal.SIGKILL)
@@ -363,14 +362,15 @@ async def _exit_of(process: asyncio.subprocess.Process) -> int:
             finally:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
-    await _poll(lambda: process.returncode is not None)
-    assert process.returncode is not None
+    delays = _delays()
+    while process.returncode is None:
+        await asyncio.sleep(next(delays))
     return process.returncode
 
 
-async def _poll(done: Callable[[], bool], first: float = 0.002, most: float = 0.05) -> None:
-    """Wait until `done()`, looking often at first and less often the longer it takes."""
+def _delays(first: float = 0.002, most: float = 0.05) -> Iterator[float]:
+    """Seconds between looks: often at first, less often the longer a wait takes."""
     delay = first
-    while not done():
-        await asyncio.sleep(delay)
+    while True:
+        yield delay
         delay = min(delay * 2, most)
